@@ -1,0 +1,218 @@
+// piquant-run: generate text with a model, llama.cpp-style flags.
+//   piquant-run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-p P] [--seed S] ...
+// With no -m it runs a seeded random demo model, so a fresh build has something to run.
+#include <piquant/piquant.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+const char* kUsage = R"(usage: piquant-run [options]
+  -m, --model FILE        model file (llama2.c checkpoint); none: a seeded random demo model
+  -z, --tokenizer FILE    tokenizer file (llama2.c tokenizer.bin) for models without one
+  -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
+      --prompt-ids LIST   prompt as token ids, e.g. 1,450,2635 (no BOS is added)
+  -n, --n-predict N       tokens to generate (default 128)
+  -c, --ctx-size N        context length (default: the model's)
+  -t, --threads N         threads (default: all cores)
+      --temp T            temperature, 0 = greedy (default 0.8)
+      --top-k K           top-k (default 40, 0 = off)
+      --top-p P           top-p (default 0.95, 1 = off)
+      --min-p P           min-p (default 0.05, 0 = off)
+      --repeat-penalty R  repetition penalty (default 1.0 = off)
+      --repeat-last-n N   tokens the penalties look back over (default 64)
+      --presence-penalty F, --frequency-penalty F
+  -s, --seed S            sampling seed (default 0xC0FFEE)
+      --ignore-eos        keep generating after end-of-generation tokens
+      --ids               print prompt and generated token ids (space separated) instead of text
+      --logits-out FILE   write the logits of every evaluated position (float32 LE, n_vocab each)
+  -v, --verbose           print model and kernel details to stderr
+  -h, --help              this text
+)";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "piquant-run: error: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+long parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v.c_str(), &end, 0);
+  if (v.empty() || *end != '\0' || errno != 0) die(flag + " expects an integer, got '" + v + "'");
+  return x;
+}
+
+float parse_float(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const float x = std::strtof(v.c_str(), &end);
+  if (v.empty() || *end != '\0') die(flag + " expects a number, got '" + v + "'");
+  return x;
+}
+
+std::vector<piquant::TokenId> parse_ids(const std::string& v) {
+  std::vector<piquant::TokenId> ids;
+  size_t i = 0;
+  while (i <= v.size()) {
+    size_t j = v.find_first_of(", ", i);
+    if (j == std::string::npos) j = v.size();
+    if (j > i) ids.push_back(static_cast<piquant::TokenId>(parse_int("--prompt-ids", v.substr(i, j - i))));
+    i = j + 1;
+  }
+  if (ids.empty()) die("--prompt-ids needs at least one id");
+  return ids;
+}
+
+struct Args {
+  std::string model, tokenizer, logits_out;
+  std::string prompt;
+  bool prompt_given = false;
+  std::vector<piquant::TokenId> prompt_ids;
+  int n_predict = 128, n_ctx = 0, threads = 0;
+  bool ids = false, verbose = false, ignore_eos = false;
+  piquant::SamplerOptions sampler;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (f == "-m" || f == "--model") a.model = value();
+    else if (f == "-z" || f == "--tokenizer") a.tokenizer = value();
+    else if (f == "-p" || f == "--prompt") a.prompt = value(), a.prompt_given = true;
+    else if (f == "--prompt-ids") a.prompt_ids = parse_ids(value());
+    else if (f == "-n" || f == "--n-predict") a.n_predict = static_cast<int>(parse_int(f, value()));
+    else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(parse_int(f, value()));
+    else if (f == "-t" || f == "--threads") a.threads = static_cast<int>(parse_int(f, value()));
+    else if (f == "--temp") a.sampler.temperature = parse_float(f, value());
+    else if (f == "--top-k") a.sampler.top_k = static_cast<int>(parse_int(f, value()));
+    else if (f == "--top-p") a.sampler.top_p = parse_float(f, value());
+    else if (f == "--min-p") a.sampler.min_p = parse_float(f, value());
+    else if (f == "--repeat-penalty") a.sampler.repeat_penalty = parse_float(f, value());
+    else if (f == "--repeat-last-n") a.sampler.repeat_last_n = static_cast<int>(parse_int(f, value()));
+    else if (f == "--presence-penalty") a.sampler.presence_penalty = parse_float(f, value());
+    else if (f == "--frequency-penalty") a.sampler.frequency_penalty = parse_float(f, value());
+    else if (f == "-s" || f == "--seed") a.sampler.seed = static_cast<uint64_t>(parse_int(f, value()));
+    else if (f == "--ignore-eos") a.ignore_eos = true;
+    else if (f == "--ids") a.ids = true;
+    else if (f == "--logits-out") a.logits_out = value();
+    else if (f == "-v" || f == "--verbose") a.verbose = true;
+    else die("unknown option '" + f + "' (see --help)");
+  }
+  if (a.n_predict < 0) die("-n must be >= 0");
+  if (a.threads < 0) die("-t must be >= 0");
+  return a;
+}
+
+int run(const Args& a) {
+  using clock = std::chrono::steady_clock;
+  const auto t_load = clock::now();
+  std::shared_ptr<const piquant::Model> model;
+  std::string prompt = a.prompt;
+  if (a.model.empty()) {
+    std::fprintf(stderr, "piquant-run: no model given (-m): running a seeded random demo model; "
+                         "its text is noise, the speed is real\n");
+    model = piquant::Model::synthetic();
+    if (!a.prompt_given) prompt = "Once upon a time";
+  } else {
+    piquant::LoadOptions lo;
+    lo.tokenizer_path = a.tokenizer;
+    model = piquant::Model::load(a.model, lo);
+  }
+  const double load_s = std::chrono::duration<double>(clock::now() - t_load).count();
+  if (a.verbose) {
+    std::fprintf(stderr, "model: %s\nweights: %.1f MB, loaded in %.3f s\n", model->describe().c_str(),
+                 model->weight_bytes() / 1e6, load_s);
+  }
+  if (!a.ids && a.prompt_ids.empty() && !model->has_tokenizer()) {
+    die("this model has no tokenizer: give one with -z, or use --prompt-ids and --ids");
+  }
+
+  piquant::SessionOptions so;
+  so.n_ctx = a.n_ctx;
+  so.n_threads = a.threads;
+  piquant::Session session(model, so);
+
+  piquant::GenerateOptions go;
+  go.max_tokens = a.n_predict;
+  go.sampler = a.sampler;
+  go.stop_at_end_of_generation = !a.ignore_eos;
+  std::ofstream logits_file;
+  if (!a.logits_out.empty()) {
+    logits_file.open(a.logits_out, std::ios::binary);
+    if (!logits_file) die(a.logits_out + ": cannot open for writing");
+    go.on_logits = [&](const float* l, size_t n) {
+      logits_file.write(reinterpret_cast<const char*>(l), static_cast<std::streamsize>(n * sizeof(float)));
+    };
+  }
+
+  std::vector<piquant::TokenId> prompt_ids = a.prompt_ids;
+  if (prompt_ids.empty()) prompt_ids = model->tokenizer().encode(prompt);
+  if (prompt_ids.empty()) die("the prompt is empty and the tokenizer adds no BOS");
+
+  piquant::GenerateResult r;
+  if (a.ids) {
+    for (piquant::TokenId id : prompt_ids) std::printf("%d ", id);
+    std::fflush(stdout);
+    r = session.generate_ids(prompt_ids, [](piquant::TokenId id) {
+      std::printf("%d ", id);
+      std::fflush(stdout);
+      return true;
+    }, go);
+    std::printf("\n");
+  } else {
+    piquant::TokenStream stream(model->tokenizer());
+    if (!a.prompt_ids.empty()) {
+      // Echo the prompt given as ids, so the output reads as one text.
+      for (piquant::TokenId id : prompt_ids) std::cout << stream.push(id);
+    } else {
+      std::cout << prompt;  // echo as typed; the stream only needs the prompt's last token
+      for (piquant::TokenId id : prompt_ids) stream.push(id);
+    }
+    std::cout << std::flush;
+    r = session.generate_ids(prompt_ids, [&](piquant::TokenId id) {
+      if (model->tokenizer().is_end_of_generation(id)) return true;
+      std::cout << stream.push(id) << std::flush;
+      return true;
+    }, go);
+    std::cout << stream.flush() << std::endl;
+  }
+  const double n_gen = static_cast<double>(r.generated_ids.size());
+  const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;
+  std::fprintf(stderr,
+               "piquant-run: load %.3f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, "
+               "%.1f tok/s | %d threads\n",
+               load_s, prompt_ids.size(),
+               r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
+               r.generated_ids.size(), gen_tps,
+               a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  try {
+    return run(args);
+  } catch (const piquant::Error& e) {
+    die(e.what());
+  } catch (const std::exception& e) {
+    die(std::string("unexpected: ") + e.what());
+  }
+}

@@ -1,0 +1,9 @@
+#pragma once
+/// \file piquant/piquant.hpp
+/// Umbrella header: everything an application needs.
+#include "piquant/error.hpp"
+#include "piquant/model.hpp"
+#include "piquant/sampler.hpp"
+#include "piquant/session.hpp"
+#include "piquant/tokenizer.hpp"
+#include "piquant/version.hpp"

@@ -1,0 +1,76 @@
+#pragma once
+/// \file piquant/session.hpp
+/// One conversation on a shared Model: its KV cache, position and sampler state.
+/// A Session is used by one thread at a time; many Sessions may share one Model.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "piquant/model.hpp"
+#include "piquant/sampler.hpp"
+
+namespace piquant {
+
+struct SessionOptions {
+  int n_ctx = 0;      ///< context length; 0: the model's max_seq_len
+  int n_threads = 0;  ///< 0: all hardware threads
+};
+
+struct GenerateOptions {
+  int max_tokens = 256;               ///< tokens to generate at most
+  SamplerOptions sampler;
+  std::vector<std::string> stop;      ///< stop when the generated text contains one of these
+  bool stop_at_end_of_generation = true;  ///< stop at EOS / end-of-turn tokens
+  EncodeOptions encode;               ///< how the prompt text is tokenized
+  /// Sees the logits of every evaluated position (prompt tokens included), before sampling.
+  std::function<void(const float* logits, size_t n_vocab)> on_logits;
+};
+
+struct GenerateResult {
+  std::vector<TokenId> prompt_ids;
+  std::vector<TokenId> generated_ids;
+  std::string text;
+  double prompt_seconds = 0;  ///< time spent evaluating the prompt
+  double gen_seconds = 0;     ///< time spent generating
+  enum class StopReason { kMaxTokens, kEndOfGeneration, kStopString, kCallback, kContextFull } stop =
+      StopReason::kMaxTokens;
+};
+
+/// Called with each new piece of text (whole UTF-8 characters); return false to stop.
+using PieceCallback = std::function<bool(std::string_view piece)>;
+/// Called with each generated token id; return false to stop.
+using TokenCallback = std::function<bool(TokenId id)>;
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<const Model> model, const SessionOptions& options = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  /// Evaluates `tokens` at the current position and advances it. Returns the logits after the
+  /// last token (vocab_size floats, valid until the next call). With `all_logits`, appends the
+  /// logits of every token. Throws kContextFull / kOutOfRange without changing the state.
+  const float* eval(const std::vector<TokenId>& tokens, std::vector<float>* all_logits = nullptr);
+
+  /// Tokenizes `prompt`, evaluates it and generates; streams text through on_piece.
+  GenerateResult generate(std::string_view prompt, const PieceCallback& on_piece,
+                          const GenerateOptions& options = {});
+  /// Same from prompt ids; on_token sees each generated id.
+  GenerateResult generate_ids(const std::vector<TokenId>& prompt_ids, const TokenCallback& on_token,
+                              const GenerateOptions& options = {});
+
+  int position() const;  ///< tokens in the KV cache
+  int n_ctx() const;
+  void reset();          ///< forget the conversation (position 0)
+  const Model& model() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace piquant

@@ -1,0 +1,39 @@
+#pragma once
+// The llama forward pass, one token at a time, written plainly after llama2.c's run.c:
+// RMSNorm -> QKV -> RoPE -> causal grouped-query attention over the KV cache -> output
+// projection -> residual -> RMSNorm -> SwiGLU FFN -> residual; final RMSNorm -> classifier.
+#include <vector>
+
+#include "model/model_impl.hpp"
+
+namespace piquant {
+
+class ThreadPool;
+
+struct KvCache {
+  int n_ctx = 0;
+  int kv_dim = 0;
+  std::vector<float> k, v;  // [layer][position][kv_dim]
+  float* k_at(int layer, int pos) { return k.data() + (size_t(layer) * n_ctx + pos) * kv_dim; }
+  float* v_at(int layer, int pos) { return v.data() + (size_t(layer) * n_ctx + pos) * kv_dim; }
+};
+
+/// Per-session state: the KV cache and scratch buffers for one token.
+struct ForwardState {
+  ForwardState(const ModelConfig& c, int n_ctx);
+  KvCache kv;
+  std::vector<float> x, xb, xb2, hb, hb2, q, att, logits;
+};
+
+/// Runs `token` at position `pos` (< n_ctx) and writes vocab_size logits into state.logits.
+void forward_token(const Model::Impl& m, ForwardState& s, TokenId token, int pos, ThreadPool& pool);
+
+// Building blocks, exposed for tests.
+void rmsnorm(float* out, const float* x, const float* weight, int n, float eps);
+/// y[r] = sum_c w[r][c] x[c] for rows [0, w.rows), split across the pool.
+void matvec(float* y, const Tensor& w, const float* x, ThreadPool& pool);
+void softmax(float* x, int n);
+/// Rotates each head of `x` (n_heads * head_dim values) for position `pos`.
+void rope(float* x, int n_heads, int head_dim, int pos, float theta, RopeLayout layout);
+
+}  // namespace piquant

@@ -1,0 +1,180 @@
+#include "piquant/session.hpp"
+
+#include <chrono>
+
+#include "model/forward.hpp"
+#include "model/model_impl.hpp"
+#include "threads/thread_pool.hpp"
+
+namespace piquant {
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  int n_ctx;
+  ThreadPool pool;
+  ForwardState state;
+  int pos = 0;
+
+  Impl(std::shared_ptr<const Model> m, int ctx, int threads)
+      : model(std::move(m)), n_ctx(ctx), pool(threads), state(model->config(), ctx) {}
+};
+
+namespace {
+int resolve_ctx(const Model& m, int n_ctx) {
+  if (n_ctx < 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "context length " + std::to_string(n_ctx) + " must be >= 0 (0: the model's)");
+  }
+  const int max_ctx = m.config().max_seq_len;
+  if (n_ctx == 0) return max_ctx;
+  if (n_ctx > max_ctx) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "context length " + std::to_string(n_ctx) + " exceeds the model's maximum " +
+                    std::to_string(max_ctx));
+  }
+  return n_ctx;
+}
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options) {
+  if (!model) throw Error(ErrorCode::kInvalidArgument, "Session: model is null");
+  const int ctx = resolve_ctx(*model, options.n_ctx);
+  impl_ = std::make_unique<Impl>(std::move(model), ctx, options.n_threads);
+}
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+int Session::position() const { return impl_->pos; }
+int Session::n_ctx() const { return impl_->n_ctx; }
+void Session::reset() { impl_->pos = 0; }
+const Model& Session::model() const { return *impl_->model; }
+
+const float* Session::eval(const std::vector<TokenId>& tokens, std::vector<float>* all_logits) {
+  Impl& s = *impl_;
+  const ModelConfig& c = s.model->config();
+  if (tokens.empty()) throw Error(ErrorCode::kInvalidArgument, "eval: no tokens given");
+  if (tokens.size() > static_cast<size_t>(s.n_ctx - s.pos)) {
+    throw Error(ErrorCode::kContextFull,
+                std::to_string(tokens.size()) + " tokens do not fit in the context: position " +
+                    std::to_string(s.pos) + " of " + std::to_string(s.n_ctx) +
+                    " (raise the context length or shorten the prompt)");
+  }
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size) {
+      throw Error(ErrorCode::kOutOfRange, "token id " + std::to_string(tokens[i]) +
+                                              " at index " + std::to_string(i) +
+                                              " is outside the vocabulary (0.." +
+                                              std::to_string(c.vocab_size - 1) + ")");
+    }
+  }
+  for (TokenId t : tokens) {
+    forward_token(s.model->impl(), s.state, t, s.pos, s.pool);
+    ++s.pos;
+    if (all_logits) {
+      all_logits->insert(all_logits->end(), s.state.logits.begin(), s.state.logits.end());
+    }
+  }
+  return s.state.logits.data();
+}
+
+GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
+                                     const TokenCallback& on_token,
+                                     const GenerateOptions& options) {
+  GenerateResult r;
+  r.prompt_ids = prompt_ids;
+  Sampler sampler(options.sampler);
+  const Model& m = *impl_->model;
+  const size_t n_vocab = static_cast<size_t>(m.config().vocab_size);
+  for (TokenId t : prompt_ids) sampler.accept(t);
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> prompt_logits;
+  const float* logits = eval(prompt_ids, options.on_logits ? &prompt_logits : nullptr);
+  for (size_t p = 0; options.on_logits && p < prompt_ids.size(); ++p) {
+    options.on_logits(prompt_logits.data() + p * n_vocab, n_vocab);
+  }
+  r.prompt_seconds = seconds_since(t0);
+  std::vector<float> work(logits, logits + n_vocab);
+
+  t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.max_tokens; ++i) {
+    const TokenId next = sampler.sample(work.data(), n_vocab);
+    r.generated_ids.push_back(next);
+    if (options.stop_at_end_of_generation && m.has_tokenizer() &&
+        m.tokenizer().is_end_of_generation(next)) {
+      r.stop = GenerateResult::StopReason::kEndOfGeneration;
+      break;
+    }
+    if (on_token && !on_token(next)) {
+      r.stop = GenerateResult::StopReason::kCallback;
+      break;
+    }
+    if (i + 1 == options.max_tokens) break;  // the last token needs no forward pass
+    if (impl_->pos >= impl_->n_ctx) {
+      r.stop = GenerateResult::StopReason::kContextFull;
+      break;
+    }
+    logits = eval({next});
+    if (options.on_logits) options.on_logits(logits, n_vocab);
+    work.assign(logits, logits + n_vocab);
+  }
+  r.gen_seconds = seconds_since(t0);
+  return r;
+}
+
+GenerateResult Session::generate(std::string_view prompt, const PieceCallback& on_piece,
+                                 const GenerateOptions& options) {
+  const Tokenizer& tok = impl_->model->tokenizer();
+  const std::vector<TokenId> ids = tok.encode(prompt, options.encode);
+  if (ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "generate: the prompt is empty and adds no BOS");
+  }
+  TokenStream stream(tok);
+  std::string text;
+  GenerateResult::StopReason early = GenerateResult::StopReason::kMaxTokens;
+  bool stopped = false;
+  auto on_token = [&](TokenId id) {
+    const std::string piece = stream.push(id);
+    if (piece.empty()) return true;
+    const size_t before = text.size();
+    text += piece;
+    for (const std::string& stop : options.stop) {
+      if (stop.empty()) continue;
+      // Search only where a new match can start.
+      const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
+      const size_t at = text.find(stop, from);
+      if (at != std::string::npos) {
+        if (at > before && on_piece) on_piece(std::string_view(text).substr(before, at - before));
+        text.resize(at);
+        early = GenerateResult::StopReason::kStopString;
+        stopped = true;
+        return false;
+      }
+    }
+    if (on_piece && !on_piece(piece)) {
+      early = GenerateResult::StopReason::kCallback;
+      stopped = true;
+      return false;
+    }
+    return true;
+  };
+  GenerateResult r = generate_ids(ids, on_token, options);
+  if (!stopped) {
+    const std::string tail = stream.flush();
+    if (!tail.empty()) {
+      text += tail;
+      if (on_piece) on_piece(tail);
+    }
+  } else {
+    r.stop = early;
+  }
+  r.text = std::move(text);
+  return r;
+}
+
+}  // namespace piquant

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything piquant needs to build, test and cross-test, from Debian 12 packages only.
+# Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 cross compiler and qemu-user)
+set -euo pipefail
+pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev)
+if [[ "${1:-}" == "--cross" ]]; then
+  pkgs+=(g++-aarch64-linux-gnu qemu-user)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,37 @@
+#pragma once
+// Helpers shared by the tests: where ../shared is, temporary files, running a CLI tool.
+#include <string>
+#include <vector>
+
+namespace piquant::test {
+
+/// ../shared beside the repository, or "" when absent (a fresh clone): tests then skip.
+std::string shared_dir();
+/// Path of ../shared/<rel> if it exists, else "" after a WARN saying the test is skipped.
+std::string shared_file(const std::string& rel);
+
+/// A fresh temporary directory, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+struct RunResult {
+  int exit_code = -1;   ///< -1: killed by a signal
+  int signal = 0;
+  std::string out, err;
+};
+/// Runs a program (under the cross-compiling emulator when there is one) with a time limit.
+RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
+                      int timeout_seconds = 120);
+
+}  // namespace piquant::test
