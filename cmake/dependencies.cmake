@@ -2,9 +2,9 @@
 # through $<BUILD_INTERFACE:...> so the installed piquant package needs none of them.
 find_package(Threads REQUIRED)
 
-find_package(xsimd QUIET)
+# xsimd: header-only use (Debian's xsimd config drags in an xtl link dependency; the config is
+# also missing for cross builds), so an interface target over the headers.
 if(NOT TARGET xsimd)
-  # Cross builds: Debian ships xsimd's CMake config under the host's multiarch dir only.
   find_path(PIQUANT_XSIMD_INCLUDE xsimd/xsimd.hpp PATHS /usr/include REQUIRED)
   add_library(xsimd INTERFACE IMPORTED)
   set_target_properties(xsimd PROPERTIES INTERFACE_INCLUDE_DIRECTORIES ${PIQUANT_XSIMD_INCLUDE})

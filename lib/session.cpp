@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "model/forward.hpp"
+#include "piquant/error.hpp"
 #include "model/model_impl.hpp"
 #include "threads/thread_pool.hpp"
 
