@@ -1,5 +1,5 @@
 // The smallest useful piquant program: load a model (or a seeded demo model) and generate.
-//   minimal [MODEL [TOKENIZER]] [PROMPT]
+//   minimal [MODEL TOKENIZER [PROMPT]]   (no arguments: a seeded demo model)
 #include <piquant/piquant.hpp>
 
 #include <iostream>

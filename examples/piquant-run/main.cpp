@@ -167,10 +167,11 @@ int run(const Args& a) {
 
   piquant::GenerateResult r;
   if (a.ids) {
-    for (piquant::TokenId id : prompt_ids) std::printf("%d ", id);
+    const char* sep = "";
+    for (piquant::TokenId id : prompt_ids) std::printf("%s%d", sep, id), sep = " ";
     std::fflush(stdout);
     r = session.generate_ids(prompt_ids, [](piquant::TokenId id) {
-      std::printf("%d ", id);
+      std::printf(" %d", id);
       std::fflush(stdout);
       return true;
     }, go);
@@ -195,8 +196,8 @@ int run(const Args& a) {
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;
   std::fprintf(stderr,
-               "piquant-run: load %.3f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, "
-               "%.1f tok/s | %d threads\n",
+               "piquant-run: load %.3f s | prompt %zu tokens, %.1f tokens/s | generated %zu tokens, "
+               "%.1f tokens/s | %d threads\n",
                load_s, prompt_ids.size(),
                r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
                r.generated_ids.size(), gen_tps,

@@ -27,7 +27,7 @@ ModelConfig config_from_header(const Header& h, const std::string& src) {
     if (v <= 0 || v > kMaxDim) {
       throw Error(ErrorCode::kFormat, src + ": llama2.c header field " + name + " = " +
                                           std::to_string(v) + " is out of range (1.." +
-                                          std::to_string(kMaxDim) + ")");
+                                          std::to_string(kMaxDim) + "); is this a llama2.c checkpoint?");
     }
   };
   field("dim", h.dim);

@@ -43,16 +43,13 @@ Model::~Model() = default;
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
   auto file = std::make_shared<const MappedFile>(path);
   std::unique_ptr<Impl> impl;
-  if (looks_like_llama2c(file->data(), file->size())) {
-    impl = load_llama2c(file);
-  } else if (file->size() < 28) {
+  // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
+  // checkpoint (which has none), whose loader then names the header field that is wrong.
+  if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
                                         " bytes is too small to be a model");
-  } else {
-    throw Error(ErrorCode::kFormat,
-                path + ": unrecognised model format (not a llama2.c checkpoint: header fields "
-                       "out of range)");
   }
+  impl = load_llama2c(file);
   if (!options.tokenizer_path.empty()) {
     Tokenizer tok(load_llama2c_tokenizer(options.tokenizer_path));
     if (tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size)) {

@@ -82,15 +82,15 @@ TokenId Sampler::sample(float* logits, size_t n_vocab) {
     }
     // Probabilities at temperature 1 for the top-p / min-p cuts (as llama.cpp).
     const float max_l = candidates_[0].first;
-    std::vector<float> p(n);
+    std::vector<double> p(n);
     double sum = 0;
-    for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(candidates_[i].first - max_l);
+    for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(double(candidates_[i].first - max_l));
     if (o.top_p < 1.0f) {
       double acc = 0;
       size_t keep = n;
       for (size_t i = 0; i < n; ++i) {
         acc += p[i] / sum;
-        if (acc >= o.top_p) {
+        if (acc >= double(o.top_p)) {
           keep = i + 1;
           break;
         }
@@ -99,13 +99,13 @@ TokenId Sampler::sample(float* logits, size_t n_vocab) {
     }
     if (o.min_p > 0.0f) {
       size_t keep = 1;
-      while (keep < n && p[keep] >= o.min_p) ++keep;  // p[0] = 1 is the max, so p is relative
+      while (keep < n && p[keep] >= double(o.min_p)) ++keep;  // p[0] = 1 is the max, so p is relative
       n = keep;
     }
     // Temperature, then draw.
     double total = 0;
     for (size_t i = 0; i < n; ++i) {
-      p[i] = std::exp((candidates_[i].first - max_l) / o.temperature);
+      p[i] = std::exp(double(candidates_[i].first - max_l) / double(o.temperature));
       total += p[i];
     }
     const double r = static_cast<double>(next_uniform()) * total;

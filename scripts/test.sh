@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this; the README's second command):
+#   1. native Release build (library, tools, examples, benchmarks) + ctest
+#   2. AddressSanitizer + UBSan build + ctest
+#   3. install, then build examples/minimal against it through find_package(piquant)
+#   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A72 (NEON only, Pi 4)
+#      and Cortex-A76 (NEON + dotprod, Pi 5); on an ARM host: ctest again with PIQUANT_ISA=neon
+# Build trees live under build/test-*; JOBS (default: all cores) sets the parallelism.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+arch=$(uname -m)
+if [[ "$arch" == x86_64 ]]; then scripts/install-deps.sh --cross; else scripts/install-deps.sh; fi
+
+section() { printf '\n==== %s ====\n' "$*"; }
+configure_build() {  # dir, cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -Wno-dev "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+}
+run_ctest() {  # dir, extra ctest args...
+  local dir=$1; shift
+  ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 900 "$@"
+}
+
+section "native build + tests ($arch)"
+configure_build build/test-native -DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=ON
+run_ctest build/test-native
+
+section "AddressSanitizer + UBSan build + tests"
+configure_build build/test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIQUANT_BUILD_BENCH=OFF \
+  -DPIQUANT_SANITIZE="address;undefined"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan
+
+section "install + examples/minimal through find_package(piquant)"
+rm -rf build/test-install build/test-minimal
+cmake --install build/test-native --prefix build/test-install >/dev/null
+configure_build build/test-minimal -S examples/minimal -DCMAKE_PREFIX_PATH="$PWD/build/test-install"
+./build/test-minimal/minimal | tail -2
+
+if [[ "$arch" == x86_64 ]]; then
+  section "aarch64 cross build"
+  configure_build build/test-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64.cmake \
+    -DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=OFF
+  section "tests under qemu-aarch64 -cpu cortex-a72 (Pi 4: NEON, no dotprod)"
+  PIQUANT_QEMU_CPU=cortex-a72 run_ctest build/test-aarch64
+  section "tests under qemu-aarch64 -cpu cortex-a76 (Pi 5: NEON + dotprod)"
+  PIQUANT_QEMU_CPU=cortex-a76 run_ctest build/test-aarch64
+else
+  section "tests again on the plain NEON path (PIQUANT_ISA=neon)"
+  PIQUANT_ISA=neon run_ctest build/test-native
+fi
