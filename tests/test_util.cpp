@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -115,6 +116,78 @@ RunResult run_program(const std::string& exe, const std::vector<std::string>& ar
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   if (killed) r.err += "\n[killed: timeout]";
   return r;
+}
+
+PtyProgram::PtyProgram(const std::string& exe, const std::vector<std::string>& args) {
+  std::vector<std::string> argv_s;
+  const std::string emu = PIQUANT_TEST_EMULATOR;
+  if (!emu.empty()) argv_s.push_back(emu);
+  argv_s.push_back(exe);
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const pid_t pid = forkpty(&fd_, nullptr, nullptr, nullptr);
+  if (pid < 0) throw std::runtime_error("forkpty failed");
+  if (pid == 0) {
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+}
+
+PtyProgram::~PtyProgram() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (fd_ >= 0) close(fd_);
+}
+
+void PtyProgram::type(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(fd_, text.data() + done, text.size() - done);
+    if (n <= 0) throw std::runtime_error("write to pty failed");
+    done += static_cast<size_t>(n);
+  }
+}
+
+void PtyProgram::pump(int timeout_ms) {
+  pollfd p{fd_, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return;
+  char buf[4096];
+  const ssize_t n = read(fd_, buf, sizeof(buf));  // EIO once the child has gone
+  if (n > 0) out_.append(buf, static_cast<size_t>(n));
+}
+
+bool PtyProgram::wait_for(const std::string& marker, int count, int timeout_seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  auto occurrences = [&] {
+    int c = 0;
+    for (size_t at = out_.find(marker); at != std::string::npos; at = out_.find(marker, at + 1)) ++c;
+    return c;
+  };
+  while (occurrences() < count) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    pump(100);
+  }
+  return true;
+}
+
+int PtyProgram::wait_exit(int timeout_seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pump(50);
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      for (int i = 0; i < 5; ++i) pump(10);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+  }
+  return -1;
 }
 
 }  // namespace piquant::test

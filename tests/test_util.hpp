@@ -34,4 +34,24 @@ struct RunResult {
 RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
                       int timeout_seconds = 120);
 
+/// A program running on a pseudo-terminal, driven like a person at a keyboard.
+class PtyProgram {
+ public:
+  PtyProgram(const std::string& exe, const std::vector<std::string>& args);
+  ~PtyProgram();
+  void type(const std::string& text);
+  /// Reads until `marker` has appeared `count` times in all output so far, or the timeout;
+  /// returns whether it did.
+  bool wait_for(const std::string& marker, int count = 1, int timeout_seconds = 60);
+  /// Waits for the program to end; returns its exit status (-1: killed or still running).
+  int wait_exit(int timeout_seconds = 60);
+  const std::string& output() const { return out_; }
+
+ private:
+  void pump(int timeout_ms);
+  int fd_ = -1;
+  int pid_ = -1;
+  std::string out_;
+};
+
 }  // namespace piquant::test

@@ -3,6 +3,8 @@
 // With no -m it runs a seeded random demo model, so a fresh build has something to run.
 #include <piquant/piquant.hpp>
 
+#include "chat_loop.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +36,10 @@ const char* kUsage = R"(usage: piquant-run [options]
       --ignore-eos        keep generating after end-of-generation tokens
       --ids               print prompt and generated token ids (space separated) instead of text
       --logits-out FILE   write the logits of every evaluated position (float32 LE, n_vocab each)
+      --chat, -cnv        interactive chat with the model's chat template (-p: first message)
+      --system TEXT       system prompt for --chat
+      --chat-template T   llama2, llama3, chatml, mistral, exaone or plain (default: the model's)
+      --drop-old-turns    in --chat, drop the oldest turns when the context is full
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
 )";
@@ -78,6 +84,8 @@ struct Args {
   std::vector<piquant::TokenId> prompt_ids;
   int n_predict = 128, n_ctx = 0, threads = 0;
   bool ids = false, verbose = false, ignore_eos = false;
+  bool chat = false;
+  ChatArgs chat_args;
   piquant::SamplerOptions sampler;
 };
 
@@ -111,11 +119,18 @@ Args parse(int argc, char** argv) {
     else if (f == "--ignore-eos") a.ignore_eos = true;
     else if (f == "--ids") a.ids = true;
     else if (f == "--logits-out") a.logits_out = value();
+    else if (f == "--chat" || f == "-cnv" || f == "--conversation") a.chat = true;
+    else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = value();
+    else if (f == "--chat-template") a.chat_args.template_name = value();
+    else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = true;
     else if (f == "-v" || f == "--verbose") a.verbose = true;
     else die("unknown option '" + f + "' (see --help)");
   }
   if (a.n_predict < 0) die("-n must be >= 0");
   if (a.threads < 0) die("-t must be >= 0");
+  if (a.chat && (a.ids || !a.prompt_ids.empty())) die("--chat takes text, not --ids / --prompt-ids");
+  if (a.chat && a.prompt_given) a.chat_args.first_message = a.prompt;
+  a.chat_args.verbose = a.verbose;
   return a;
 }
 
@@ -159,6 +174,11 @@ int run(const Args& a) {
     go.on_logits = [&](const float* l, size_t n) {
       logits_file.write(reinterpret_cast<const char*>(l), static_cast<std::streamsize>(n * sizeof(float)));
     };
+  }
+
+  if (a.chat) {
+    if (!a.chat_args.template_name.empty()) piquant::ChatTemplate::by_name(a.chat_args.template_name);
+    return run_chat(session, a.chat_args, go);
   }
 
   std::vector<piquant::TokenId> prompt_ids = a.prompt_ids;

@@ -49,6 +49,9 @@ class Model {
   /// The model's tokenizer; throws if the model was loaded without one.
   const Tokenizer& tokenizer() const;
   bool has_tokenizer() const;
+  /// The chat template the model file carries (Jinja text, as in GGUF / tokenizer_config.json);
+  /// empty when it has none. See ChatTemplate::detect.
+  const std::string& chat_template() const;
   /// Bytes of weight data the forward pass reads per token.
   size_t weight_bytes() const;
   /// One line: "llama 4L dim 64 heads 4/4 vocab 512 f32 (llama2.c checkpoint)".

@@ -96,6 +96,8 @@ const Tokenizer& Model::tokenizer() const {
 
 bool Model::has_tokenizer() const { return impl_->tokenizer.has_value(); }
 
+const std::string& Model::chat_template() const { return impl_->chat_template; }
+
 size_t Model::weight_bytes() const {
   size_t n = impl_->output.bytes() + impl_->output_norm.bytes();
   for (const LayerWeights& l : impl_->layers) {

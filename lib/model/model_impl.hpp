@@ -27,6 +27,7 @@ struct Model::Impl {
   RopeLayout rope_layout = RopeLayout::kPairs;
   std::optional<Tokenizer> tokenizer;
   std::string source;  ///< "llama2.c checkpoint", "synthetic", ...
+  std::string chat_template;  ///< Jinja text from the file, or ""
 
   Tensor tok_embd;     // [vocab, dim]
   Tensor output_norm;  // [dim]

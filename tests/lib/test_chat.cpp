@@ -1,0 +1,108 @@
+// Chat templates render what each model family expects; Conversation reuses its KV cache across
+// turns and handles a full context.
+#include <catch2/catch.hpp>
+#include <piquant/piquant.hpp>
+
+namespace {
+
+const std::vector<piquant::ChatMessage> kTwoTurns = {
+    {"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello!"}, {"user", "Bye"}};
+
+}  // namespace
+
+TEST_CASE("chat templates render each family's format", "[lib][chat]") {
+  using piquant::ChatFormat;
+  using piquant::ChatTemplate;
+  CHECK(ChatTemplate(ChatFormat::kLlama3).render(kTwoTurns, true) ==
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n Hello!<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  CHECK(ChatTemplate(ChatFormat::kChatML).render(kTwoTurns, true) ==
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n Hello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
+        "<|im_start|>assistant\n");
+  CHECK(ChatTemplate(ChatFormat::kLlama2).render(kTwoTurns, true) ==
+        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello!</s><s>[INST] Bye [/INST]");
+  CHECK(ChatTemplate(ChatFormat::kMistral).render(kTwoTurns, true) ==
+        "<s>[INST] Be brief.\n\nHi [/INST] Hello!</s>[INST] Bye [/INST]");
+  CHECK(ChatTemplate(ChatFormat::kExaone).render(kTwoTurns, true) ==
+        "[|system|]Be brief.[|endofturn|]\n[|user|]Hi\n[|assistant|] Hello![|endofturn|]\n"
+        "[|user|]Bye\n[|assistant|]");
+  CHECK(ChatTemplate(ChatFormat::kChatML).render({{"user", "x"}}, false) ==
+        "<|im_start|>user\nx<|im_end|>\n");
+  CHECK_THROWS_AS(ChatTemplate(ChatFormat::kChatML).render({{"robot", "x"}}, true),
+                  piquant::Error);
+}
+
+TEST_CASE("chat templates are recognised from Jinja text and by name", "[lib][chat]") {
+  using piquant::ChatFormat;
+  using piquant::ChatTemplate;
+  CHECK(ChatTemplate::detect("{{ '<|start_header_id|>' + message['role'] }}").format() ==
+        ChatFormat::kLlama3);
+  CHECK(ChatTemplate::detect("{{'<|im_start|>' + message['role'] + '\\n'}}").format() ==
+        ChatFormat::kChatML);
+  CHECK(ChatTemplate::detect("[INST] <<SYS>>\\n' + system_message").format() ==
+        ChatFormat::kLlama2);
+  CHECK(ChatTemplate::detect("{{ bos_token }}{% for m in messages %}[INST] {{ m }} [/INST]")
+            .format() == ChatFormat::kMistral);
+  CHECK(ChatTemplate::detect("{{ '[|system|]' }}...[|endofturn|]").format() ==
+        ChatFormat::kExaone);
+  CHECK(ChatTemplate::detect("").format() == ChatFormat::kPlain);
+  CHECK(ChatTemplate::by_name("exaone").format() == ChatFormat::kExaone);
+  CHECK_THROWS_WITH(ChatTemplate::by_name("vicuna"), Catch::Contains("unknown chat template"));
+}
+
+TEST_CASE("a conversation evaluates only each new turn and keeps earlier turns cached",
+          "[lib][chat]") {
+  auto model = piquant::Model::synthetic();
+  piquant::Session session(model, piquant::SessionOptions{256, 1});
+  piquant::ConversationOptions co;
+  co.system_prompt = "You are terse.";
+  piquant::Conversation chat(session, piquant::ChatTemplate::by_name("plain"), co);
+  piquant::GenerateOptions go;
+  go.max_tokens = 8;
+  go.sampler.temperature = 0;
+  const auto r1 = chat.send("Hello", nullptr, go);
+  const int after1 = session.position();
+  CHECK(after1 > 0);
+  const auto r2 = chat.send("More", nullptr, go);
+  // Turn 2 evaluated only the new text, far less than the whole rendered conversation.
+  const std::string full = piquant::ChatTemplate::by_name("plain").render(chat.messages(), false);
+  const size_t full_tokens = model->tokenizer().encode(full).size();
+  CHECK(r2.prompt_ids.size() < full_tokens / 2);
+  CHECK(session.position() > after1);
+  CHECK(chat.messages().size() == 5);  // system, user, assistant, user, assistant
+  CHECK(chat.messages()[2].content == r1.text);
+}
+
+TEST_CASE("a conversation that outgrows the context errors or drops its oldest turns",
+          "[lib][chat]") {
+  auto model = piquant::Model::synthetic();
+  piquant::GenerateOptions go;
+  go.max_tokens = 6;
+  go.sampler.temperature = 0;
+  go.stop_at_end_of_generation = false;
+  const std::string msg(60, 'a');  // ~60 tokens with the demo tokenizer
+  {
+    piquant::Session session(model, piquant::SessionOptions{128, 1});
+    piquant::Conversation chat(session, piquant::ChatTemplate::by_name("plain"));
+    chat.send(msg, nullptr, go);
+    CHECK_THROWS_WITH(chat.send(msg, nullptr, go), Catch::Contains("context length"));
+    // A message that cannot fit even alone says so.
+    CHECK_THROWS_WITH(chat.send(std::string(400, 'b'), nullptr, go),
+                      Catch::Contains("does not fit the context"));
+  }
+  {
+    piquant::Session session(model, piquant::SessionOptions{128, 1});
+    piquant::ConversationOptions co;
+    co.drop_oldest_turns = true;
+    co.system_prompt = "sys";
+    piquant::Conversation chat(session, piquant::ChatTemplate::by_name("plain"), co);
+    for (int turn = 0; turn < 4; ++turn) chat.send(msg, nullptr, go);
+    CHECK(chat.dropped_turns() >= 2);
+    CHECK(chat.messages().front().role == "system");
+    CHECK(session.position() < 128);
+  }
+}
