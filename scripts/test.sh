@@ -41,7 +41,7 @@ configure_build build/test-minimal -S examples/minimal -DCMAKE_PREFIX_PATH="$PWD
 if [[ "$arch" == x86_64 ]]; then
   section "aarch64 cross build"
   configure_build build/test-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64.cmake \
-    -DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=OFF
+    -DCMAKE_BUILD_TYPE=Release
   section "tests under qemu-aarch64 -cpu cortex-a72 (Pi 4: NEON, no dotprod)"
   PIQUANT_QEMU_CPU=cortex-a72 run_ctest build/test-aarch64
   section "tests under qemu-aarch64 -cpu cortex-a76 (Pi 5: NEON + dotprod)"

@@ -73,7 +73,7 @@ std::shared_ptr<const Model> Model::synthetic(const SyntheticModelOptions& optio
   if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
   if (c.head_dim == 0) c.head_dim = c.dim / c.n_heads;
   if (c.vocab_size == 0) c.vocab_size = 512;
-  if (c.max_seq_len == 0) c.max_seq_len = 256;
+  if (c.max_seq_len == 0) c.max_seq_len = 1024;
   if (c.vocab_size < 259) {
     throw Error(ErrorCode::kInvalidArgument, "synthetic model: vocab_size must be >= 259");
   }

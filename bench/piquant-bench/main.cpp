@@ -1,0 +1,308 @@
+// piquant-bench: end-to-end tokens/s, with llama-bench's flags and output fields so the same
+// tooling reads both:
+//   piquant-bench -m MODEL [-z TOK] [-p 128] [-n 128] [-t 1,2] [-r 5] [-o md|json|jsonl|csv]
+// Each test evaluates random token ids: "pp<N>" evaluates an N-token prompt in one call
+// (prefill), "tg<N>" generates N tokens one at a time after a one-token start (decode). One
+// warm-up run precedes the timed repetitions.
+#include <piquant/piquant.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+const char* kUsage = R"(usage: piquant-bench [options]
+  -m, --model FILE[,FILE]   model file(s); none: the seeded demo model
+  -z, --tokenizer FILE      tokenizer for llama2.c checkpoints (not needed to benchmark)
+  -p, --n-prompt N[,N]      prompt lengths to test (default 512; 0 skips)
+  -n, --n-gen N[,N]         generation lengths to test (default 128; 0 skips)
+  -t, --threads N[,N]       thread counts (default: all cores)
+  -r, --repetitions N       timed runs per test (default 5)
+  -o, --output FORMAT       md (default), json, jsonl or csv
+      --json                same as -o json
+  -h, --help
+)";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "piquant-bench: error: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+std::vector<int> parse_list(const std::string& flag, const std::string& v) {
+  std::vector<int> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long x = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || x < 0 || x > 1000000) {
+      die(flag + " expects non-negative integers separated by commas, got '" + v + "'");
+    }
+    out.push_back(static_cast<int>(x));
+  }
+  if (out.empty()) die(flag + " needs a value");
+  return out;
+}
+
+std::vector<std::string> split(const std::string& v) {
+  std::vector<std::string> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
+struct Args {
+  std::vector<std::string> models;
+  std::string tokenizer;
+  std::vector<int> n_prompt = {512}, n_gen = {128}, threads;
+  int reps = 5;
+  std::string output = "md";
+};
+
+struct Result {
+  std::string model_filename, model_type;
+  uint64_t model_size = 0, model_n_params = 0;
+  int n_prompt = 0, n_gen = 0, n_threads = 0;
+  std::vector<double> samples_ns;
+  double avg_ns() const {
+    double s = 0;
+    for (double x : samples_ns) s += x;
+    return samples_ns.empty() ? 0 : s / static_cast<double>(samples_ns.size());
+  }
+  std::vector<double> samples_ts() const {
+    std::vector<double> ts;
+    const int n = n_prompt + n_gen;
+    for (double ns : samples_ns) ts.push_back(1e9 * n / ns);
+    return ts;
+  }
+  static double mean(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0 : s / static_cast<double>(v.size());
+  }
+  static double stddev(const std::vector<double>& v) {
+    if (v.size() < 2) return 0;
+    const double m = mean(v);
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / static_cast<double>(v.size() - 1));
+  }
+};
+
+uint64_t count_params(const piquant::ModelConfig& c) {
+  const uint64_t d = static_cast<uint64_t>(c.dim), h = static_cast<uint64_t>(c.hidden_dim);
+  const uint64_t q = static_cast<uint64_t>(c.n_heads) * c.head_dim;
+  const uint64_t kv = static_cast<uint64_t>(c.n_kv_heads) * c.head_dim;
+  const uint64_t layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * h;
+  const uint64_t embd = static_cast<uint64_t>(c.vocab_size) * d;
+  return embd * (c.tied_classifier ? 1 : 2) + d + layer * static_cast<uint64_t>(c.n_layers);
+}
+
+// One timed run; returns nanoseconds.
+double run_once(const std::shared_ptr<const piquant::Model>& model, int n_prompt, int n_gen,
+                int threads, std::mt19937& rng) {
+  const int n_vocab = model->config().vocab_size;
+  std::uniform_int_distribution<int> tok(0, n_vocab - 1);
+  piquant::Session s(model, piquant::SessionOptions{n_prompt + n_gen + 1, threads});
+  std::vector<piquant::TokenId> prompt(static_cast<size_t>(n_prompt));
+  for (auto& t : prompt) t = tok(rng);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (n_prompt > 0) s.eval(prompt);
+  if (n_gen > 0) {
+    piquant::TokenId next = tok(rng);
+    for (int i = 0; i < n_gen; ++i) {
+      const float* logits = s.eval({next});
+      next = piquant::argmax(logits, static_cast<size_t>(n_vocab));
+    }
+  }
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\', o += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      o += buf;
+    } else o += c;
+  }
+  return o;
+}
+
+std::string join(const std::vector<double>& v, int precision) {
+  std::string o;
+  char buf[64];
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), "%s%.*f", i ? ", " : "", precision, v[i]);
+    o += buf;
+  }
+  return o;
+}
+
+std::string to_json(const Result& r, const std::string& cpu, const std::string& time) {
+  const auto ts = r.samples_ts();
+  char buf[512];
+  std::string o = "{";
+  o += "\"build_commit\": \"piquant-" + std::string(piquant::version()) + "\", ";
+  o += "\"cpu_info\": \"" + json_escape(cpu) + "\", \"backends\": \"CPU\", ";
+  o += "\"model_filename\": \"" + json_escape(r.model_filename) + "\", ";
+  o += "\"model_type\": \"" + json_escape(r.model_type) + "\", ";
+  std::snprintf(buf, sizeof(buf),
+                "\"model_size\": %llu, \"model_n_params\": %llu, \"n_batch\": %d, "
+                "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"test_time\": \"%s\", "
+                "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, ",
+                static_cast<unsigned long long>(r.model_size),
+                static_cast<unsigned long long>(r.model_n_params), std::max(r.n_prompt, 1),
+                r.n_threads, r.n_prompt, r.n_gen, time.c_str(), r.avg_ns(),
+                Result::stddev(r.samples_ns), Result::mean(ts), Result::stddev(ts));
+  o += buf;
+  o += "\"samples_ns\": [" + join(r.samples_ns, 0) + "], ";
+  o += "\"samples_ts\": [" + join(ts, 6) + "]}";
+  return o;
+}
+
+std::string cpu_description() {
+  std::string name;
+#if defined(__linux__)
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof(line), f)) {
+      std::string l(line);
+      if (l.rfind("model name", 0) == 0 || l.rfind("Model", 0) == 0) {
+        name = l.substr(l.find(':') + 2);
+        if (!name.empty() && name.back() == '\n') name.pop_back();
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+#endif
+  return name.empty() ? "unknown CPU" : name;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (f == "-m" || f == "--model") {
+      for (auto& m : split(value())) a.models.push_back(m);
+    } else if (f == "-z" || f == "--tokenizer") a.tokenizer = value();
+    else if (f == "-p" || f == "--n-prompt") a.n_prompt = parse_list(f, value());
+    else if (f == "-n" || f == "--n-gen") a.n_gen = parse_list(f, value());
+    else if (f == "-t" || f == "--threads") a.threads = parse_list(f, value());
+    else if (f == "-r" || f == "--repetitions") a.reps = parse_list(f, value()).at(0);
+    else if (f == "-o" || f == "--output") a.output = value();
+    else if (f == "--json") a.output = "json";
+    else die("unknown option '" + f + "' (see --help)");
+  }
+  if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv") {
+    die("-o expects md, json, jsonl or csv, got '" + a.output + "'");
+  }
+  if (a.reps < 1) die("-r must be at least 1");
+  if (a.threads.empty()) a.threads = {static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
+  for (int t : a.threads) {
+    if (t < 1) die("-t must be at least 1");
+  }
+  if (a.models.empty()) a.models.push_back("");
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    const std::string cpu = cpu_description();
+    char time_buf[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(time_buf, sizeof(time_buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    std::vector<Result> results;
+    bool first_row = true;
+    if (a.output == "md") {
+      std::printf("| model | size | params | backend | threads | test | t/s |\n"
+                  "| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    } else if (a.output == "csv") {
+      std::printf("model_filename,model_type,model_size,model_n_params,n_threads,n_prompt,n_gen,"
+                  "avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+    } else if (a.output == "json") {
+      std::printf("[\n");
+    }
+    for (const std::string& path : a.models) {
+      std::shared_ptr<const piquant::Model> model;
+      if (path.empty()) {
+        model = piquant::Model::synthetic();
+      } else {
+        piquant::LoadOptions lo;
+        lo.tokenizer_path = a.tokenizer;
+        model = piquant::Model::load(path, lo);
+      }
+      std::mt19937 rng(42);
+      std::vector<std::pair<int, int>> tests;
+      for (int p : a.n_prompt) if (p > 0) tests.push_back({p, 0});
+      for (int n : a.n_gen) if (n > 0) tests.push_back({0, n});
+      for (int threads : a.threads) {
+        for (const auto& [np, ng] : tests) {
+          if (np + ng + 1 > model->config().max_seq_len) {
+            die("test pp" + std::to_string(np) + "/tg" + std::to_string(ng) +
+                " needs more context than the model's " +
+                std::to_string(model->config().max_seq_len) + " tokens");
+          }
+          Result r;
+          r.model_filename = path.empty() ? "(synthetic demo model)" : path;
+          r.model_type = model->describe();
+          r.model_size = model->weight_bytes();
+          r.model_n_params = count_params(model->config());
+          r.n_prompt = np;
+          r.n_gen = ng;
+          r.n_threads = threads;
+          run_once(model, np, ng, threads, rng);  // warm-up
+          for (int i = 0; i < a.reps; ++i) r.samples_ns.push_back(run_once(model, np, ng, threads, rng));
+          const auto ts = r.samples_ts();
+          if (a.output == "md") {
+            std::printf("| %s | %.2f MiB | %.2f M | CPU | %d | %s%d | %.2f ± %.2f |\n",
+                        r.model_type.c_str(), r.model_size / 1048576.0, r.model_n_params / 1e6,
+                        threads, np ? "pp" : "tg", np ? np : ng, Result::mean(ts),
+                        Result::stddev(ts));
+          } else if (a.output == "csv") {
+            std::printf("\"%s\",\"%s\",%llu,%llu,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n",
+                        r.model_filename.c_str(), r.model_type.c_str(),
+                        static_cast<unsigned long long>(r.model_size),
+                        static_cast<unsigned long long>(r.model_n_params), threads, np, ng,
+                        r.avg_ns(), Result::stddev(r.samples_ns), Result::mean(ts),
+                        Result::stddev(ts));
+          } else {
+            const std::string j = to_json(r, cpu, time_buf);
+            if (a.output == "json") std::printf("%s  %s", first_row ? "" : ",\n", j.c_str());
+            else std::printf("%s\n", j.c_str());
+          }
+          first_row = false;
+          std::fflush(stdout);
+          results.push_back(std::move(r));
+        }
+      }
+    }
+    if (a.output == "json") std::printf("\n]\n");
+    return 0;
+  } catch (const piquant::Error& e) {
+    die(e.what());
+  }
+}

@@ -1,0 +1,34 @@
+// piquant-bench speaks llama-bench's JSON: the fields existing tooling reads are there and sane.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+TEST_CASE("piquant-bench --json reports llama-bench's fields for pp and tg tests", "[e2e][bench]") {
+#ifndef PIQUANT_BENCH_PATH
+  WARN("skipped: piquant-bench is not built (PIQUANT_BUILD_BENCH=OFF)");
+#else
+  const auto r = piquant::test::run_program(
+      PIQUANT_BENCH_PATH, {"-p", "8", "-n", "4", "-t", "1", "-r", "2", "--json"});
+  CAPTURE(r.out, r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j.is_array());
+  REQUIRE(j.size() == 2);
+  CHECK(j[0]["n_prompt"] == 8);
+  CHECK(j[0]["n_gen"] == 0);
+  CHECK(j[1]["n_prompt"] == 0);
+  CHECK(j[1]["n_gen"] == 4);
+  for (const auto& row : j) {
+    CHECK(row["n_threads"] == 1);
+    CHECK(row["avg_ts"].get<double>() > 0);
+    CHECK(row["stddev_ts"].get<double>() >= 0);
+    CHECK(row["samples_ts"].size() == 2);
+    CHECK(row["samples_ns"].size() == 2);
+    CHECK(row["model_size"].get<double>() > 0);
+  }
+  const auto bad = piquant::test::run_program(PIQUANT_BENCH_PATH, {"-o", "xml"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("-o expects") != std::string::npos);
+#endif
+}
