@@ -1,0 +1,32 @@
+#pragma once
+// The packed weight layout: what the matmul kernels read, and byte for byte what a .piq file
+// stores (so loading is an mmap). Quantized types interleave the blocks of kRowInterleave
+// consecutive output rows; f32/f16 stay row-major. See docs/formats.md for pictures.
+//
+//   q4  group g (rows 4g..4g+3), K-block b, at ((g * K/32) + b) * 72 bytes:
+//       d0 d1 d2 d3 (fp16) | qs row0 (16 B) | qs row1 | qs row2 | qs row3          = 4 x BlockQ4
+//   q4m d0..d3 | m0..m3 (fp16) | qs row0..row3 (16 B each)                          = 4 x BlockQ4M
+//   q8  d0..d3 | row0 qs[0:16] row1 qs[0:16] row2 .. row3 | row0 qs[16:32] .. row3  = 4 x BlockQ8
+//
+// M that is not a multiple of 4 is padded with zero blocks (d = m = 0, qs = 0) up to the next
+// multiple; those rows compute 0 and are never written. K must be a multiple of 32.
+#include <cstddef>
+#include <cstdint>
+
+#include "common/quant.hpp"
+
+namespace piquant::kernels {
+
+/// Rows whose blocks are interleaved in the packed quantized layouts.
+constexpr size_t kRowInterleave = 4;
+
+/// Row alignment of the packed layout of t: 4 for quantized types, 1 for f32/f16.
+inline size_t row_interleave(WeightType t) { return is_quantized(t) ? kRowInterleave : 1; }
+/// Bytes of the packed m x k matrix of type t (k % 32 == 0), padding included.
+size_t packed_size(WeightType t, size_t m, size_t k);
+/// Row-major GGUF-style rows (row_bytes(t, k) each) -> packed layout (packed_size bytes).
+void pack(WeightType t, const void* rows, size_t m, size_t k, void* packed);
+/// Packed layout -> row-major rows (padding dropped). unpack(pack(x)) == x byte for byte.
+void unpack(WeightType t, const void* packed, size_t m, size_t k, void* rows);
+
+}  // namespace piquant::kernels

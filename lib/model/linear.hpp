@@ -1,0 +1,60 @@
+#pragma once
+// y = W x for every token: what the forward pass calls for each weight matrix. W is a packed
+// quantized (or f32/f16) matrix (kernels/common/pack.hpp: the .piq on-disk layout); x holds
+// n_tokens rows of f32 activations. Activations are quantized once (q8 blocks), then output
+// rows are split across the thread pool in multiples of the packing's row interleave, and each
+// range runs the chosen GEMV (n_tokens == 1) or GEMM kernel. Results are bit-identical for
+// any thread count.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/quant.hpp"
+
+namespace piquant {
+
+class ThreadPool;
+using kernels::WeightType;
+
+/// A weight matrix as the kernels read it: rows = outputs, cols = inputs (K, % 32 == 0).
+struct QuantWeight {
+  WeightType type = WeightType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* packed = nullptr;  ///< packed_bytes() bytes, not owned
+  size_t packed_bytes() const;
+};
+
+/// A QuantWeight that owns its packed bytes (built by the helpers below).
+struct OwnedQuantWeight {
+  QuantWeight weight;
+  std::vector<uint8_t> storage;
+  OwnedQuantWeight() = default;
+  OwnedQuantWeight(OwnedQuantWeight&&) = default;
+  OwnedQuantWeight& operator=(OwnedQuantWeight&&) = default;
+};
+
+/// Quantizes row-major f32 weights (rows x cols) to `type` (round to nearest, as GGUF's
+/// reference quantizers) and packs them. Throws Error(kInvalidArgument) if cols % 32 != 0 or
+/// a size is not positive.
+OwnedQuantWeight quantize_weight(WeightType type, const float* w, int64_t rows, int64_t cols);
+/// Packs row-major GGUF-style rows (Q8_0 / Q4_0 / Q4_1 blocks, or f32 / f16 values).
+OwnedQuantWeight pack_weight(WeightType type, const void* rows_data, int64_t rows, int64_t cols);
+/// Throws Error(kInvalidArgument) naming `what` when w is not usable by linear().
+void validate_weight(const QuantWeight& w, const std::string& what);
+
+/// Reusable buffers for linear() (quantized activations); one per thread that calls linear().
+struct LinearScratch {
+  std::vector<uint8_t> act;
+};
+
+/// y[t * y_stride + r] = sum_c W[r][c] * x[t * x_stride + c] for t < n_tokens, r < rows.
+/// pool may be null (single thread). Throws Error(kInvalidArgument) for bad shapes or strides.
+void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+            size_t y_stride, ThreadPool* pool, LinearScratch& scratch);
+
+/// The kernels linear() uses on this CPU, e.g. for piquant-run -v.
+std::string linear_kernel_names();
+
+}  // namespace piquant

@@ -1,0 +1,187 @@
+// Every matmul variant the CPU has against an independent double-precision reference: random
+// data, extremes, exact-integer data (bit-exact), sub-ranges, row/token splits, GEMV == GEMM.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <limits>
+#include <set>
+#include <string>
+
+#include "matmul_test_util.hpp"
+
+using namespace piquant::kernels;
+using piquant::test::Fill;
+using piquant::test::Problem;
+
+namespace {
+
+std::vector<const GemmKernel*> available(std::vector<std::string>* skipped = nullptr) {
+  size_t n = 0;
+  const GemmKernel* ks = matmul_kernels(&n);
+  std::vector<const GemmKernel*> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (cpu_info().has(ks[i].needs)) out.push_back(&ks[i]);
+    else if (skipped) skipped->push_back(ks[i].name);
+  }
+  return out;
+}
+
+struct Shape {
+  size_t m, n, k;
+};
+// Sampled from M in {1, 3, 4, 5, 7, 17, 31, 33, 65}, N in 1..17, 64, 128, K from 32 to 8192
+// including non-multiples of 256 (96, 160, 288, 2080).
+const Shape kShapes[] = {{1, 1, 32},   {3, 1, 96},   {7, 2, 288},   {17, 3, 2080}, {5, 17, 32},
+                         {33, 1, 8192}, {4, 8, 256},  {9, 9, 288},   {17, 16, 96},  {13, 64, 64},
+                         {6, 128, 32},  {65, 5, 1024}, {2, 12, 4096}, {31, 7, 160},  {1, 11, 64},
+                         {8, 15, 2080}, {3, 6, 8192}};
+
+const char* fill_name(Fill f) { return f == Fill::kRandom ? "random" : f == Fill::kExtreme ? "extreme" : "exact"; }
+
+// The tolerance for float outputs: each block term is one int32 -> float conversion (exact,
+// |partial sums| < 2^24) times a float scale product (2 roundings), summed in float in a few
+// chains of <= K/32 terms: |err| <= (K/32 + 2 + log2(lanes)) * 2^-24 * sum|terms|, doubled
+// for margin. For f32/f16 weights every one of the K products rounds: K instead of K/32.
+double tolerance(const Problem& p, double abs_sum) {
+  const double terms = is_quantized(p.type) ? double(p.k / 32) : double(p.k);
+  return 2.0 * (terms + 8.0) * std::ldexp(1.0, -24) * abs_sum + 1e-30;
+}
+
+void check_kernel(const GemmKernel& kr, const Problem& p, const piquant::test::Expected& e,
+                  Fill fill, uint32_t seed) {
+  const size_t stride = p.m + 3;
+  std::vector<float> y(p.n * stride, std::numeric_limits<float>::quiet_NaN());
+  kr.run(piquant::test::args_for(p, y.data(), stride));
+  const bool exact = fill == Fill::kExact;
+  for (size_t j = 0; j < p.n; ++j) {
+    for (size_t i = 0; i < stride; ++i) {
+      const float got = y[j * stride + i];
+      if (i >= p.m) {
+        if (!std::isnan(got)) FAIL(kr.name << " wrote past row " << p.m << " at (" << i << ", " << j << ")");
+        continue;
+      }
+      const double want = e.value[j * p.m + i];
+      const double tol = exact ? 0.0 : tolerance(p, e.abs_sum[j * p.m + i]);
+      if (!(std::fabs(double(got) - want) <= tol) && !(exact && got == static_cast<float>(want))) {
+        FAIL(kr.name << " " << fill_name(fill) << " seed " << seed << " M=" << p.m << " N=" << p.n
+                     << " K=" << p.k << ": first mismatch at row " << i << " token " << j
+                     << ": got " << got << " want " << want << " (tol " << tol << ")");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("matmul kernel paths exercised", "[kernels][matmul]") {
+  std::vector<std::string> skipped;
+  const auto ks = available(&skipped);
+  std::string ran;
+  for (const GemmKernel* k : ks) ran += std::string(ran.empty() ? "" : " ") + k->name;
+  std::string sk;
+  for (const std::string& s : skipped) sk += (sk.empty() ? "" : " ") + s;
+  std::cout << "kernel paths exercised (cpu " << features_to_string(cpu_info().detected)
+            << ", PIQUANT_ISA='" << cpu_info().isa_cap << "'): " << ran << "\n"
+            << "kernel paths skipped (CPU lacks them): " << (sk.empty() ? "none" : sk) << "\n"
+            << "chosen: " << matmul_kernel_names() << std::endl;
+  if (!skipped.empty()) WARN("skipped (CPU lacks them): " << sk);
+  CHECK(cpu_isa_error().empty());
+  CHECK(ks.size() >= 10);  // at least the references
+}
+
+TEST_CASE("every matmul variant matches the double reference on random, extreme and exact data",
+          "[kernels][matmul]") {
+  const auto ks = available();
+  uint32_t seed = 20261122;
+  for (WeightType t : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M, WeightType::kF32, WeightType::kF16}) {
+    for (Fill fill : {Fill::kRandom, Fill::kExtreme, Fill::kExact}) {
+      if (!is_quantized(t) && fill != Fill::kRandom) continue;
+      for (const Shape& s : kShapes) {
+        // Exact mode needs |sums| < 2^24: q8 extremes reach 16256 per product.
+        if (fill == Fill::kExact && t == WeightType::kQ8 && s.k > 1024) continue;
+        if (!is_quantized(t) && s.m * s.n * s.k > 300000) continue;  // keep the float refs fast
+        const Problem p = piquant::test::make_problem(t, s.m, s.n, s.k, fill, ++seed);
+        const auto e = piquant::test::reference(p);
+        for (const GemmKernel* k : ks) {
+          if (k->weights != t) continue;
+          if (k->needs == CpuFeature::kNone && s.m * s.n * s.k > 2000000) continue;  // slow ref
+          check_kernel(*k, p, e, fill, seed);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul variants give identical bits for any row and token split", "[kernels][matmul]") {
+  for (const GemmKernel* k : available()) {
+    const uint32_t seed = 77;
+    const Problem p = piquant::test::make_problem(k->weights, 17, 6, 96, Fill::kRandom, seed);
+    const size_t stride = 21;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> whole(p.n * stride, nan), parts(p.n * stride, nan), sub(p.n * stride, nan);
+    k->run(piquant::test::args_for(p, whole.data(), stride));
+    const size_t il = row_interleave(k->weights);
+    const size_t cuts[] = {0, il, 3 * il, 17};
+    for (size_t c = 0; c + 1 < 4; ++c) {
+      for (size_t n0 : {0, 2}) {
+        GemmArgs a = piquant::test::args_for(p, parts.data(), stride);
+        a.m0 = cuts[c];
+        a.m1 = cuts[c + 1];
+        a.n0 = n0;
+        a.n1 = n0 == 0 ? 2 : 6;
+        k->run(a);
+      }
+    }
+    GemmArgs a = piquant::test::args_for(p, sub.data(), stride);
+    a.m0 = il;
+    a.m1 = il + 5;
+    a.n0 = 1;
+    a.n1 = 4;
+    k->run(a);
+    for (size_t j = 0; j < p.n; ++j) {
+      for (size_t i = 0; i < stride; ++i) {
+        CAPTURE(k->name, i, j, seed);
+        const float w = whole[j * stride + i], q = parts[j * stride + i], s = sub[j * stride + i];
+        REQUIRE(std::memcmp(&w, &q, 4) == 0);
+        const bool inside = i >= a.m0 && i < a.m1 && j >= a.n0 && j < a.n1;
+        if (inside) REQUIRE(std::memcmp(&w, &s, 4) == 0);
+        else REQUIRE(std::isnan(s));
+      }
+    }
+  }
+}
+
+TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][matmul]") {
+  const auto ks = available();
+  for (const GemmKernel* g : ks) {
+    if (g->op != MatmulOp::kGemm) continue;
+    for (const GemmKernel* v : ks) {
+      if (v->op != MatmulOp::kGemv || v->weights != g->weights || v->needs != g->needs) continue;
+      const Problem p = piquant::test::make_problem(g->weights, 9, 13, 288, Fill::kRandom, 3);
+      std::vector<float> y1(p.n * p.m), y2(p.n * p.m);
+      g->run(piquant::test::args_for(p, y1.data(), p.m));
+      for (size_t j = 0; j < p.n; ++j) {
+        GemmArgs a = piquant::test::args_for(p, y2.data(), p.m);
+        a.n0 = j;
+        a.n1 = j + 1;
+        v->run(a);
+      }
+      CAPTURE(g->name, v->name);
+      REQUIRE(std::memcmp(y1.data(), y2.data(), y1.size() * 4) == 0);
+    }
+  }
+}
+
+TEST_CASE("PIQUANT_ISA levels parse and refuse what the CPU lacks", "[kernels][matmul]") {
+  std::string err;
+  const uint32_t all = uint32_t(CpuFeature::kNeon) | uint32_t(CpuFeature::kNeonDot);
+  CHECK(apply_isa_cap(all, "neon", &err) == uint32_t(CpuFeature::kNeon));
+  CHECK(err.empty());
+  CHECK(apply_isa_cap(all, "ref", &err) == 0);
+  apply_isa_cap(uint32_t(CpuFeature::kNeon), "neondot", &err);
+  CHECK(err.find("neondot") != std::string::npos);
+  err.clear();
+  apply_isa_cap(all, "avx9000", &err);
+  CHECK(err.find("not a known level") != std::string::npos);
+}
