@@ -43,8 +43,16 @@ struct RmsNorm {
   }
 };
 
+// Lane generators for xsimd::swizzle. (Not zip_lo/zip_hi: xsimd 8.1's avx512 versions
+// interleave within 128-bit lanes, which the tests caught.)
 struct SwapPairs {
   static constexpr uint32_t get(size_t i, size_t) { return static_cast<uint32_t>(i ^ 1u); }
+};
+struct DupLow {  // [0, 0, 1, 1, ...]
+  static constexpr uint32_t get(size_t i, size_t) { return static_cast<uint32_t>(i / 2); }
+};
+struct DupHigh {  // [W/2, W/2, W/2 + 1, ...]
+  static constexpr uint32_t get(size_t i, size_t n) { return static_cast<uint32_t>(n / 2 + i / 2); }
 };
 
 struct RopePairs {
@@ -53,7 +61,10 @@ struct RopePairs {
                   const float* sin) const {
     using B = xsimd::batch<float, Arch>;
     constexpr size_t W = B::size;
-    constexpr auto swap = xsimd::make_batch_constant<xsimd::batch<uint32_t, Arch>, SwapPairs>();
+    using U = xsimd::batch<uint32_t, Arch>;
+    constexpr auto swap = xsimd::make_batch_constant<U, SwapPairs>();
+    constexpr auto dup_lo = xsimd::make_batch_constant<U, DupLow>();
+    constexpr auto dup_hi = xsimd::make_batch_constant<U, DupHigh>();
     alignas(64) float sign_arr[W];
     for (size_t k = 0; k < W; ++k) sign_arr[k] = (k & 1) ? 1.0f : -1.0f;
     const B sign = B::load_aligned(sign_arr);
@@ -64,10 +75,10 @@ struct RopePairs {
       for (; j + 2 * W <= hd; j += 2 * W) {
         const B c = B::load_unaligned(cos + j / 2), s = B::load_unaligned(sin + j / 2);
         const B x0 = B::load_unaligned(v + j), x1 = B::load_unaligned(v + j + W);
-        const B s0 = xsimd::zip_lo(s, s) * sign, s1 = xsimd::zip_hi(s, s) * sign;
-        xsimd::fma(xsimd::swizzle(x0, swap), s0, x0 * xsimd::zip_lo(c, c)).store_unaligned(v + j);
-        xsimd::fma(xsimd::swizzle(x1, swap), s1, x1 * xsimd::zip_hi(c, c))
-            .store_unaligned(v + j + W);
+        const B s0 = xsimd::swizzle(s, dup_lo) * sign, s1 = xsimd::swizzle(s, dup_hi) * sign;
+        const B c0 = xsimd::swizzle(c, dup_lo), c1 = xsimd::swizzle(c, dup_hi);
+        xsimd::fma(xsimd::swizzle(x0, swap), s0, x0 * c0).store_unaligned(v + j);
+        xsimd::fma(xsimd::swizzle(x1, swap), s1, x1 * c1).store_unaligned(v + j + W);
       }
       for (; j + 1 < hd; j += 2) {
         const float a = v[j], b = v[j + 1];
