@@ -167,7 +167,7 @@ TEST_CASE("attention ref takes head dims that are not multiples of 32", "[kernel
   check_case({hd, 3, 45, kv, 0, 0, 1.0f}, static_cast<uint32_t>(hd));
 }
 
-TEST_CASE("attention reads exactly positions [0, n_kv)", "[kernels][attention]") {
+TEST_CASE("attention reads exactly the first n_kv positions", "[kernels][attention]") {
   // The key at n_kv - 1 dominates with a distinctive value: a kernel that stops one short misses
   // it; rows beyond n_kv hold NaN: a kernel that reads one too far returns NaN.
   const KvType kv = GENERATE(KvType::kF32, KvType::kF16, KvType::kQ8);
