@@ -23,6 +23,7 @@ uint32_t detect() {
 #endif
 #elif defined(__x86_64__)
   __builtin_cpu_init();
+  if (__builtin_cpu_supports("sse4.2")) m |= uint32_t(CpuFeature::kSse42);
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     m |= uint32_t(CpuFeature::kAvx2);
   }
@@ -95,6 +96,7 @@ std::string features_to_string(uint32_t m) {
   add(CpuFeature::kNeonI8mm, "i8mm");
   add(CpuFeature::kAvx2, "avx2");
   add(CpuFeature::kAvx512Vnni, "avx512vnni");
+  add(CpuFeature::kSse42, "sse4.2");
   return s.empty() ? "none" : s;
 }
 

@@ -13,6 +13,7 @@ enum class CpuFeature : uint32_t {
   kNeonI8mm = 1u << 2, // SMMLA (ARMv8.6 i8mm)
   kAvx2 = 1u << 3,     // AVX2 + FMA + F16C
   kAvx512Vnni = 1u << 4,  // AVX-512 F/BW/VL + VNNI
+  kSse42 = 1u << 16,   // SSE4.2 (x86 float ops via xsimd on pre-AVX2 CPUs); not a PIQUANT_ISA level
 };
 
 struct CpuInfo {

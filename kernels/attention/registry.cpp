@@ -1,0 +1,49 @@
+// The attention variant table, best first. attn_select() picks, per KV type and head_dim, the
+// first entry the CPU (capped by PIQUANT_ISA) supports; the ref entries accept everything.
+#include "attention/attention.hpp"
+
+namespace piquant::kernels {
+namespace {
+
+constexpr size_t kSimdMultiple = kKvQ8Block;  // 32: every SIMD width and the q8 block
+
+const AttnKernel kAttnKernels[] = {
+#if defined(__x86_64__)
+    {"attn_f32_f16_avx512", CpuFeature::kAvx512Vnni, KvType::kF16, kSimdMultiple, attn_f32_f16_avx512},
+    {"attn_f32_q8_avx512", CpuFeature::kAvx512Vnni, KvType::kQ8, kSimdMultiple, attn_f32_q8_avx512},
+    {"attn_f32_f32_avx512", CpuFeature::kAvx512Vnni, KvType::kF32, kSimdMultiple, attn_f32_f32_avx512},
+    {"attn_f32_f16_avx2", CpuFeature::kAvx2, KvType::kF16, kSimdMultiple, attn_f32_f16_avx2},
+    {"attn_f32_q8_avx2", CpuFeature::kAvx2, KvType::kQ8, kSimdMultiple, attn_f32_q8_avx2},
+    {"attn_f32_f32_avx2", CpuFeature::kAvx2, KvType::kF32, kSimdMultiple, attn_f32_f32_avx2},
+#endif
+#if defined(__aarch64__)
+    {"attn_f32_f16_neon", CpuFeature::kNeon, KvType::kF16, kSimdMultiple, attn_f32_f16_neon},
+    {"attn_f32_q8_neon", CpuFeature::kNeon, KvType::kQ8, kSimdMultiple, attn_f32_q8_neon},
+    {"attn_f32_f32_neon", CpuFeature::kNeon, KvType::kF32, kSimdMultiple, attn_f32_f32_neon},
+#endif
+    {"attn_f32_f16_ref", CpuFeature::kNone, KvType::kF16, 1, attn_f32_f16_ref},
+    {"attn_f32_q8_ref", CpuFeature::kNone, KvType::kQ8, 1, attn_f32_q8_ref},
+    {"attn_f32_f32_ref", CpuFeature::kNone, KvType::kF32, 1, attn_f32_f32_ref},
+};
+
+}  // namespace
+
+const AttnKernel* attn_kernels(size_t* count) {
+  *count = sizeof(kAttnKernels) / sizeof(kAttnKernels[0]);
+  return kAttnKernels;
+}
+
+const AttnKernel* attn_select(KvType kv, size_t head_dim, uint32_t enabled) {
+  if (head_dim == 0 || head_dim > kAttnMaxHeadDim) return nullptr;
+  for (const AttnKernel& k : kAttnKernels) {
+    const bool cpu_ok = k.needs == CpuFeature::kNone || (enabled & uint32_t(k.needs)) != 0;
+    if (k.kv == kv && cpu_ok && head_dim % k.head_dim_multiple == 0) return &k;
+  }
+  return nullptr;
+}
+
+const AttnKernel* attn_select(KvType kv, size_t head_dim) {
+  return attn_select(kv, head_dim, cpu_info().enabled);
+}
+
+}  // namespace piquant::kernels
