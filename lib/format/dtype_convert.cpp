@@ -6,22 +6,22 @@
 
 namespace piquant {
 
-const char* dtype_name(DType t) {
+const char* dtype_name(FileDType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kUnsupported: break;
+    case FileDType::kF32: return "F32";
+    case FileDType::kF16: return "F16";
+    case FileDType::kBF16: return "BF16";
+    case FileDType::kUnsupported: break;
   }
   return "unsupported";
 }
 
-size_t dtype_size(DType t) {
+size_t dtype_size(FileDType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16:
-    case DType::kBF16: return 2;
-    case DType::kUnsupported: break;
+    case FileDType::kF32: return 4;
+    case FileDType::kF16:
+    case FileDType::kBF16: return 2;
+    case FileDType::kUnsupported: break;
   }
   return 0;
 }
@@ -97,27 +97,27 @@ uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>((u + rounding) >> 16);
 }
 
-void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
+void convert_to_f32(FileDType t, const void* src, float* dst, size_t n) {
   const auto* p = static_cast<const uint8_t*>(src);
   switch (t) {
-    case DType::kF32:
+    case FileDType::kF32:
       std::memcpy(dst, p, n * 4);
       return;
-    case DType::kF16:
+    case FileDType::kF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
         dst[i] = f16_to_f32(h);
       }
       return;
-    case DType::kBF16:
+    case FileDType::kBF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t b;
         std::memcpy(&b, p + 2 * i, 2);
         dst[i] = bf16_to_f32(b);
       }
       return;
-    case DType::kUnsupported: break;
+    case FileDType::kUnsupported: break;
   }
   throw Error(ErrorCode::kInternal, "convert_to_f32 called with an unsupported dtype");
 }

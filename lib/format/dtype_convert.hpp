@@ -11,12 +11,12 @@ namespace piquant {
 
 /// Element types piquant converts from. kUnsupported: a type the file format knows (I64, F64,
 /// F8_E4M3, ...) that piquant does not read; the caller reports it by tensor name.
-enum class DType { kF32, kF16, kBF16, kUnsupported };
+enum class FileDType { kF32, kF16, kBF16, kUnsupported };
 
 /// "F32", "F16", "BF16" (safetensors spelling); "unsupported" otherwise.
-const char* dtype_name(DType t);
+const char* dtype_name(FileDType t);
 /// Bytes per element; 0 for kUnsupported.
-size_t dtype_size(DType t);
+size_t dtype_size(FileDType t);
 
 float f16_to_f32(uint16_t h);
 float bf16_to_f32(uint16_t b);
@@ -26,6 +26,6 @@ uint16_t f32_to_bf16(float f);
 
 /// Converts `n` elements of type `t` at `src` (any alignment, little-endian) to f32 at `dst`.
 /// t must not be kUnsupported (PIQUANT_ASSERT-style precondition; throws kInternal if it is).
-void convert_to_f32(DType t, const void* src, float* dst, size_t n);
+void convert_to_f32(FileDType t, const void* src, float* dst, size_t n);
 
 }  // namespace piquant

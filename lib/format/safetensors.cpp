@@ -24,11 +24,11 @@ size_t any_dtype_size(const std::string& d) {
   return it == sizes.end() ? 0 : it->second;
 }
 
-DType dtype_from_name(const std::string& d) {
-  if (d == "F32") return DType::kF32;
-  if (d == "F16") return DType::kF16;
-  if (d == "BF16") return DType::kBF16;
-  return DType::kUnsupported;
+FileDType dtype_from_name(const std::string& d) {
+  if (d == "F32") return FileDType::kF32;
+  if (d == "F16") return FileDType::kF16;
+  if (d == "BF16") return FileDType::kBF16;
+  return FileDType::kUnsupported;
 }
 
 // Larger than any real header (a 405B model's is ~100 KB); keeps a hostile length from making
@@ -144,7 +144,7 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
 }
 
 void TensorView::require_supported() const {
-  if (dtype == DType::kUnsupported) {
+  if (dtype == FileDType::kUnsupported) {
     throw Error(ErrorCode::kUnsupported, file + ": tensor " + name + " has dtype " + dtype_name +
                                              "; piquant reads F32, F16 and BF16 tensors");
   }
@@ -295,9 +295,9 @@ uint64_t SafetensorsModel::total_bytes() const {
 
 // ---- writer --------------------------------------------------------------------------------
 
-void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape,
+void SafetensorsWriter::add(const std::string& name, FileDType dtype, std::vector<int64_t> shape,
                             const void* data, size_t bytes) {
-  if (dtype == DType::kUnsupported) {
+  if (dtype == FileDType::kUnsupported) {
     throw Error(ErrorCode::kInvalidArgument, "SafetensorsWriter: " + name + ": unsupported dtype");
   }
   Item it;
@@ -309,16 +309,16 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
 }
 
 void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape,
-                                const float* values, DType dtype) {
+                                const float* values, FileDType dtype) {
   size_t n = 1;
   for (int64_t d : shape) n *= static_cast<size_t>(d);
-  if (dtype == DType::kF32) {
+  if (dtype == FileDType::kF32) {
     add(name, dtype, std::move(shape), values, n * 4);
     return;
   }
   std::vector<uint16_t> h(n);
   for (size_t i = 0; i < n; ++i) {
-    h[i] = dtype == DType::kF16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
+    h[i] = dtype == FileDType::kF16 ? f32_to_f16(values[i]) : f32_to_bf16(values[i]);
   }
   add(name, dtype, std::move(shape), h.data(), n * 2);
 }

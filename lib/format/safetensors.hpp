@@ -25,7 +25,7 @@ namespace piquant {
 /// One tensor of a safetensors file: where its bytes are and how to read them.
 struct TensorView {
   std::string name;
-  DType dtype = DType::kUnsupported;
+  FileDType dtype = FileDType::kUnsupported;
   std::string dtype_name;       ///< as written in the file ("BF16", "I64", ...)
   std::vector<int64_t> shape;   ///< outermost first (row-major), as torch writes it
   const uint8_t* data = nullptr;
@@ -50,7 +50,7 @@ struct TensorView {
 struct SafetensorsHeader {
   struct Entry {
     std::string name;
-    DType dtype;
+    FileDType dtype;
     std::string dtype_name;
     std::vector<int64_t> shape;
     size_t begin, end, numel;
@@ -109,11 +109,11 @@ class SafetensorsModel {
 /// them out contiguously in insertion order after a space-padded, 8-byte-aligned header.
 class SafetensorsWriter {
  public:
-  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+  void add(const std::string& name, FileDType dtype, std::vector<int64_t> shape, const void* data,
            size_t bytes);
   /// Stores f32 values as `dtype` (F32, F16 or BF16; round to nearest even).
   void add_f32(const std::string& name, std::vector<int64_t> shape, const float* values,
-               DType dtype = DType::kF32);
+               FileDType dtype = FileDType::kF32);
   void set_metadata(const std::string& key, const std::string& value);
   /// The file's bytes.
   std::string serialize() const;
