@@ -307,15 +307,17 @@ PiqTensorInfo tensor_from_json(const json& t, const std::string& src, size_t ind
 }  // namespace
 
 PiqHeader parse_piq(const uint8_t* data, size_t size, const std::string& src) {
-  if (size < kPiqPreludeSize) {
+  const auto too_small = [&] {
     bad(src, "file of " + std::to_string(size) + " bytes is too small for a piquant header (" +
                  std::to_string(kPiqPreludeSize) + " bytes; truncated?)");
-  }
+  };
+  if (size < 12) too_small();
   if (std::memcmp(data, kMagic, 8) != 0) bad(src, "not a piquant file (bad magic)");
   ByteReader r(data, size, src);
   r.seek(8, "version");
   PiqHeader h;
   h.version = r.read<uint32_t>("format version");
+  // The version comes first: a newer file may lay out everything after it differently.
   if (h.version > kPiqVersion) {
     throw Error(ErrorCode::kUnsupported,
                 src + ": file format version " + std::to_string(h.version) +
@@ -323,6 +325,7 @@ PiqHeader parse_piq(const uint8_t* data, size_t size, const std::string& src) {
                     "); update piquant");
   }
   if (h.version == 0) bad(src, "file format version 0 is invalid");
+  if (size < kPiqPreludeSize) too_small();
   r.read<uint32_t>("reserved");
   h.header_offset = r.read<uint64_t>("header offset");
   h.header_size = r.read<uint64_t>("header length");
@@ -363,15 +366,15 @@ PiqHeader parse_piq(const uint8_t* data, size_t size, const std::string& src) {
     PiqTensorInfo t = tensor_from_json(ts[i], src, i);
     const std::string where = "tensor " + t.name;
     if (!seen.emplace(t.name, i).second) bad(src, "duplicate tensor name " + t.name);
+    if (t.offset % h.alignment != 0) {
+      bad(src, where + ": offset " + std::to_string(t.offset) + " is not a multiple of the " +
+                   std::to_string(h.alignment) + "-byte alignment");
+    }
     if (t.offset < kPiqPreludeSize || t.offset > h.header_offset ||
         t.size > h.header_offset - t.offset) {
       bad(src, where + ": offset " + std::to_string(t.offset) + " + " + std::to_string(t.size) +
                    " bytes lies outside the data area [" + std::to_string(kPiqPreludeSize) +
                    ", " + std::to_string(h.header_offset) + ")");
-    }
-    if (t.offset % h.alignment != 0) {
-      bad(src, where + ": offset " + std::to_string(t.offset) + " is not a multiple of the " +
-                   std::to_string(h.alignment) + "-byte alignment");
     }
     if (const size_t es = float_type_size(t.type); es != 0) {
       size_t n = 1;
