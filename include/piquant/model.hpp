@@ -5,10 +5,25 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "piquant/tokenizer.hpp"
 
 namespace piquant {
+
+/// RoPE frequency scaling for long contexts. kNone is plain RoPE; kLinear divides every
+/// frequency by factor; kLlama3 is Llama 3.1's piecewise scaling: wavelengths shorter than
+/// original_max_position / high_freq_factor keep their frequency, longer than
+/// original_max_position / low_freq_factor are divided by factor, smoothly blended between.
+enum class RopeScalingType { kNone, kLinear, kLlama3 };
+
+struct RopeScaling {
+  RopeScalingType type = RopeScalingType::kNone;
+  float factor = 1.0f;
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int original_max_position = 0; ///< the context length before scaling (llama3: 8192)
+};
 
 /// The architecture as piquant runs it.
 struct ModelConfig {
@@ -24,6 +39,31 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float norm_eps = 1e-5f;
   bool tied_classifier = true; ///< classifier shares the token embedding
+  RopeScaling rope_scaling;    ///< none unless rope_scaling.type says otherwise
+  bool qkv_bias = false;       ///< q/k/v projections have biases (qwen2)
+  bool qk_norm = false;        ///< per-head RMSNorm of q and k before RoPE (qwen3)
+  std::string activation = "silu";  ///< FFN gate activation; every supported architecture: silu
+  // Notes: the RoPE layout (adjacent pairs vs halves) is a property of how the Q/K weight rows
+  // are stored, not of the architecture: files record it next to the weights (.piq
+  // "rope_layout"). BOS/EOS ids and whether to add BOS belong to the tokenizer.
+};
+
+/// Sampling defaults a model ships with (Hugging Face generation_config.json). A field left
+/// unset means the model has no preference and the caller's own default applies.
+struct GenerationDefaults {
+  bool has_temperature = false;
+  float temperature = 1.0f;
+  bool has_top_p = false;
+  float top_p = 1.0f;
+  bool has_top_k = false;
+  int top_k = 0;
+  bool has_min_p = false;
+  float min_p = 0.0f;
+  bool has_repetition_penalty = false;
+  float repetition_penalty = 1.0f;
+  bool do_sample = true;              ///< false: the model's authors recommend greedy decoding
+  int max_new_tokens = 0;             ///< 0: unset
+  std::vector<TokenId> eos_token_ids; ///< extra stop tokens (e.g. Llama 3's <|eot_id|>)
 };
 
 struct LoadOptions {
