@@ -2,7 +2,7 @@
 # Installs everything piquant needs to build, test and cross-test, from Debian 12 packages only.
 # Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 cross compiler and qemu-user)
 set -euo pipefail
-pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev)
+pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data)
 if [[ "${1:-}" == "--cross" ]]; then
   pkgs+=(g++-aarch64-linux-gnu qemu-user)
 fi

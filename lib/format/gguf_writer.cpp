@@ -1,0 +1,181 @@
+#include "format/gguf_writer.hpp"
+
+#include <cstring>
+#include <fstream>
+
+#include "piquant/error.hpp"
+
+namespace piquant {
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+
+void put_string(std::string& out, const std::string& s) {
+  put<uint64_t>(out, s.size());
+  out += s;
+}
+
+void put_value(std::string& out, const GgufWriteValue& v, const std::string& key) {
+  switch (v.type) {
+    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool:
+      put<uint8_t>(out, static_cast<uint8_t>(v.bits)); break;
+    case GgufType::kUint16: case GgufType::kInt16:
+      put<uint16_t>(out, static_cast<uint16_t>(v.bits)); break;
+    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32:
+      put<uint32_t>(out, static_cast<uint32_t>(v.bits)); break;
+    case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64:
+      put<uint64_t>(out, v.bits); break;
+    case GgufType::kString: put_string(out, v.str); break;
+    case GgufType::kArray:
+      put<uint32_t>(out, static_cast<uint32_t>(v.elem_type));
+      put<uint64_t>(out, v.items.size());
+      for (const GgufWriteValue& item : v.items) {
+        if (item.type != v.elem_type) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      "GGUF writer: array " + key + " declared " + to_string(v.elem_type) +
+                          " holds a " + to_string(item.type));
+        }
+        put_value(out, item, key);
+      }
+      break;
+  }
+}
+
+void pad(std::string& out, size_t alignment) {
+  while (out.size() % alignment != 0) out += '\0';
+}
+
+}  // namespace
+
+GgufWriteValue GgufWriteValue::scalar(GgufType t, uint64_t bits) {
+  GgufWriteValue v;
+  v.type = t;
+  v.bits = bits;
+  return v;
+}
+
+GgufWriteValue GgufWriteValue::f32(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return scalar(GgufType::kFloat32, b);
+}
+
+GgufWriteValue GgufWriteValue::f64(double f) {
+  uint64_t b;
+  std::memcpy(&b, &f, 8);
+  return scalar(GgufType::kFloat64, b);
+}
+
+GgufWriteValue GgufWriteValue::string(std::string s) {
+  GgufWriteValue v;
+  v.type = GgufType::kString;
+  v.str = std::move(s);
+  return v;
+}
+
+GgufWriteValue GgufWriteValue::array(GgufType elem, std::vector<GgufWriteValue> items) {
+  GgufWriteValue v;
+  v.type = GgufType::kArray;
+  v.elem_type = elem;
+  v.items = std::move(items);
+  return v;
+}
+
+GgufWriteValue GgufWriteValue::strings(const std::vector<std::string>& s) {
+  std::vector<GgufWriteValue> items;
+  items.reserve(s.size());
+  for (const std::string& x : s) items.push_back(string(x));
+  return array(GgufType::kString, std::move(items));
+}
+
+GgufWriteValue GgufWriteValue::floats(const std::vector<float>& f) {
+  std::vector<GgufWriteValue> items;
+  items.reserve(f.size());
+  for (float x : f) items.push_back(f32(x));
+  return array(GgufType::kFloat32, std::move(items));
+}
+
+GgufWriteValue GgufWriteValue::int32s(const std::vector<int32_t>& n) {
+  std::vector<GgufWriteValue> items;
+  items.reserve(n.size());
+  for (int32_t x : n) items.push_back(i32(x));
+  return array(GgufType::kInt32, std::move(items));
+}
+
+void GgufWriter::add(const std::string& key, GgufWriteValue value) {
+  kv_.emplace_back(key, std::move(value));
+}
+
+void GgufWriter::add_tensor(const std::string& name, uint32_t type, std::vector<uint64_t> dims,
+                            std::string bytes) {
+  const GgmlTypeInfo* info = ggml_type_info(type);
+  if (info == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: tensor " + name + " has unknown ggml type " + std::to_string(type));
+  }
+  uint64_t n = 1;
+  for (uint64_t d : dims) n *= d;
+  const uint64_t ne0 = dims.empty() ? 1 : dims[0];
+  if (ne0 % info->block_size != 0 || n / info->block_size * info->type_size != bytes.size()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: tensor " + name + " holds " + std::to_string(bytes.size()) +
+                    " bytes, which does not match its " + info->name + " shape");
+  }
+  tensors_.push_back({name, type, std::move(dims), std::move(bytes)});
+}
+
+std::string GgufWriter::to_bytes() const {
+  if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0) {
+    throw Error(ErrorCode::kInvalidArgument, "GGUF writer: alignment " +
+                                                 std::to_string(alignment_) +
+                                                 " is not a power of two");
+  }
+  bool has_alignment_key = false;
+  for (const auto& kv : kv_) has_alignment_key |= kv.first == "general.alignment";
+  const bool add_alignment = alignment_ != 32 && !has_alignment_key;
+  std::string out;
+  out += "GGUF";
+  put<uint32_t>(out, version_);
+  put<uint64_t>(out, tensors_.size());
+  put<uint64_t>(out, kv_.size() + (add_alignment ? 1 : 0));
+  for (const auto& kv : kv_) {
+    put_string(out, kv.first);
+    put<uint32_t>(out, static_cast<uint32_t>(kv.second.type));
+    put_value(out, kv.second, kv.first);
+  }
+  if (add_alignment) {
+    put_string(out, "general.alignment");
+    put<uint32_t>(out, static_cast<uint32_t>(GgufType::kUint32));
+    put<uint32_t>(out, alignment_);
+  }
+  uint64_t offset = 0;
+  for (const Tensor& t : tensors_) {
+    put_string(out, t.name);
+    put<uint32_t>(out, static_cast<uint32_t>(t.dims.size()));
+    for (uint64_t d : t.dims) put<uint64_t>(out, d);
+    put<uint32_t>(out, t.type);
+    put<uint64_t>(out, offset);
+    offset += t.bytes.size();
+    offset = (offset + alignment_ - 1) / alignment_ * alignment_;
+  }
+  pad(out, alignment_);
+  for (const Tensor& t : tensors_) {
+    out += t.bytes;
+    pad(out, alignment_);
+  }
+  return out;
+}
+
+void GgufWriter::write(const std::string& path) const {
+  const std::string bytes = to_bytes();
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw Error(ErrorCode::kIo, path + ": cannot write the GGUF file");
+}
+
+}  // namespace piquant
