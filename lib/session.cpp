@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "model/forward.hpp"
+#include "model/graph.hpp"
 #include "piquant/error.hpp"
 #include "model/model_impl.hpp"
 #include "threads/thread_pool.hpp"
@@ -13,11 +13,16 @@ struct Session::Impl {
   std::shared_ptr<const Model> model;
   int n_ctx;
   ThreadPool pool;
-  ForwardState state;
+  Forward forward;
+  std::vector<float> logits;
   int pos = 0;
 
-  Impl(std::shared_ptr<const Model> m, int ctx, int threads)
-      : model(std::move(m)), n_ctx(ctx), pool(threads), state(model->config(), ctx) {}
+  Impl(std::shared_ptr<const Model> m, int ctx, int threads, KvType kv)
+      : model(std::move(m)),
+        n_ctx(ctx),
+        pool(threads),
+        forward(model->impl(), ctx, kv, pool),
+        logits(static_cast<size_t>(model->config().vocab_size)) {}
 };
 
 namespace {
@@ -43,7 +48,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options) {
   if (!model) throw Error(ErrorCode::kInvalidArgument, "Session: model is null");
   const int ctx = resolve_ctx(*model, options.n_ctx);
-  impl_ = std::make_unique<Impl>(std::move(model), ctx, options.n_threads);
+  KvType kv = KvType::kF16;
+  switch (options.kv_type) {
+    case KvCacheType::kAuto: kv = all_f32(model->impl()) ? KvType::kF32 : KvType::kF16; break;
+    case KvCacheType::kF32: kv = KvType::kF32; break;
+    case KvCacheType::kF16: kv = KvType::kF16; break;
+    case KvCacheType::kQ8: kv = KvType::kQ8; break;
+  }
+  impl_ = std::make_unique<Impl>(std::move(model), ctx, options.n_threads, kv);
 }
 
 Session::~Session() = default;
@@ -53,6 +65,13 @@ Session& Session::operator=(Session&&) noexcept = default;
 int Session::position() const { return impl_->pos; }
 int Session::n_ctx() const { return impl_->n_ctx; }
 void Session::reset() { impl_->pos = 0; }
+
+size_t Session::kv_cache_bytes() const { return impl_->forward.kv().memory_bytes(); }
+size_t Session::scratch_bytes() const { return impl_->forward.scratch_bytes(); }
+std::string Session::kernel_names() const {
+  return std::string("matmul: ") + linear_kernel_names() + "; attention: " +
+         impl_->forward.kv().kernel_name();
+}
 const Model& Session::model() const { return *impl_->model; }
 
 const float* Session::eval(const std::vector<TokenId>& tokens, std::vector<float>* all_logits) {
@@ -73,14 +92,10 @@ const float* Session::eval(const std::vector<TokenId>& tokens, std::vector<float
                                               std::to_string(c.vocab_size - 1) + ")");
     }
   }
-  for (TokenId t : tokens) {
-    forward_token(s.model->impl(), s.state, t, s.pos, s.pool);
-    ++s.pos;
-    if (all_logits) {
-      all_logits->insert(all_logits->end(), s.state.logits.begin(), s.state.logits.end());
-    }
-  }
-  return s.state.logits.data();
+  s.forward.eval(tokens.data(), static_cast<int>(tokens.size()), s.pos, s.logits.data(),
+                 all_logits);
+  s.pos += static_cast<int>(tokens.size());
+  return s.logits.data();
 }
 
 GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,

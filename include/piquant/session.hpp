@@ -14,9 +14,14 @@
 
 namespace piquant {
 
+/// Element type of the KV cache. kAuto: f32 for an all-f32 model (exact reference runs), f16
+/// otherwise.
+enum class KvCacheType { kAuto, kF16, kQ8, kF32 };
+
 struct SessionOptions {
   int n_ctx = 0;      ///< context length; 0: the model's max_seq_len
   int n_threads = 0;  ///< 0: all hardware threads
+  KvCacheType kv_type = KvCacheType::kAuto;
 };
 
 struct GenerateOptions {
@@ -66,6 +71,9 @@ class Session {
   int position() const;  ///< tokens in the KV cache
   int n_ctx() const;
   void reset();          ///< forget the conversation (position 0)
+  size_t kv_cache_bytes() const;  ///< memory of the KV cache for n_ctx positions
+  size_t scratch_bytes() const;   ///< activation buffers
+  std::string kernel_names() const;  ///< the kernels this session runs (for -v output)
   const Model& model() const;
 
  private:

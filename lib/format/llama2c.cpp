@@ -175,6 +175,7 @@ std::unique_ptr<Model::Impl> load_llama2c(std::shared_ptr<const MappedFile> file
   const float* base = reinterpret_cast<const float*>(file->data() + sizeof(Header));
   fill_layers(*m, base, s);
   m->storage.push_back(file);
+  finish_model(*m);
   return m;
 }
 
@@ -265,6 +266,7 @@ std::unique_ptr<Model::Impl> model_from_llama2c_weights(Llama2cWeights w, std::s
   }
   fill_layers(*m, all->data(), s);
   m->storage.push_back(all);
+  finish_model(*m);
   return m;
 }
 

@@ -4,6 +4,7 @@
 #include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
 #include "model/model_impl.hpp"
+#include "vector/vector.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
 namespace piquant {
@@ -35,6 +36,84 @@ void validate_config(const ModelConfig& c, const std::string& src) {
   if (!(c.norm_eps > 0.0f) || !(c.rope_theta > 0.0f)) {
     throw Error(ErrorCode::kFormat, src + ": norm_eps and rope_theta must be positive");
   }
+}
+
+void finish_model(Model::Impl& m, const float* freq_factors) {
+  const ModelConfig& c = m.config;
+  const int64_t d = c.dim, h = c.hidden_dim, hd = c.head_dim;
+  const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
+  auto check = [&](const Tensor& t, int64_t rows, int64_t cols, bool optional = false) {
+    if (t.empty()) {
+      if (optional) return;
+      throw Error(ErrorCode::kFormat, m.source + ": missing tensor " + t.name);
+    }
+    if (t.rows != rows || t.cols != cols) {
+      throw Error(ErrorCode::kFormat,
+                  m.source + ": tensor " + t.name + " has shape [" + std::to_string(t.rows) +
+                      ", " + std::to_string(t.cols) + "] but the config implies [" +
+                      std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    }
+    if ((t.rows > 1 || t.type != DType::kF32) && !t.packed_for_kernels() &&
+        &t != &m.tok_embd) {
+      throw Error(ErrorCode::kInternal, m.source + ": tensor " + t.name + " is not packed");
+    }
+  };
+  check(m.tok_embd, c.vocab_size, d);
+  check(m.output_norm, 1, d);
+  check(m.output, c.vocab_size, d);
+  if (static_cast<int>(m.layers.size()) != c.n_layers) {
+    throw Error(ErrorCode::kInternal, m.source + ": layer count does not match the config");
+  }
+  for (const LayerWeights& l : m.layers) {
+    check(l.attn_norm, 1, d);
+    check(l.wq, q, d);
+    check(l.wk, kv, d);
+    check(l.wv, kv, d);
+    check(l.wo, d, q);
+    check(l.bq, 1, q, !c.qkv_bias);
+    check(l.bk, 1, kv, !c.qkv_bias);
+    check(l.bv, 1, kv, !c.qkv_bias);
+    check(l.q_norm, 1, hd, !c.qk_norm);
+    check(l.k_norm, 1, hd, !c.qk_norm);
+    check(l.ffn_norm, 1, d);
+    check(l.w_gate, h, d);
+    check(l.w_up, h, d);
+    check(l.w_down, d, h);
+  }
+  const size_t half = static_cast<size_t>(hd / 2);
+  m.rope_freqs.assign(half, 0.0f);
+  kernels::rope_freqs(m.rope_freqs.data(), static_cast<size_t>(hd), c.rope_theta);
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == RopeScalingType::kLinear && rs.factor > 0) {
+    for (float& f : m.rope_freqs) f /= rs.factor;
+  } else if (rs.type == RopeScalingType::kLlama3) {
+    kernels::RopeLlama3Scaling s;
+    s.factor = rs.factor;
+    s.low_freq_factor = rs.low_freq_factor;
+    s.high_freq_factor = rs.high_freq_factor;
+    s.original_ctx = static_cast<float>(rs.original_max_position);
+    kernels::rope_scale_llama3(m.rope_freqs.data(), half, s);
+  }
+  if (freq_factors != nullptr) {
+    for (size_t i = 0; i < half; ++i) {
+      if (!(freq_factors[i] > 0.0f)) {
+        throw Error(ErrorCode::kFormat, m.source + ": rope_freqs factor " + std::to_string(i) +
+                                            " is not positive");
+      }
+      m.rope_freqs[i] /= freq_factors[i];
+    }
+  }
+}
+
+bool all_f32(const Model::Impl& m) {
+  auto f = [](const Tensor& t) { return t.empty() || t.type == DType::kF32; };
+  if (!f(m.tok_embd) || !f(m.output)) return false;
+  for (const LayerWeights& l : m.layers) {
+    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      if (!f(*t)) return false;
+    }
+  }
+  return true;
 }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -114,7 +193,7 @@ std::string Model::describe() const {
   std::ostringstream s;
   s << c.arch << " " << c.n_layers << "L dim " << c.dim << " ffn " << c.hidden_dim << " heads "
     << c.n_heads << "/" << c.n_kv_heads << " vocab " << c.vocab_size << " ctx " << c.max_seq_len
-    << " " << to_string(impl_->tok_embd.type) << " (" << impl_->source << ")";
+    << " " << to_string(impl_->layers.empty() ? impl_->output.type : impl_->layers[0].w_gate.type) << " (" << impl_->source << ")";
   return s.str();
 }
 

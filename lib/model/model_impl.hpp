@@ -18,6 +18,8 @@ enum class RopeLayout { kPairs, kHalves };
 struct LayerWeights {
   Tensor attn_norm;           // [dim]
   Tensor wq, wk, wv, wo;      // [n_heads*hd, dim], [n_kv*hd, dim] x2, [dim, n_heads*hd]
+  Tensor bq, bk, bv;          // biases (qwen2), f32 [rows]; empty when the model has none
+  Tensor q_norm, k_norm;      // per-head RMSNorm weights [head_dim] (qwen3); empty when none
   Tensor ffn_norm;            // [dim]
   Tensor w_gate, w_down, w_up;  // [hidden, dim], [dim, hidden], [hidden, dim]
 };
@@ -29,10 +31,13 @@ struct Model::Impl {
   std::string source;  ///< "llama2.c checkpoint", "synthetic", ...
   std::string chat_template;  ///< Jinja text from the file, or ""
 
-  Tensor tok_embd;     // [vocab, dim]
+  Tensor tok_embd;     // [vocab, dim], row-major (looked up by row)
   Tensor output_norm;  // [dim]
-  Tensor output;       // [vocab, dim]; same data as tok_embd when tied
+  Tensor output;       // [vocab, dim] in the kernels' layout; tok_embd's data when tied and f32
   std::vector<LayerWeights> layers;
+  /// RoPE frequency per rotated pair (head_dim / 2): rope_theta, then rope scaling, then any
+  /// per-frequency factors the file carries (GGUF rope_freqs.weight). Filled by finish_model.
+  std::vector<float> rope_freqs;
 
   /// Keeps mmaps and owned buffers alive for the tensors above.
   std::vector<std::shared_ptr<const void>> storage;
@@ -41,5 +46,13 @@ struct Model::Impl {
 /// Checks that a config is internally consistent (positive sizes, heads divide dim, ...);
 /// throws Error(kFormat) naming `source` and the field.
 void validate_config(const ModelConfig& c, const std::string& source);
+
+/// Completes a loaded model: checks every tensor's shape against the config (Error(kFormat)
+/// naming the tensor, expected and found), and computes rope_freqs (freq_factors: optional
+/// per-pair divisors, head_dim / 2 of them).
+void finish_model(Model::Impl& m, const float* freq_factors = nullptr);
+
+/// True when every weight is f32 (the model can run through the plain reference forward).
+bool all_f32(const Model::Impl& m);
 
 }  // namespace piquant

@@ -1,0 +1,51 @@
+#pragma once
+// The runtime forward pass: any number of tokens at once (prefill in chunks of up to kBatch
+// tokens; decode is a chunk of one), weights through the quantized matmul kernels (GEMV for one
+// token, GEMM for a chunk), attention through the KV cache's kernel, float ops through the
+// vector kernels. lib/model/forward.cpp's one-token f32 pass stays as the plain oracle.
+//
+// Per layer, for a chunk of T tokens at positions pos0..pos0+T-1 (x: T x dim):
+//   xb = rmsnorm(x)            q,k,v = xb W{q,k,v}^T (+ bias)     [qk_norm per head]
+//   rope(q, k)                 kv.append(k, v)                    att = attend(q)
+//   x += att Wo^T              xb = rmsnorm(x)                    h = silu(xb Wg^T) * (xb Wu^T)
+//   x += h Wd^T
+// then the final norm and the classifier for the tokens whose logits are wanted.
+#include <vector>
+
+#include "model/kv_cache.hpp"
+#include "model/linear.hpp"
+#include "model/model_impl.hpp"
+
+namespace piquant {
+
+class ThreadPool;
+
+class Forward {
+ public:
+  static constexpr int kBatch = 64;  ///< tokens per prefill chunk
+
+  Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool);
+
+  /// Evaluates `n` tokens at positions pos..pos+n-1 (the KV cache must hold 0..pos-1). Writes
+  /// the last token's logits to `last_logits` (vocab floats) and, when all_logits is given,
+  /// appends every token's logits to it.
+  void eval(const TokenId* tokens, int n, int pos, float* last_logits,
+            std::vector<float>* all_logits);
+
+  const KvStore& kv() const { return kv_; }
+  /// Bytes of activation scratch this forward holds.
+  size_t scratch_bytes() const;
+
+ private:
+  void eval_chunk(const TokenId* tokens, int n, int pos, float* logits, bool all);
+  void matmul(const Tensor& w, const float* x, int n, float* y);
+
+  const Model::Impl& m_;
+  ThreadPool& pool_;
+  KvStore kv_;
+  LinearScratch lin_;
+  int q_dim_, kv_dim_;
+  std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, cos_, sin_, logits_;
+};
+
+}  // namespace piquant
