@@ -30,8 +30,9 @@ enum class TokenKind : uint8_t { kNormal, kByte, kControl, kUserDefined, kUnknow
 class Tokenizer {
  public:
   /// Reads a tokenizer file; the format is recognised from the content: llama2.c tokenizer.bin,
-  /// SentencePiece tokenizer.model, tiktoken ranks, tokenizer.json, vocab.json (+ merges.txt
-  /// beside it). Throws piquant::Error naming the file and the problem.
+  /// SentencePiece tokenizer.model, tiktoken ranks (Llama 3's tokenizer.model), tokenizer.json
+  /// (+ tokenizer_config.json beside it), vocab.json (+ merges.txt beside it), a GGUF model file,
+  /// or a directory holding one of these. Throws piquant::Error naming the file and the problem.
   static Tokenizer load(const std::string& path);
 
   std::vector<TokenId> encode(std::string_view text, const EncodeOptions& options = {}) const;
@@ -57,6 +58,7 @@ class Tokenizer {
   struct Impl;
   explicit Tokenizer(std::shared_ptr<const Impl> impl);
   const Impl& impl() const { return *impl_; }
+  std::shared_ptr<const Impl> impl_ptr() const { return impl_; }
 
  private:
   std::shared_ptr<const Impl> impl_;
