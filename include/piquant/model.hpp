@@ -92,6 +92,8 @@ class Model {
   /// The chat template the model file carries (Jinja text, as in GGUF / tokenizer_config.json);
   /// empty when it has none. See ChatTemplate::detect.
   const std::string& chat_template() const;
+  /// One-line remarks from loading, e.g. "12 Q6_K tensor(s) converted to q8 at load".
+  const std::vector<std::string>& notices() const;
   /// Bytes of weight data the forward pass reads per token.
   size_t weight_bytes() const;
   /// One line: "llama 4L dim 64 heads 4/4 vocab 512 f32 (llama2.c checkpoint)".

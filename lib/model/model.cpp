@@ -1,6 +1,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "format/gguf.hpp"
+#include "format/gguf_model.hpp"
 #include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
 #include "model/model_impl.hpp"
@@ -124,13 +126,20 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   std::unique_ptr<Impl> impl;
   // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
   // checkpoint (which has none), whose loader then names the header field that is wrong.
-  if (file->size() < 28) {
+  if (GgufFile::has_magic(file->data(), file->size())) {
+    impl = load_gguf_model(std::make_shared<const GgufFile>(path));
+  } else if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
                                         " bytes is too small to be a model");
+  } else {
+    impl = load_llama2c(file);
   }
-  impl = load_llama2c(file);
   if (!options.tokenizer_path.empty()) {
-    Tokenizer tok(load_llama2c_tokenizer(options.tokenizer_path));
+    // A llama2.c checkpoint comes with a tokenizer.bin: read it as one, so a damaged file gets
+    // an error naming its field rather than "unrecognised format".
+    Tokenizer tok = impl->source == "llama2.c checkpoint"
+                        ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
+                        : Tokenizer::load(options.tokenizer_path);
     if (tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size)) {
       throw Error(ErrorCode::kFormat,
                   options.tokenizer_path + ": tokenizer has " + std::to_string(tok.vocab_size()) +
@@ -176,6 +185,7 @@ const Tokenizer& Model::tokenizer() const {
 bool Model::has_tokenizer() const { return impl_->tokenizer.has_value(); }
 
 const std::string& Model::chat_template() const { return impl_->chat_template; }
+const std::vector<std::string>& Model::notices() const { return impl_->notices; }
 
 size_t Model::weight_bytes() const {
   size_t n = impl_->output.bytes() + impl_->output_norm.bytes();

@@ -30,6 +30,7 @@ struct Model::Impl {
   std::optional<Tokenizer> tokenizer;
   std::string source;  ///< "llama2.c checkpoint", "synthetic", ...
   std::string chat_template;  ///< Jinja text from the file, or ""
+  std::vector<std::string> notices;  ///< one-line remarks from loading (format conversions)
 
   Tensor tok_embd;     // [vocab, dim], row-major (looked up by row)
   Tensor output_norm;  // [dim]
