@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "piquant/error.hpp"
 #include "threads/thread_pool.hpp"
 
 namespace piquant {
@@ -52,11 +53,10 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] /= sum;
 }
 
-void rope(float* x, int n_heads, int head_dim, int pos, float theta, RopeLayout layout) {
+void rope(float* x, int n_heads, int head_dim, int pos, const float* freqs, RopeLayout layout) {
   const int half = head_dim / 2;
   for (int i = 0; i < half; ++i) {
-    const float freq = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
-    const float angle = static_cast<float>(pos) * freq;
+    const float angle = static_cast<float>(pos) * freqs[i];
     const float c = std::cos(angle), s = std::sin(angle);
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + h * head_dim;
@@ -76,6 +76,9 @@ void forward_token(const Model::Impl& m, ForwardState& s, TokenId token, int pos
   const float inv_sqrt_hd = 1.0f / std::sqrt(static_cast<float>(hd));
   float* x = s.x.data();
 
+  if (!all_f32(m)) {
+    throw Error(ErrorCode::kUnsupported, "the reference forward pass needs f32 weights");
+  }
   const float* emb = m.tok_embd.f32() + static_cast<size_t>(token) * dim;
   std::copy(emb, emb + dim, x);
 
@@ -88,8 +91,18 @@ void forward_token(const Model::Impl& m, ForwardState& s, TokenId token, int pos
     matvec(s.q.data(), w.wq, s.xb.data(), pool);
     matvec(k, w.wk, s.xb.data(), pool);
     matvec(v, w.wv, s.xb.data(), pool);
-    rope(s.q.data(), c.n_heads, hd, pos, c.rope_theta, m.rope_layout);
-    rope(k, c.n_kv_heads, hd, pos, c.rope_theta, m.rope_layout);
+    if (!w.bq.empty()) {
+      for (int i = 0; i < c.n_heads * hd; ++i) s.q[i] += w.bq.f32()[i];
+      for (int i = 0; i < c.n_kv_heads * hd; ++i) k[i] += w.bk.f32()[i], v[i] += w.bv.f32()[i];
+    }
+    if (!w.q_norm.empty()) {
+      for (int h = 0; h < c.n_heads; ++h) {
+        rmsnorm(s.q.data() + h * hd, s.q.data() + h * hd, w.q_norm.f32(), hd, c.norm_eps);
+      }
+      for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(k + h * hd, k + h * hd, w.k_norm.f32(), hd, c.norm_eps);
+    }
+    rope(s.q.data(), c.n_heads, hd, pos, m.rope_freqs.data(), m.rope_layout);
+    rope(k, c.n_kv_heads, hd, pos, m.rope_freqs.data(), m.rope_layout);
 
     pool.parallel_for(static_cast<size_t>(c.n_heads), 1, [&](size_t h0, size_t h1) {
       for (size_t h = h0; h < h1; ++h) {

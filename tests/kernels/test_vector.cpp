@@ -153,7 +153,7 @@ TEST_CASE("vector rope matches the ref for both layouts and the f32 forward pass
       (pairs ? ref().rope_pairs : ref().rope_halves)(r.data() + 1, n_heads, hd, c.data(), s.data());
       // the oracle's rope (float pow / cos) agrees to ~pos * ulp of the angle
       auto o = x;
-      piquant::rope(o.data() + 1, int(n_heads), int(hd), int(pos), 10000.0f,
+      piquant::rope(o.data() + 1, int(n_heads), int(hd), int(pos), freqs.data(),
                     pairs ? piquant::RopeLayout::kPairs : piquant::RopeLayout::kHalves);
       for (size_t i = 1; i <= n_heads * hd; ++i) REQUIRE(std::fabs(o[i] - r[i]) <= 2e-4f);
       for (const VectorKernels* t : tables_on_cpu()) {
