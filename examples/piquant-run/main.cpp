@@ -40,6 +40,7 @@ const char* kUsage = R"(usage: piquant-run [options]
       --system TEXT       system prompt for --chat
       --chat-template T   llama2, llama3, chatml, mistral, exaone or plain (default: the model's)
       --drop-old-turns    in --chat, drop the oldest turns when the context is full
+  -ctk, --kv-type T       KV cache type: f16, q8 or f32 (default: f32 for f32 models, else f16)
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
 )";
@@ -85,6 +86,7 @@ struct Args {
   int n_predict = 128, n_ctx = 0, threads = 0;
   bool ids = false, verbose = false, ignore_eos = false;
   bool chat = false;
+  piquant::KvCacheType kv_type = piquant::KvCacheType::kAuto;
   ChatArgs chat_args;
   piquant::SamplerOptions sampler;
 };
@@ -123,6 +125,13 @@ Args parse(int argc, char** argv) {
     else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = value();
     else if (f == "--chat-template") a.chat_args.template_name = value();
     else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = true;
+    else if (f == "-ctk" || f == "--cache-type-k" || f == "--kv-type") {
+      const std::string v = value();
+      if (v == "f16") a.kv_type = piquant::KvCacheType::kF16;
+      else if (v == "q8" || v == "q8_0") a.kv_type = piquant::KvCacheType::kQ8;
+      else if (v == "f32") a.kv_type = piquant::KvCacheType::kF32;
+      else die(f + " expects f16, q8 or f32, got '" + v + "'");
+    }
     else if (f == "-v" || f == "--verbose") a.verbose = true;
     else die("unknown option '" + f + "' (see --help)");
   }
@@ -150,9 +159,8 @@ int run(const Args& a) {
     model = piquant::Model::load(a.model, lo);
   }
   const double load_s = std::chrono::duration<double>(clock::now() - t_load).count();
-  if (a.verbose) {
-    std::fprintf(stderr, "model: %s\nweights: %.1f MB, loaded in %.3f s\n", model->describe().c_str(),
-                 model->weight_bytes() / 1e6, load_s);
+  for (const std::string& note : model->notices()) {
+    std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
   }
   if (!a.ids && a.prompt_ids.empty() && !model->has_tokenizer()) {
     die("this model has no tokenizer: give one with -z, or use --prompt-ids and --ids");
@@ -161,7 +169,16 @@ int run(const Args& a) {
   piquant::SessionOptions so;
   so.n_ctx = a.n_ctx;
   so.n_threads = a.threads;
+  so.kv_type = a.kv_type;
   piquant::Session session(model, so);
+  // Memory at start: weights (mmapped or owned), KV cache for the whole context, scratch.
+  std::fprintf(stderr,
+               "piquant-run: %s\npiquant-run: loaded in %.3f s | weights %.1f MiB | KV cache %.1f "
+               "MiB (%d tokens) | scratch %.1f MiB\n",
+               model->describe().c_str(), load_s, model->weight_bytes() / 1048576.0,
+               session.kv_cache_bytes() / 1048576.0, session.n_ctx(),
+               session.scratch_bytes() / 1048576.0);
+  if (a.verbose) std::fprintf(stderr, "piquant-run: kernels: %s\n", session.kernel_names().c_str());
 
   piquant::GenerateOptions go;
   go.max_tokens = a.n_predict;
