@@ -72,6 +72,9 @@ void attn_f32_q8_avx2(const AttnArgs& a);
 void attn_f32_f32_avx512(const AttnArgs& a);
 void attn_f32_f16_avx512(const AttnArgs& a);
 void attn_f32_q8_avx512(const AttnArgs& a);
+void attn_f32_f32_sse4_2(const AttnArgs& a);
+void attn_f32_f16_sse4_2(const AttnArgs& a);
+void attn_f32_q8_sse4_2(const AttnArgs& a);
 #endif
 
 }  // namespace piquant::kernels

@@ -15,6 +15,9 @@ const AttnKernel kAttnKernels[] = {
     {"attn_f32_f16_avx2", CpuFeature::kAvx2, KvType::kF16, kSimdMultiple, attn_f32_f16_avx2},
     {"attn_f32_q8_avx2", CpuFeature::kAvx2, KvType::kQ8, kSimdMultiple, attn_f32_q8_avx2},
     {"attn_f32_f32_avx2", CpuFeature::kAvx2, KvType::kF32, kSimdMultiple, attn_f32_f32_avx2},
+    {"attn_f32_f16_sse4_2", CpuFeature::kSse42, KvType::kF16, kSimdMultiple, attn_f32_f16_sse4_2},
+    {"attn_f32_q8_sse4_2", CpuFeature::kSse42, KvType::kQ8, kSimdMultiple, attn_f32_q8_sse4_2},
+    {"attn_f32_f32_sse4_2", CpuFeature::kSse42, KvType::kF32, kSimdMultiple, attn_f32_f32_sse4_2},
 #endif
 #if defined(__aarch64__)
     {"attn_f32_f16_neon", CpuFeature::kNeon, KvType::kF16, kSimdMultiple, attn_f32_f16_neon},

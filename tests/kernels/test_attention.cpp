@@ -124,6 +124,13 @@ TEST_CASE("attention variants available on this CPU are listed", "[kernels][atte
 #if defined(__aarch64__)
   CHECK(std::string(best->name) == "attn_f32_f16_neon");
 #endif
+#if defined(__x86_64__)
+  // a PIQUANT_ISA=avx2 cap (enabled = avx2 only) keeps AVX-512 out
+  if (det & uint32_t(piquant::kernels::CpuFeature::kAvx2)) {
+    CHECK(piquant::kernels::attn_select(KvType::kQ8, 128, uint32_t(piquant::kernels::CpuFeature::kAvx2))
+              ->name == std::string("attn_f32_q8_avx2"));
+  }
+#endif
   CHECK(piquant::kernels::attn_select(KvType::kF16, 64, 0)->name == std::string("attn_f32_f16_ref"));
   CHECK(piquant::kernels::attn_select(KvType::kQ8, 40, det)->name == std::string("attn_f32_q8_ref"));
   CHECK(piquant::kernels::attn_select(KvType::kF16, 0, det) == nullptr);
