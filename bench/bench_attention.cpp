@@ -56,8 +56,8 @@ KvData make_kv(KvType type, size_t ctx) {
         for (size_t j = 0; j < kHd; ++j) h[j] = piquant::kernels::f32_to_f16_scalar(x[j]);
       }
       if (type == KvType::kQ8) {
-        piquant::kernels::kv_quantize_q8_row(reinterpret_cast<int8_t*>(base + r * row),
-                                             sc + r * nb, x.data(), kHd);
+        piquant::kernels::kv_quantize_q8_row(reinterpret_cast<int8_t*>(base + r * row), sc + r * nb,
+                                             x.data(), kHd);
       }
     }
   }

@@ -4,11 +4,10 @@
 // built with its arch flags. Tails shorter than a vector run as scalar code in the same file.
 // Everything has internal linkage (see STYLE.md on ODR clashes between differently-flagged
 // files).
-#include <xsimd/xsimd.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <xsimd/xsimd.hpp>
 
 #include "vector/vector.hpp"
 

@@ -1,7 +1,6 @@
 // KvStore: sizes, append/readback per KV type, errors, and attend() (prefill with causal masking
 // inside the chunk, decode) against the double oracle; identical output for any thread count.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -45,8 +44,8 @@ piquant::test::KvRows rows_of(const KvStore& kv, int layer, int h, int n, bool i
   r.deq.resize(r.n * r.hd);
   for (int t = 0; t < n; ++t) {
     for (int j = 0; j < kv.shape().head_dim; ++j) {
-      r.deq[size_t(t) * r.hd + size_t(j)] = static_cast<double>(
-          is_v ? kv.v_at(layer, h, t, j) : kv.k_at(layer, h, t, j));
+      r.deq[size_t(t) * r.hd + size_t(j)] =
+          static_cast<double>(is_v ? kv.v_at(layer, h, t, j) : kv.k_at(layer, h, t, j));
     }
   }
   return r;
@@ -66,8 +65,7 @@ TEST_CASE("kv cache reports its memory and rejects bad shapes", "[lib][kv_cache]
   CHECK(code_of([] { KvStore({0, 10, 1, 64}); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([] { KvStore({1, -1, 1, 64}); }) == ErrorCode::kInvalidArgument);
   CHECK(code_of([] { KvStore({1, 10, 1, 300}); }) == ErrorCode::kUnsupported);
-  CHECK(code_of([] { KvStore({1 << 30, 1 << 30, 1 << 30, 256}); }) ==
-        ErrorCode::kInvalidArgument);
+  CHECK(code_of([] { KvStore({1 << 30, 1 << 30, 1 << 30, 256}); }) == ErrorCode::kInvalidArgument);
   CHECK(piquant::parse_kv_type("q8") == KvType::kQ8);
   CHECK(piquant::parse_kv_type("int8") == KvType::kQ8);
   CHECK(piquant::parse_kv_type("f16") == KvType::kF16);
@@ -136,7 +134,9 @@ TEST_CASE("kv cache attend matches the oracle for prefill chunks and decode, any
   const int layer = 1;
 
   // Chunks: a prompt of 37, a prefill chunk of 6 at pos0 = 37, then 3 decode steps.
-  struct Step { int pos0, n; };
+  struct Step {
+    int pos0, n;
+  };
   const Step steps[] = {{0, 37}, {37, 6}, {43, 1}, {44, 1}, {45, 1}};
   piquant::ThreadPool pool2(2), pool3(3);
   for (const Step& st : steps) {
