@@ -147,7 +147,11 @@ void register_vector(const piquant::kernels::VectorKernels* t) {
         ("BM_rope_f32_" + std::string(pairs ? "pairs_" : "halves_") + isa + "/heads:36,hd:64")
             .c_str(),
         [t, vec, pairs](benchmark::State& st) {
-          auto x = vec(36 * 64, 1), c = vec(32, 1), s = vec(32, 1);  // 32 q + 4 k heads
+          auto x = vec(36 * 64, 1);  // 32 q + 4 k heads
+          // a real rotation, so repeated application keeps x finite and normal
+          std::vector<float> f(32), c(32), s(32);
+          piquant::kernels::rope_freqs(f.data(), 64, 10000.0f);
+          piquant::kernels::rope_cos_sin(c.data(), s.data(), f.data(), 32, 1000);
           for (auto _ : st) {
             (pairs ? t->rope_pairs : t->rope_halves)(x.data(), 36, 64, c.data(), s.data());
             benchmark::DoNotOptimize(x.data());
