@@ -151,15 +151,19 @@ TEST_CASE("kv cache attend matches the oracle for prefill chunks and decode, any
     REQUIRE(std::memcmp(out1.data(), out2.data(), out1.size() * 4) == 0);
     REQUIRE(std::memcmp(out1.data(), out3.data(), out1.size() * 4) == 0);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<piquant::test::KvRows> kr, vr;  // all filled rows per kv head
+    for (int kvh = 0; kvh < n_kv_heads; ++kvh) {
+      kr.push_back(rows_of(kv, layer, kvh, st.pos0 + st.n, false));
+      vr.push_back(rows_of(kv, layer, kvh, st.pos0 + st.n, true));
+    }
     for (int i = 0; i < st.n; ++i) {
       const int n_seen = st.pos0 + i + 1;  // causal: positions [0, pos0 + i]
       for (int h = 0; h < n_heads; ++h) {
-        const int kvh = h / group;
-        const auto kr = rows_of(kv, layer, kvh, n_seen, false);
-        const auto vr = rows_of(kv, layer, kvh, n_seen, true);
+        const auto& kh = kr[size_t(h / group)];
+        const auto& vh = vr[size_t(h / group)];
         std::vector<double> ref, tol;
         const size_t off = size_t(i) * q_dim + size_t(h) * size_t(hd);
-        piquant::test::attention_oracle(q.data() + off, kr, vr, size_t(n_seen), scale, ref, tol);
+        piquant::test::attention_oracle(q.data() + off, kh, vh, size_t(n_seen), scale, ref, tol);
         for (int j = 0; j < hd; ++j) {
           const double err = std::fabs(static_cast<double>(out1[off + size_t(j)]) - ref[size_t(j)]);
           if (!(err <= tol[size_t(j)])) {
