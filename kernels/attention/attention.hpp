@@ -26,25 +26,25 @@ constexpr size_t kAttnMaxHeadDim = 256;  ///< largest head_dim any variant accep
 constexpr size_t kAttnMaxGroup = 8;      ///< query heads processed together (more: looped)
 
 struct AttnArgs {
-  const float* q;     ///< n_q query heads of head_dim floats, q_stride floats apart
+  const float* q;  ///< n_q query heads of head_dim floats, q_stride floats apart
   size_t q_stride;
-  float* out;         ///< n_q output heads, out_stride floats apart
+  float* out;  ///< n_q output heads, out_stride floats apart
   size_t out_stride;
-  size_t n_q;         ///< >= 1
-  size_t head_dim;    ///< see AttnKernel::head_dim_multiple
-  size_t n_kv;        ///< attend to positions [0, n_kv); >= 1
-  const void* k;      ///< the kv head's K plane: row t at k + t * kv_row_bytes(type, head_dim)
-  const void* v;      ///< the kv head's V plane, same layout
+  size_t n_q;            ///< >= 1
+  size_t head_dim;       ///< see AttnKernel::head_dim_multiple
+  size_t n_kv;           ///< attend to positions [0, n_kv); >= 1
+  const void* k;         ///< the kv head's K plane: row t at k + t * kv_row_bytes(type, head_dim)
+  const void* v;         ///< the kv head's V plane, same layout
   const float* k_scale;  ///< q8 only: kv_q8_blocks(head_dim) scales per row, row after row
   const float* v_scale;
-  float scale;        ///< softmax scale, usually 1 / sqrt(head_dim)
+  float scale;  ///< softmax scale, usually 1 / sqrt(head_dim)
 };
 
 struct AttnKernel {
-  const char* name;            ///< "attn_f32_f16_avx2": file, function, test and bench label
+  const char* name;  ///< "attn_f32_f16_avx2": file, function, test and bench label
   CpuFeature needs;
   KvType kv;
-  size_t head_dim_multiple;    ///< head_dim must be a multiple of this (ref: 1)
+  size_t head_dim_multiple;  ///< head_dim must be a multiple of this (ref: 1)
   void (*run)(const AttnArgs&);
 };
 
@@ -72,6 +72,9 @@ void attn_f32_q8_avx2(const AttnArgs& a);
 void attn_f32_f32_avx512(const AttnArgs& a);
 void attn_f32_f16_avx512(const AttnArgs& a);
 void attn_f32_q8_avx512(const AttnArgs& a);
+void attn_f32_f32_sse4_2(const AttnArgs& a);
+void attn_f32_f16_sse4_2(const AttnArgs& a);
+void attn_f32_q8_sse4_2(const AttnArgs& a);
 #endif
 
 }  // namespace piquant::kernels

@@ -35,11 +35,13 @@ struct LoadQ8Avx2 {
       const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
       float* o = buf + b * 32;
       _mm256_storeu_ps(o, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-      _mm256_storeu_ps(o + 8, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                                                     _mm_srli_si128(lo, 8)))));
+      _mm256_storeu_ps(
+          o + 8,
+          _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
       _mm256_storeu_ps(o + 16, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-      _mm256_storeu_ps(o + 24, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                                                      _mm_srli_si128(hi, 8)))));
+      _mm256_storeu_ps(
+          o + 24,
+          _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
     }
     return buf;
   }

@@ -56,7 +56,8 @@ struct LoadQ8Avx512 {
       const __m512 db = _mm512_set1_ps(d[b]);
       const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 32));
       const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 32 + 16));
-      _mm512_storeu_ps(buf + b * 32, _mm512_mul_ps(db, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+      _mm512_storeu_ps(buf + b * 32,
+                       _mm512_mul_ps(db, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
       _mm512_storeu_ps(buf + b * 32 + 16,
                        _mm512_mul_ps(db, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
     }

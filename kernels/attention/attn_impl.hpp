@@ -11,11 +11,10 @@
 //   4. convert the V tile once, then acc_h += p[h][t] * v_t with acc in registers per
 //      4*W-float slice of head_dim.
 // Converting once per group is what makes GQA cheap: 8 query heads share each K/V load.
-#include <xsimd/xsimd.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <xsimd/xsimd.hpp>
 
 #include "attention/attention.hpp"
 
@@ -54,8 +53,8 @@ struct HsumRows {
 
 /// s[t] = scale * q . k_t for t in [0, nt); W keys per step, reduced together by haddp.
 template <class Arch>
-inline void attn_scores(float* __restrict s, const float* __restrict q,
-                        const float* __restrict kt, size_t nt, size_t hd, float scale) {
+inline void attn_scores(float* __restrict s, const float* __restrict q, const float* __restrict kt,
+                        size_t nt, size_t hd, float scale) {
   using B = xsimd::batch<float, Arch>;
   constexpr size_t W = B::size;
   size_t t = 0;

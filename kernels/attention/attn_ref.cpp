@@ -17,9 +17,7 @@ struct RowF32 {
 };
 struct RowF16 {
   const uint16_t* p;
-  float at(size_t t, size_t hd, size_t j) const {
-    return f16_to_f32_scalar(p[t * hd + j]);
-  }
+  float at(size_t t, size_t hd, size_t j) const { return f16_to_f32_scalar(p[t * hd + j]); }
 };
 struct RowQ8 {
   const int8_t* p;

@@ -33,9 +33,12 @@ namespace {
 
 inline const char* kv_type_name(KvType t) {
   switch (t) {
-    case KvType::kF32: return "f32";
-    case KvType::kF16: return "f16";
-    case KvType::kQ8: return "q8";
+    case KvType::kF32:
+      return "f32";
+    case KvType::kF16:
+      return "f16";
+    case KvType::kQ8:
+      return "q8";
   }
   return "?";
 }

@@ -5,26 +5,34 @@
 namespace piquant::kernels {
 namespace {
 
-constexpr size_t kSimdMultiple = kKvQ8Block;  // 32: every SIMD width and the q8 block
+constexpr size_t kSimd = kKvQ8Block;  // head_dim multiple: 32, every SIMD width and the q8 block
+constexpr CpuFeature kNone = CpuFeature::kNone, kNeon = CpuFeature::kNeon,
+                     kAvx2 = CpuFeature::kAvx2, kSse42 = CpuFeature::kSse42,
+                     kAvx512 = CpuFeature::kAvx512Vnni;  // the AVX-512 tier cpu.hpp knows
 
+// clang-format off
 const AttnKernel kAttnKernels[] = {
 #if defined(__x86_64__)
-    {"attn_f32_f16_avx512", CpuFeature::kAvx512Vnni, KvType::kF16, kSimdMultiple, attn_f32_f16_avx512},
-    {"attn_f32_q8_avx512", CpuFeature::kAvx512Vnni, KvType::kQ8, kSimdMultiple, attn_f32_q8_avx512},
-    {"attn_f32_f32_avx512", CpuFeature::kAvx512Vnni, KvType::kF32, kSimdMultiple, attn_f32_f32_avx512},
-    {"attn_f32_f16_avx2", CpuFeature::kAvx2, KvType::kF16, kSimdMultiple, attn_f32_f16_avx2},
-    {"attn_f32_q8_avx2", CpuFeature::kAvx2, KvType::kQ8, kSimdMultiple, attn_f32_q8_avx2},
-    {"attn_f32_f32_avx2", CpuFeature::kAvx2, KvType::kF32, kSimdMultiple, attn_f32_f32_avx2},
+    {"attn_f32_f16_avx512",  kAvx512,  KvType::kF16, kSimd,  attn_f32_f16_avx512},
+    {"attn_f32_q8_avx512",   kAvx512,  KvType::kQ8,  kSimd,  attn_f32_q8_avx512},
+    {"attn_f32_f32_avx512",  kAvx512,  KvType::kF32, kSimd,  attn_f32_f32_avx512},
+    {"attn_f32_f16_avx2",    kAvx2,    KvType::kF16, kSimd,  attn_f32_f16_avx2},
+    {"attn_f32_q8_avx2",     kAvx2,    KvType::kQ8,  kSimd,  attn_f32_q8_avx2},
+    {"attn_f32_f32_avx2",    kAvx2,    KvType::kF32, kSimd,  attn_f32_f32_avx2},
+    {"attn_f32_f16_sse4_2",  kSse42,   KvType::kF16, kSimd,  attn_f32_f16_sse4_2},
+    {"attn_f32_q8_sse4_2",   kSse42,   KvType::kQ8,  kSimd,  attn_f32_q8_sse4_2},
+    {"attn_f32_f32_sse4_2",  kSse42,   KvType::kF32, kSimd,  attn_f32_f32_sse4_2},
 #endif
 #if defined(__aarch64__)
-    {"attn_f32_f16_neon", CpuFeature::kNeon, KvType::kF16, kSimdMultiple, attn_f32_f16_neon},
-    {"attn_f32_q8_neon", CpuFeature::kNeon, KvType::kQ8, kSimdMultiple, attn_f32_q8_neon},
-    {"attn_f32_f32_neon", CpuFeature::kNeon, KvType::kF32, kSimdMultiple, attn_f32_f32_neon},
+    {"attn_f32_f16_neon",    kNeon,    KvType::kF16, kSimd,  attn_f32_f16_neon},
+    {"attn_f32_q8_neon",     kNeon,    KvType::kQ8,  kSimd,  attn_f32_q8_neon},
+    {"attn_f32_f32_neon",    kNeon,    KvType::kF32, kSimd,  attn_f32_f32_neon},
 #endif
-    {"attn_f32_f16_ref", CpuFeature::kNone, KvType::kF16, 1, attn_f32_f16_ref},
-    {"attn_f32_q8_ref", CpuFeature::kNone, KvType::kQ8, 1, attn_f32_q8_ref},
-    {"attn_f32_f32_ref", CpuFeature::kNone, KvType::kF32, 1, attn_f32_f32_ref},
+    {"attn_f32_f16_ref",     kNone,    KvType::kF16, 1,      attn_f32_f16_ref},
+    {"attn_f32_q8_ref",      kNone,    KvType::kQ8,  1,      attn_f32_q8_ref},
+    {"attn_f32_f32_ref",     kNone,    KvType::kF32, 1,      attn_f32_f32_ref},
 };
+// clang-format on
 
 }  // namespace
 

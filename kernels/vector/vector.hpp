@@ -19,8 +19,7 @@ struct VectorKernels {
   void (*rmsnorm)(float* out, const float* x, const float* w, size_t n, float eps);
   /// Adjacent pairs (llama2.c, GGUF): per head, (x[2i], x[2i+1]) rotated by angle i, whose
   /// cos/sin are cos[i], sin[i], i < head_dim / 2. In place over n_heads heads.
-  void (*rope_pairs)(float* x, size_t n_heads, size_t head_dim, const float* cos,
-                     const float* sin);
+  void (*rope_pairs)(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin);
   /// Halves (Hugging Face): per head, (x[i], x[i + head_dim/2]) rotated by angle i.
   void (*rope_halves)(float* x, size_t n_heads, size_t head_dim, const float* cos,
                       const float* sin);

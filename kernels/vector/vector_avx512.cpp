@@ -32,8 +32,11 @@ void cvt_f32_f16_avx512(float* dst, const uint16_t* src, size_t n) {
 }  // namespace
 
 const VectorKernels kVectorAvx512 = {
-    "avx512",    CpuFeature::kAvx512Vnni, Ops::rmsnorm, Ops::rope_pairs,    Ops::rope_halves,
-    Ops::swiglu, Ops::softmax,            Ops::add,     cvt_f16_f32_avx512, cvt_f32_f16_avx512,
+    "avx512",           CpuFeature::kAvx512Vnni,
+    Ops::rmsnorm,       Ops::rope_pairs,
+    Ops::rope_halves,   Ops::swiglu,
+    Ops::softmax,       Ops::add,
+    cvt_f16_f32_avx512, cvt_f32_f16_avx512,
 };
 
 }  // namespace piquant::kernels

@@ -66,8 +66,8 @@ void cvt_f32_f16_ref(float* dst, const uint16_t* src, size_t n) {
 }  // namespace
 
 const VectorKernels kVectorRef = {
-    "ref",           CpuFeature::kNone,  rmsnorm_f32_ref, rope_f32_pairs_ref, rope_f32_halves_ref,
-    swiglu_f32_ref,  softmax_f32_ref,    add_f32_ref,     cvt_f16_f32_ref,    cvt_f32_f16_ref,
+    "ref",          CpuFeature::kNone, rmsnorm_f32_ref, rope_f32_pairs_ref, rope_f32_halves_ref,
+    swiglu_f32_ref, softmax_f32_ref,   add_f32_ref,     cvt_f16_f32_ref,    cvt_f32_f16_ref,
 };
 
 void rope_freqs(float* freqs, size_t head_dim, float theta) {
@@ -83,7 +83,7 @@ void rope_scale_llama3(float* freqs, size_t half, const RopeLlama3Scaling& s) {
   const double lff = static_cast<double>(s.low_freq_factor);
   const double hff = static_cast<double>(s.high_freq_factor);
   const double factor = static_cast<double>(s.factor);
-  const double low_wavelen = old_ctx / lff;    // longer: fully scaled
+  const double low_wavelen = old_ctx / lff;   // longer: fully scaled
   const double high_wavelen = old_ctx / hff;  // shorter: unchanged
   for (size_t i = 0; i < half; ++i) {
     const double f = static_cast<double>(freqs[i]);

@@ -66,9 +66,9 @@ KvStore::KvStore(const KvShape& s, KvType type) : shape_(s), type_(type) {
   data_.reset(static_cast<uint8_t*>(std::calloc(data_bytes, 1)));
   if (scale_count) scales_.reset(static_cast<float*>(std::calloc(scale_count, sizeof(float))));
   if (!data_ || (scale_count && !scales_)) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "KV cache: cannot allocate " + std::to_string(bytes_) + " bytes for n_ctx " +
-                    std::to_string(s.n_ctx) + " (" + kernels::kv_type_name(type) + ")");
+    throw Error(ErrorCode::kInvalidArgument, "KV cache: cannot allocate " + std::to_string(bytes_) +
+                                                 " bytes for n_ctx " + std::to_string(s.n_ctx) +
+                                                 " (" + kernels::kv_type_name(type) + ")");
   }
   filled_.assign(static_cast<size_t>(s.n_layers), 0);
 }
@@ -112,10 +112,10 @@ void KvStore::append(int layer, int pos0, int n_tokens, const float* k, const fl
                   std::to_string(n_tokens) + " (need pos0 >= 0, n_tokens >= 1)");
   }
   if (n_tokens > shape_.n_ctx || pos0 > shape_.n_ctx - n_tokens) {
-    throw Error(ErrorCode::kContextFull,
-                "KV cache: positions " + std::to_string(pos0) + ".." +
-                    std::to_string(int64_t(pos0) + n_tokens - 1) + " do not fit the context of " +
-                    std::to_string(shape_.n_ctx));
+    throw Error(ErrorCode::kContextFull, "KV cache: positions " + std::to_string(pos0) + ".." +
+                                             std::to_string(int64_t(pos0) + n_tokens - 1) +
+                                             " do not fit the context of " +
+                                             std::to_string(shape_.n_ctx));
   }
   int& fill = filled_[static_cast<size_t>(layer)];
   if (pos0 > fill) {
@@ -142,8 +142,8 @@ void KvStore::append(int layer, int pos0, int n_tokens, const float* k, const fl
             vk.f32_to_f16(reinterpret_cast<uint16_t*>(dst), x, hd);
             break;
           case KvType::kQ8:
-            kernels::kv_quantize_q8_row(reinterpret_cast<int8_t*>(dst), sbase + pos * n_blocks_,
-                                        x, hd);
+            kernels::kv_quantize_q8_row(reinterpret_cast<int8_t*>(dst), sbase + pos * n_blocks_, x,
+                                        hd);
             break;
         }
       }
@@ -168,9 +168,9 @@ void KvStore::attend(int layer, const float* q, int n_heads, int pos0, int n_tok
   const int fill = filled_[static_cast<size_t>(layer)];
   if (n_tokens < 1 || pos0 < 0 || pos0 > fill - n_tokens) {
     throw Error(ErrorCode::kOutOfRange,
-                "attention: layer " + std::to_string(layer) + " positions " +
-                    std::to_string(pos0) + ".." + std::to_string(int64_t(pos0) + n_tokens - 1) +
-                    " but only [0, " + std::to_string(fill) + ") are in the KV cache");
+                "attention: layer " + std::to_string(layer) + " positions " + std::to_string(pos0) +
+                    ".." + std::to_string(int64_t(pos0) + n_tokens - 1) + " but only [0, " +
+                    std::to_string(fill) + ") are in the KV cache");
   }
   const size_t hd = static_cast<size_t>(shape_.head_dim);
   const size_t group = static_cast<size_t>(n_heads / n_kv);
@@ -228,8 +228,10 @@ float KvStore::element(int layer, int kv_head, int pos, int j, bool is_v) const 
   }
   const uint8_t* row = plane(layer, kv_head, is_v) + static_cast<size_t>(pos) * row_bytes_;
   switch (type_) {
-    case KvType::kF32: return reinterpret_cast<const float*>(row)[j];
-    case KvType::kF16: return kernels::f16_to_f32_scalar(reinterpret_cast<const uint16_t*>(row)[j]);
+    case KvType::kF32:
+      return reinterpret_cast<const float*>(row)[j];
+    case KvType::kF16:
+      return kernels::f16_to_f32_scalar(reinterpret_cast<const uint16_t*>(row)[j]);
     case KvType::kQ8: {
       const float* d = scale_plane(layer, kv_head, is_v) + static_cast<size_t>(pos) * n_blocks_;
       return d[static_cast<size_t>(j) / kernels::kKvQ8Block] *

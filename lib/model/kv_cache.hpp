@@ -94,8 +94,8 @@ class KvStore {
   size_t row_bytes_ = 0, n_blocks_ = 0;  // per position and kv head
   size_t plane_bytes_ = 0;               // one (layer, kv head, K or V) plane
   size_t bytes_ = 0;
-  std::unique_ptr<uint8_t, Free> data_;   // [layer][K|V][kv_head] planes
-  std::unique_ptr<float, Free> scales_;   // q8: [layer][K|V][kv_head][n_ctx][n_blocks]
+  std::unique_ptr<uint8_t, Free> data_;  // [layer][K|V][kv_head] planes
+  std::unique_ptr<float, Free> scales_;  // q8: [layer][K|V][kv_head][n_ctx][n_blocks]
   std::vector<int> filled_;
 };
 

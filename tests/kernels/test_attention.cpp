@@ -1,7 +1,6 @@
 // Every attention variant the CPU has against the double-precision oracle
 // (test_attention_oracle.hpp): head dims, GQA ratios, context lengths, KV types, strides.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -106,8 +105,8 @@ TEST_CASE("attention variants available on this CPU are listed", "[kernels][atte
   const uint32_t det = piquant::kernels::cpu_info().detected;
   size_t ran = 0;
   for (size_t i = 0; i < n; ++i) {
-    const bool ok = all[i].needs == piquant::kernels::CpuFeature::kNone ||
-                    (det & uint32_t(all[i].needs));
+    const bool ok =
+        all[i].needs == piquant::kernels::CpuFeature::kNone || (det & uint32_t(all[i].needs));
     if (ok) {
       WARN("attention: testing " << all[i].name);
       ++ran;
@@ -124,8 +123,18 @@ TEST_CASE("attention variants available on this CPU are listed", "[kernels][atte
 #if defined(__aarch64__)
   CHECK(std::string(best->name) == "attn_f32_f16_neon");
 #endif
-  CHECK(piquant::kernels::attn_select(KvType::kF16, 64, 0)->name == std::string("attn_f32_f16_ref"));
-  CHECK(piquant::kernels::attn_select(KvType::kQ8, 40, det)->name == std::string("attn_f32_q8_ref"));
+#if defined(__x86_64__)
+  // a PIQUANT_ISA=avx2 cap (enabled = avx2 only) keeps AVX-512 out
+  if (det & uint32_t(piquant::kernels::CpuFeature::kAvx2)) {
+    CHECK(piquant::kernels::attn_select(KvType::kQ8, 128,
+                                        uint32_t(piquant::kernels::CpuFeature::kAvx2))
+              ->name == std::string("attn_f32_q8_avx2"));
+  }
+#endif
+  CHECK(piquant::kernels::attn_select(KvType::kF16, 64, 0)->name ==
+        std::string("attn_f32_f16_ref"));
+  CHECK(piquant::kernels::attn_select(KvType::kQ8, 40, det)->name ==
+        std::string("attn_f32_q8_ref"));
   CHECK(piquant::kernels::attn_select(KvType::kF16, 0, det) == nullptr);
   CHECK(piquant::kernels::attn_select(KvType::kF16, 512, det) == nullptr);
 }
@@ -136,8 +145,8 @@ TEST_CASE("attention matches the double oracle over head dims, GQA ratios and co
   const size_t group = GENERATE(1, 4, 8);
   const size_t n_kv = GENERATE(1, 7, 33, 257);
   const KvType kv = GENERATE(KvType::kF32, KvType::kF16, KvType::kQ8);
-  const uint32_t seed = static_cast<uint32_t>(hd * 1000003u + group * 101u + n_kv * 7u) +
-                        static_cast<uint32_t>(kv);
+  const uint32_t seed =
+      static_cast<uint32_t>(hd * 1000003u + group * 101u + n_kv * 7u) + static_cast<uint32_t>(kv);
   check_case({hd, group, n_kv, kv, 0, 0, 1.0f}, seed);
 }
 
@@ -151,12 +160,12 @@ TEST_CASE("attention matches the oracle at context 4096", "[kernels][attention]"
 TEST_CASE("attention handles groups above kAttnMaxGroup, strides and peaky softmax",
           "[kernels][attention]") {
   const KvType kv = GENERATE(KvType::kF32, KvType::kF16, KvType::kQ8);
-  check_case({64, 12, 65, kv, 0, 0, 1.0f}, 11u);          // 12 heads: a group of 8 then 4
-  check_case({128, 3, 100, kv, 200, 136, 1.0f}, 12u);     // strides > head_dim
-  check_case({64, 4, 300, kv, 0, 0, 6.0f}, 13u);          // scores of tens: one key dominates
-  check_case({32, 2, 31, kv, 0, 0, 1.0f}, 14u);           // head_dim 32, tile not full
-  check_case({256, 2, 64, kv, 0, 0, 1.0f}, 15u);          // the largest head_dim
-  check_case({96, 5, 97, kv, 0, 0, 1.0f}, 16u);           // 96: not a multiple of 64
+  check_case({64, 12, 65, kv, 0, 0, 1.0f}, 11u);       // 12 heads: a group of 8 then 4
+  check_case({128, 3, 100, kv, 200, 136, 1.0f}, 12u);  // strides > head_dim
+  check_case({64, 4, 300, kv, 0, 0, 6.0f}, 13u);       // scores of tens: one key dominates
+  check_case({32, 2, 31, kv, 0, 0, 1.0f}, 14u);        // head_dim 32, tile not full
+  check_case({256, 2, 64, kv, 0, 0, 1.0f}, 15u);       // the largest head_dim
+  check_case({96, 5, 97, kv, 0, 0, 1.0f}, 16u);        // 96: not a multiple of 64
 }
 
 TEST_CASE("attention ref takes head dims that are not multiples of 32", "[kernels][attention]") {
@@ -176,7 +185,8 @@ TEST_CASE("attention reads exactly the first n_kv positions", "[kernels][attenti
   std::mt19937 rng(static_cast<uint32_t>(n_kv));
   KvRows k = piquant::test::make_kv_rows(kv, hd, n_kv + 40, rng, 0.1f);
   KvRows v = piquant::test::make_kv_rows(kv, hd, n_kv + 40, rng, 0.1f);
-  std::vector<float> q(hd, 1.0f), row(hd, 1.0f), nan_row(hd, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> q(hd, 1.0f), row(hd, 1.0f),
+      nan_row(hd, std::numeric_limits<float>::quiet_NaN());
   k.set_row(n_kv - 1, row.data());  // score 64 / 8 = 8 vs ~0: weight ~ 1 - n e^-8
   std::vector<float> vrow(hd, 5.0f);
   v.set_row(n_kv - 1, vrow.data());
@@ -193,8 +203,9 @@ TEST_CASE("attention reads exactly the first n_kv positions", "[kernels][attenti
   }
   for (const AttnKernel* kern : runnable(kv, hd)) {
     std::vector<float> out(hd);
-    AttnArgs a{q.data(), hd, out.data(), hd, 1, hd, n_kv, k.data(), v.data(),
-               k.scale_data(), v.scale_data(), 0.125f};
+    AttnArgs a{
+        q.data(),       hd,    out.data(), hd, 1, hd, n_kv, k.data(), v.data(), k.scale_data(),
+        v.scale_data(), 0.125f};
     kern->run(a);
     CAPTURE(kern->name, n_kv);
     for (size_t j = 0; j < hd; ++j) {

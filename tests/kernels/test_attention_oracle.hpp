@@ -24,7 +24,7 @@ struct KvRows {
   std::vector<double> deq;  // n x hd
 
   const void* data() const {
-    return type == KvType::kF32 ? static_cast<const void*>(f32.data())
+    return type == KvType::kF32   ? static_cast<const void*>(f32.data())
            : type == KvType::kF16 ? static_cast<const void*>(f16.data())
                                   : static_cast<const void*>(q8.data());
   }
@@ -44,8 +44,8 @@ struct KvRows {
       const size_t nb = kernels::kv_q8_blocks(hd);
       kernels::kv_quantize_q8_row(q8.data() + t * hd, scales.data() + t * nb, x, hd);
       for (size_t j = 0; j < hd; ++j) {
-        deq[t * hd + j] = static_cast<double>(scales[t * nb + j / kernels::kKvQ8Block]) *
-                          q8[t * hd + j];
+        deq[t * hd + j] =
+            static_cast<double>(scales[t * nb + j / kernels::kKvQ8Block]) * q8[t * hd + j];
       }
     }
   }

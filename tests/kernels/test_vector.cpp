@@ -2,7 +2,6 @@
 // misaligned pointers, extreme values), the ref against double math, f16 conversions bit-exact,
 // RoPE pairs vs halves under the HF -> GGUF permutation, Llama 3 frequency scaling.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -53,7 +52,8 @@ bool close(float y, float r, float tol) {
   return std::fabs(y - r) <= tol;
 }
 
-const size_t kLengths[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 65, 127, 129, 1001, 4099};
+const size_t kLengths[] = {1,  2,  3,  4,  5,  7,  8,   9,   15,   16,
+                           17, 31, 32, 33, 63, 65, 127, 129, 1001, 4099};
 
 }  // namespace
 
@@ -123,7 +123,8 @@ TEST_CASE("vector xsimd ops match the scalar ref on odd lengths, tails and extre
       t->swiglu(y.data() + 1, x.data() + 1, w.data() + 1, n);
       ref().swiglu(r.data() + 1, x.data() + 1, w.data() + 1, n);
       // exp within a few ulp on both sides, then a division and a product
-      for (size_t i = 1; i <= n; ++i) REQUIRE(close(y[i], r[i], 16 * kU * std::fabs(r[i]) + 1e-37f));
+      for (size_t i = 1; i <= n; ++i)
+        REQUIRE(close(y[i], r[i], 16 * kU * std::fabs(r[i]) + 1e-37f));
       auto sy = x, sr = x;
       t->softmax(sy.data() + 1, n);
       ref().softmax(sr.data() + 1, n);
@@ -246,16 +247,16 @@ TEST_CASE("f16 conversions are exact and agree with the hardware's", "[kernels][
     REQUIRE(f32_to_f16_scalar(f) == h);
   }
   // rounding: ties to even, overflow, underflow
-  CHECK(f32_to_f16_scalar(1.0f + 0x1p-11f) == 0x3c00);               // tie -> even (down)
-  CHECK(f32_to_f16_scalar(1.0f + 3 * 0x1p-11f) == 0x3c02);           // tie -> even (up)
-  CHECK(f32_to_f16_scalar(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01);    // above the tie
+  CHECK(f32_to_f16_scalar(1.0f + 0x1p-11f) == 0x3c00);             // tie -> even (down)
+  CHECK(f32_to_f16_scalar(1.0f + 3 * 0x1p-11f) == 0x3c02);         // tie -> even (up)
+  CHECK(f32_to_f16_scalar(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01);  // above the tie
   CHECK(f32_to_f16_scalar(65504.0f) == 0x7bff);
   CHECK(f32_to_f16_scalar(65519.0f) == 0x7bff);
   CHECK(f32_to_f16_scalar(65520.0f) == 0x7c00);
   CHECK(f32_to_f16_scalar(-1e10f) == 0xfc00);
-  CHECK(f32_to_f16_scalar(0x1p-25f) == 0x0000);                      // tie with 0 -> 0
+  CHECK(f32_to_f16_scalar(0x1p-25f) == 0x0000);  // tie with 0 -> 0
   CHECK(f32_to_f16_scalar(0x1p-25f * 1.5f) == 0x0001);
-  CHECK(f32_to_f16_scalar(0x1p-24f * 1.5f) == 0x0002);               // tie -> even
+  CHECK(f32_to_f16_scalar(0x1p-24f * 1.5f) == 0x0002);  // tie -> even
   CHECK(f32_to_f16_scalar(-0.0f) == 0x8000);
   CHECK(std::isnan(f16_to_f32_scalar(f32_to_f16_scalar(std::numeric_limits<float>::quiet_NaN()))));
   // every table's row conversion is bit-identical to the scalar one (NaN: any NaN)
