@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this; the README's second command):
 #   1. native Release build (library, tools, examples, benchmarks) + ctest
-#   2. AddressSanitizer + UBSan build + ctest
+#   2. AddressSanitizer + UBSan build + ctest; on x86-64 the fuzz smoke test (scripts/fuzz-smoke.sh)
 #   3. install, then build examples/minimal against it through find_package(piquant)
 #   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A72 (NEON only, Pi 4)
 #      and Cortex-A76 (NEON + dotprod, Pi 5); on an ARM host: ctest again with PIQUANT_ISA=neon
@@ -31,6 +31,11 @@ section "AddressSanitizer + UBSan build + tests"
 configure_build build/test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIQUANT_BUILD_BENCH=OFF \
   -DPIQUANT_SANITIZE="address;undefined"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan
+
+if [[ "$arch" == x86_64 ]]; then
+  section "fuzz smoke: libFuzzer + ASan/UBSan (clang), every file parser ~15 s"
+  JOBS=$JOBS scripts/fuzz-smoke.sh 15
+fi
 
 section "install + examples/minimal through find_package(piquant)"
 rm -rf build/test-install build/test-minimal

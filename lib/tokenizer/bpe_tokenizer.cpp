@@ -2,6 +2,7 @@
 // Two merge rules: a merge list in rank order (HF tokenizer.json, merges.txt, GGUF), or the
 // tiktoken rule (no list: any adjacent pair whose concatenation is a token merges, the token
 // with the lowest rank = id first). Ties go to the leftmost pair in both.
+#include <cstdint>
 #include <cstdio>
 
 #include "piquant/error.hpp"
@@ -80,6 +81,11 @@ void ByteLevelImpl::finish(const std::string& source) {
   if (!merges.empty()) {
     pairs_.reserve(merges.size());
     const auto n = static_cast<TokenId>(pieces.size());
+    // A pair's priority is the rank of the first merge that makes its token. Lists with one merge
+    // per token (GPT-2, HF, llama.cpp) are unchanged by this; a list holding every split of every
+    // token (made from tiktoken ranks, tokenizer_to_gguf) then merges exactly as tiktoken does:
+    // the lowest-ranked token first, ties to the leftmost pair whichever split forms it.
+    std::vector<uint32_t> first_rank(pieces.size(), UINT32_MAX);
     for (size_t r = 0; r < merges.size(); ++r) {
       const TokenId a = merges[r].first, b = merges[r].second;
       if (a < 0 || b < 0 || a >= n || b >= n) {
@@ -92,7 +98,9 @@ void ByteLevelImpl::finish(const std::string& source) {
                                             pieces[a] + "' '" + pieces[b] +
                                             "') yields a token that is not in the vocabulary");
       }
-      pairs_.insert(a, b, static_cast<uint32_t>(r), m);
+      uint32_t& fr = first_rank[static_cast<size_t>(m)];
+      if (fr == UINT32_MAX) fr = static_cast<uint32_t>(r);
+      pairs_.insert(a, b, fr, m);
     }
   }
 }

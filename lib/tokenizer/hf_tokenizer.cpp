@@ -14,14 +14,14 @@ using nlohmann::json;
 
 // Optional fields of a given type (a missing or mistyped field gives the fallback).
 bool opt_bool(const json& j, const char* key, bool fallback) {
-  if (!j.is_object()) return fallback;
-  const auto it = j.find(key);
-  return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  const json& v = j.at(key);
+  return v.is_boolean() ? v.get<bool>() : fallback;
 }
 std::string opt_str(const json& j, const char* key, const char* fallback) {
-  if (!j.is_object()) return fallback;
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get_ref<const std::string&>() : fallback;
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  const json& v = j.at(key);
+  return v.is_string() ? v.get<std::string>() : std::string(fallback);
 }
 
 [[noreturn]] void fail(const std::string& source, const std::string& m) {
@@ -106,8 +106,7 @@ std::unordered_map<std::string, TokenId> index_of(const Tokenizer::Impl& t) {
 // Does any object in j have "type": type?
 bool has_type(const json& j, const char* type) {
   if (j.is_object()) {
-    auto it = j.find("type");
-    if (it != j.end() && it->is_string() && *it == type) return true;
+    if (opt_str(j, "type", "") == type) return true;
     for (const auto& v : j) if (has_type(v, type)) return true;
   } else if (j.is_array()) {
     for (const auto& v : j) if (has_type(v, type)) return true;

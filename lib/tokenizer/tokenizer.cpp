@@ -74,7 +74,9 @@ std::vector<TokenId> Tokenizer::Impl::encode_text(std::string_view text, bool pa
     out.push_back(hit);
     i += pieces[hit].size();
     seg = i;
-    at_start = true;
+    // After a control token the text starts afresh (SentencePiece's dummy prefix again, as
+    // llama.cpp does); a user-defined piece sits inside the text, as in sentencepiece.
+    at_start = kinds[hit] == TokenKind::kControl;
   }
   if (seg < text.size()) encode_segment(text.substr(seg), at_start, out);
   return out;
