@@ -18,7 +18,8 @@
 namespace {
 
 const char* kUsage = R"(usage: piquant-run [options]
-  -m, --model FILE        model file (llama2.c checkpoint); none: a seeded random demo model
+  -m, --model FILE        model file (.piq, .gguf or llama2.c checkpoint); none: a seeded
+                          random demo model
   -z, --tokenizer FILE    tokenizer file (llama2.c tokenizer.bin) for models without one
   -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
       --prompt-ids LIST   prompt as token ids, e.g. 1,450,2635 (no BOS is added)
@@ -178,6 +179,11 @@ int run(const Args& a) {
                model->describe().c_str(), load_s, model->weight_bytes() / 1048576.0,
                session.kv_cache_bytes() / 1048576.0, session.n_ctx(),
                session.scratch_bytes() / 1048576.0);
+  if (model->mapped_bytes() > 0) {
+    std::fprintf(stderr, "piquant-run: weights mmapped: %.1f MiB used in place from the file "
+                         "(zero copy, paged in on first use)\n",
+                 model->mapped_bytes() / 1048576.0);
+  }
   if (a.verbose) std::fprintf(stderr, "piquant-run: kernels: %s\n", session.kernel_names().c_str());
 
   piquant::GenerateOptions go;

@@ -79,7 +79,8 @@ struct SyntheticModelOptions {
 
 class Model {
  public:
-  /// Loads a model file: a llama2.c checkpoint (tokenizer via options.tokenizer_path), ...
+  /// Loads a model file: a piquant .piq file (mmapped, weights used in place), a GGUF file, or
+  /// a llama2.c checkpoint (tokenizer via options.tokenizer_path); recognised by content.
   /// Throws piquant::Error naming the file, the field or tensor, and what is wrong.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   /// A seeded random llama model with a byte-level demo tokenizer.
@@ -94,6 +95,12 @@ class Model {
   const std::string& chat_template() const;
   /// One-line remarks from loading, e.g. "12 Q6_K tensor(s) converted to q8 at load".
   const std::vector<std::string>& notices() const;
+  /// Sampling defaults the model file ships (a .piq copy of generation_config.json); every
+  /// field unset when the file has none.
+  const GenerationDefaults& generation_defaults() const;
+  /// Bytes of weights used in place from the memory-mapped file (zero copy; .piq files);
+  /// 0 when the loader copied or repacked them.
+  size_t mapped_bytes() const;
   /// Bytes of weight data the forward pass reads per token.
   size_t weight_bytes() const;
   /// One line: "llama 4L dim 64 heads 4/4 vocab 512 f32 (llama2.c checkpoint)".

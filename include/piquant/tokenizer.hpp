@@ -31,7 +31,7 @@ class Tokenizer {
  public:
   /// Reads a tokenizer file; the format is recognised from the content: llama2.c tokenizer.bin,
   /// SentencePiece tokenizer.model, tiktoken ranks (Llama 3's tokenizer.model), tokenizer.json
-  /// (+ tokenizer_config.json beside it), vocab.json (+ merges.txt beside it), a GGUF model file,
+  /// (+ tokenizer_config.json beside it), vocab.json (+ merges.txt beside it), a GGUF or .piq model file,
   /// or a directory holding one of these. Throws piquant::Error naming the file and the problem.
   static Tokenizer load(const std::string& path);
 

@@ -195,8 +195,7 @@ class Loader {
 
 }  // namespace
 
-std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file) {
-  const GgufFile& f = *file;
+GgufModelInfo read_gguf_model_info(const GgufFile& f) {
   const std::string& src = f.source();
   const std::string arch(f.get_string("general.architecture", ""));
   const ArchInfo* info = nullptr;
@@ -208,10 +207,9 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
                 src + ": unknown architecture '" + arch +
                     "' (general.architecture); piquant runs llama, qwen2, qwen3 and exaone");
   }
-  auto m = std::make_unique<Model::Impl>();
-  m->source = "GGUF v" + std::to_string(f.version());
-  m->rope_layout = info->rope;
-  ModelConfig& c = m->config;
+  GgufModelInfo out;
+  out.rope_layout = info->rope;
+  ModelConfig& c = out.config;
   c.arch = arch;
   auto key = [&](const char* k) { return arch + "." + k; };
   auto u = [&](const char* k) -> int {
@@ -253,7 +251,18 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
   c.qk_norm = info->qk_norm;
   c.tied_classifier = f.find_tensor("output.weight") == nullptr;
   validate_config(c, src);
+  return out;
+}
 
+std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file) {
+  const GgufFile& f = *file;
+  const std::string& src = f.source();
+  GgufModelInfo info = read_gguf_model_info(f);
+  auto m = std::make_unique<Model::Impl>();
+  m->source = "GGUF v" + std::to_string(f.version());
+  m->rope_layout = info.rope_layout;
+  m->config = info.config;
+  const ModelConfig& c = m->config;
   Loader L(file, *m);
   const int64_t d = c.dim, h = c.hidden_dim, hd = c.head_dim;
   const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;

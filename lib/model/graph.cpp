@@ -42,6 +42,7 @@ size_t Forward::scratch_bytes() const {
 // block of 32 (tiny llama2.c models) take a plain loop; everything else the matmul kernels.
 void Forward::matmul(const Tensor& w, const float* x, int n, float* y) {
   const size_t rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
+  if (on_matmul_input) on_matmul_input(w, x, n);
   if (w.type == DType::kF32 && cols % 32 != 0) {
     const float* wd = w.f32();
     pool_.parallel_for(rows, 16, [&](size_t r0, size_t r1) {

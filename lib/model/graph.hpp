@@ -10,6 +10,7 @@
 //   x += att Wo^T              xb = rmsnorm(x)                    h = silu(xb Wg^T) * (xb Wu^T)
 //   x += h Wd^T
 // then the final norm and the classifier for the tokens whose logits are wanted.
+#include <functional>
 #include <vector>
 
 #include "model/kv_cache.hpp"
@@ -31,6 +32,10 @@ class Forward {
   /// appends every token's logits to it.
   void eval(const TokenId* tokens, int n, int pos, float* last_logits,
             std::vector<float>* all_logits);
+
+  /// Optional observer of every weight matrix's input (n rows of w.cols floats) before the
+  /// product: the converter's calibration collects activation statistics through it.
+  std::function<void(const Tensor& w, const float* x, int n)> on_matmul_input;
 
   const KvStore& kv() const { return kv_; }
   /// Bytes of activation scratch this forward holds.

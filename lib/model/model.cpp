@@ -5,6 +5,7 @@
 #include "format/gguf_model.hpp"
 #include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
+#include "format/piq_model.hpp"
 #include "model/model_impl.hpp"
 #include "vector/vector.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
@@ -126,7 +127,9 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   std::unique_ptr<Impl> impl;
   // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
   // checkpoint (which has none), whose loader then names the header field that is wrong.
-  if (GgufFile::has_magic(file->data(), file->size())) {
+  if (piq_has_magic(file->data(), file->size())) {
+    impl = load_piq_model(std::make_shared<const PiqFile>(path));
+  } else if (GgufFile::has_magic(file->data(), file->size())) {
     impl = load_gguf_model(std::make_shared<const GgufFile>(path));
   } else if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
@@ -140,7 +143,9 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     Tokenizer tok = impl->source == "llama2.c checkpoint"
                         ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
                         : Tokenizer::load(options.tokenizer_path);
-    if (tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size)) {
+    if (tok.vocab_size() > static_cast<size_t>(impl->config.vocab_size) ||
+        (impl->source == "llama2.c checkpoint" &&
+         tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size))) {
       throw Error(ErrorCode::kFormat,
                   options.tokenizer_path + ": tokenizer has " + std::to_string(tok.vocab_size()) +
                       " tokens but the model " + path + " has a vocabulary of " +
@@ -186,6 +191,8 @@ bool Model::has_tokenizer() const { return impl_->tokenizer.has_value(); }
 
 const std::string& Model::chat_template() const { return impl_->chat_template; }
 const std::vector<std::string>& Model::notices() const { return impl_->notices; }
+const GenerationDefaults& Model::generation_defaults() const { return impl_->generation; }
+size_t Model::mapped_bytes() const { return impl_->mapped_bytes; }
 
 size_t Model::weight_bytes() const {
   size_t n = impl_->output.bytes() + impl_->output_norm.bytes();

@@ -31,6 +31,8 @@ struct Model::Impl {
   std::string source;  ///< "llama2.c checkpoint", "synthetic", ...
   std::string chat_template;  ///< Jinja text from the file, or ""
   std::vector<std::string> notices;  ///< one-line remarks from loading (format conversions)
+  GenerationDefaults generation;     ///< sampling defaults the file ships (.piq), else unset
+  size_t mapped_bytes = 0;           ///< weight bytes used in place from a file mapping (.piq)
 
   Tensor tok_embd;     // [vocab, dim], row-major (looked up by row)
   Tensor output_norm;  // [dim]

@@ -5,6 +5,9 @@
 
 #include "format/gguf.hpp"
 #include "format/mapped_file.hpp"
+#include "format/piq.hpp"
+#include "format/piq_model.hpp"
+#include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/loaders.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"
 
@@ -50,6 +53,18 @@ std::shared_ptr<const Tokenizer::Impl> load_tokenizer_file(const std::string& pa
   if (GgufFile::has_magic(file.data(), file.size())) {
     GgufFile g(path);
     return tokenizer_from_gguf(g).impl_ptr();
+  }
+  if (piq_has_magic(file.data(), file.size())) {  // a converted model carries its tokenizer
+    const PiqFile piq(path);
+    if (piq.meta().tokenizer.is_null()) {
+      throw Error(ErrorCode::kFormat, path + ": this .piq file carries no tokenizer (convert "
+                                             "it with -z TOKENIZER)");
+    }
+    try {
+      return tokenizer_from_json(piq.meta().tokenizer).impl_ptr();
+    } catch (const Error& e) {
+      throw Error(e.code(), path + ": tokenizer: " + e.what());
+    }
   }
   size_t first = 0;
   while (first < bytes.size() && (bytes[first] == ' ' || bytes[first] == '\n' ||

@@ -1,0 +1,159 @@
+// piquant-convert: Hugging Face directories, GGUF files and llama2.c checkpoints in, one .piq
+// file out (quantized, packed for the kernels, with tokenizer, chat template and provenance).
+// A thin main over lib/convert/ (docs/converter.md).
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "convert/convert.hpp"
+#include "format/mapped_file.hpp"
+#include "format/piq.hpp"
+#include "format/safetensors.hpp"
+#include "piquant/piquant.hpp"
+
+namespace {
+
+const char* kUsage = R"(usage: piquant-convert INPUT -o OUTPUT.piq [options]
+       piquant-convert --verify FILE.piq
+INPUT is a Hugging Face model directory (config.json + model.safetensors or a sharded
+model.safetensors.index.json), a .gguf file, or a llama2.c checkpoint (its tokenizer.bin
+given with -z).
+  -o, --output FILE       the .piq file to write (written to FILE.tmp, renamed when complete)
+      --type T            weight type or preset (default q8):
+                            f32, f16, q8, q4, q4a (int4 + per-block minimum),
+                            q4_mix / q4a_mix (q4 / q4a, with embedding, classifier and
+                            attention v/output projections at q8),
+                            keep (each tensor as the source stores it where piquant runs it:
+                            GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 copied bit for bit)
+  -z, --tokenizer FILE    tokenizer to embed (needed for llama2.c; overrides the source's)
+      --block-size N      quantization block (only 32: the kernels' block)
+      --no-search         plain round-to-nearest absmax, no per-block scale search
+      --calibrate FILE    text to run the f32 model over; weights quantization error by each
+                          input channel's mean square activation (imatrix-style)
+      --calib-tokens N    at most N tokens of the calibration text (default 8192)
+      --calib-window N    tokens per calibration context (default 512, <= the model's)
+      --report            per-tensor table: type, bytes, relative RMS error; bits per weight
+      --verify FILE       recompute FILE's per-tensor checksums and report (no conversion)
+  -t, --threads N         threads (default: all cores)
+  -q, --quiet             no progress output
+  -h, --help              this text
+Coming with LoRA support: --merge-lora ADAPTER[:SCALE] (merge into the weights before
+quantizing) and --lora ADAPTER (pack an adapter into the file).
+)";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "piquant-convert: error: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+int parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0 || x < 0 || x > (1L << 30)) {
+    die(flag + " expects a non-negative integer, got '" + v + "'");
+  }
+  return static_cast<int>(x);
+}
+
+int verify(const std::string& path) {
+  const piquant::PiqFile f(path);
+  const auto r = f.verify();
+  for (const std::string& m : r.mismatched) std::printf("MISMATCH %s\n", m.c_str());
+  std::printf("%s: %zu tensors checked, %zu mismatched: %s\n", path.c_str(), r.checked,
+              r.mismatched.size(), r.ok() ? "OK" : "CORRUPT");
+  return r.ok() ? 0 : 2;
+}
+
+void print_report(const piquant::ConvertReport& rep) {
+  std::printf("%-34s %-5s %-6s %-14s %12s %10s\n", "tensor", "type", "layout", "shape", "bytes",
+              "rel.RMS");
+  for (const auto& t : rep.tensors) {
+    const std::string shape = t.rows == 1 ? "[" + std::to_string(t.cols) + "]"
+                                          : "[" + std::to_string(t.rows) + ", " +
+                                                std::to_string(t.cols) + "]";
+    char err[32];
+    if (t.copied) std::snprintf(err, sizeof err, "copied");
+    else std::snprintf(err, sizeof err, "%.5f", t.rel_rms);
+    std::printf("%-34s %-5s %-6s %-14s %12llu %10s\n", t.name.c_str(), t.type.c_str(),
+                t.layout.empty() ? "rows" : t.layout.c_str(), shape.c_str(),
+                static_cast<unsigned long long>(t.bytes), err);
+  }
+  std::printf("file %s, %llu weights, %.3f bits per weight (matrices: %.3f)\n",
+              piquant::format_bytes(rep.file_bytes).c_str(),
+              static_cast<unsigned long long>(rep.params), rep.bits_per_weight,
+              rep.matrix_bits_per_weight);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string input, output, tokenizer, calib_file, verify_file;
+  bool report = false;
+  int calib_tokens = 8192;
+  piquant::ConvertOptions o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "-h" || f == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (f == "-o" || f == "--output") output = value();
+    else if (f == "--type" || f == "--outtype") o.type = value();
+    else if (f == "-z" || f == "--tokenizer") tokenizer = value();
+    else if (f == "--block-size") o.block_size = parse_int(f, value());
+    else if (f == "--no-search") o.search = false;
+    else if (f == "--calibrate") calib_file = value();
+    else if (f == "--calib-tokens") calib_tokens = parse_int(f, value());
+    else if (f == "--calib-window") o.calibration_window = parse_int(f, value());
+    else if (f == "--report") report = true;
+    else if (f == "--verify") verify_file = value();
+    else if (f == "-t" || f == "--threads") o.threads = parse_int(f, value());
+    else if (f == "-q" || f == "--quiet") o.progress = false;
+    else if (f == "--merge-lora" || f == "--lora") {
+      die(f + " is not available in this build yet (LoRA support is coming; see docs/converter.md)");
+    } else if (!f.empty() && f[0] == '-') die("unknown option '" + f + "' (see --help)");
+    else if (input.empty()) input = f;
+    else die("more than one INPUT given ('" + input + "' and '" + f + "')");
+  }
+  try {
+    if (!verify_file.empty()) {
+      if (!input.empty() || !output.empty()) die("--verify checks a file; give no INPUT or -o");
+      return verify(verify_file);
+    }
+    if (input.empty()) die("no INPUT given (see --help)");
+    if (output.empty()) die("no output file given (-o OUTPUT.piq)");
+    auto src = piquant::open_model_source(input, tokenizer);
+    if (!calib_file.empty()) {
+      if (!src->tokenizer()) die("--calibrate needs a tokenizer: the input carries none, give -z");
+      const std::string text = piquant::read_whole_file(calib_file);
+      o.calibration_tokens = src->tokenizer()->encode(text);
+      if (o.calibration_tokens.size() > static_cast<size_t>(calib_tokens)) {
+        o.calibration_tokens.resize(static_cast<size_t>(calib_tokens));
+      }
+      if (o.calibration_tokens.size() < 2) die(calib_file + ": calibration text is (almost) empty");
+      o.calibration_name = calib_file;
+      std::fprintf(stderr, "piquant-convert: calibrating on %zu tokens of %s\n",
+                   o.calibration_tokens.size(), calib_file.c_str());
+    }
+    std::fprintf(stderr, "piquant-convert: %s: %s %dL dim %d, %zu tensors, %s -> %s (%s)\n",
+                 input.c_str(), src->config().arch.c_str(), src->config().n_layers,
+                 src->config().dim, src->tensors().size(),
+                 piquant::format_bytes(src->total_bytes()).c_str(), output.c_str(), o.type.c_str());
+    const piquant::ConvertReport rep = piquant::convert_model(*src, output, o);
+    for (const std::string& n : rep.notices) std::fprintf(stderr, "piquant-convert: note: %s\n", n.c_str());
+    if (report) print_report(rep);
+    std::fprintf(stderr, "piquant-convert: wrote %s (%s, %.2f bits per weight)\n", output.c_str(),
+                 piquant::format_bytes(rep.file_bytes).c_str(), rep.bits_per_weight);
+    return 0;
+  } catch (const piquant::Error& e) {
+    die(e.what());
+  } catch (const std::exception& e) {
+    die(std::string("unexpected: ") + e.what());
+  }
+}
