@@ -16,13 +16,16 @@ struct Session::Impl {
   Forward forward;
   std::vector<float> logits;
   int pos = 0;
+  std::vector<AdapterChoice> adapters;  // the forward reads them through a pointer
 
   Impl(std::shared_ptr<const Model> m, int ctx, int threads, KvType kv)
       : model(std::move(m)),
         n_ctx(ctx),
         pool(threads),
         forward(model->impl(), ctx, kv, pool),
-        logits(static_cast<size_t>(model->config().vocab_size)) {}
+        logits(static_cast<size_t>(model->config().vocab_size)) {
+    forward.set_adapters(&adapters);
+  }
 };
 
 namespace {
@@ -70,9 +73,63 @@ size_t Session::kv_cache_bytes() const { return impl_->forward.kv().memory_bytes
 size_t Session::scratch_bytes() const { return impl_->forward.scratch_bytes(); }
 std::string Session::kernel_names() const {
   return std::string("matmul: ") + linear_kernel_names() + "; attention: " +
-         impl_->forward.kv().kernel_name();
+         impl_->forward.kv().kernel_name() + "; lora: " + lora_kernel_names();
 }
 const Model& Session::model() const { return *impl_->model; }
+
+void Session::set_adapters(std::vector<AdapterChoice> adapters) {
+  check_adapters(adapters, impl_->model->impl());
+  impl_->adapters = std::move(adapters);
+}
+const std::vector<AdapterChoice>& Session::adapters() const { return impl_->adapters; }
+
+std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
+                                       const std::vector<TokenId>& tokens) {
+  if (sessions.empty() || sessions.size() != tokens.size()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "decode_batch: " + std::to_string(sessions.size()) + " sessions but " +
+                    std::to_string(tokens.size()) + " tokens (one token per session, at least one)");
+  }
+  std::vector<Forward*> fw;
+  std::vector<int> pos;
+  std::vector<float*> out;
+  const Model* model = nullptr;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    Session* s = sessions[i];
+    if (s == nullptr) throw Error(ErrorCode::kInvalidArgument, "decode_batch: session " + std::to_string(i) + " is null");
+    for (size_t j = 0; j < i; ++j) {
+      if (sessions[j] == s) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "decode_batch: session " + std::to_string(i) + " repeats session " + std::to_string(j));
+      }
+    }
+    Session::Impl& si = *s->impl_;
+    if (model == nullptr) model = si.model.get();
+    if (si.model.get() != model) {
+      throw Error(ErrorCode::kInvalidArgument, "decode_batch: session " + std::to_string(i) +
+                                                   " uses another Model than session 0");
+    }
+    if (si.pos >= si.n_ctx) {
+      throw Error(ErrorCode::kContextFull, "decode_batch: session " + std::to_string(i) +
+                                               " has a full context (" + std::to_string(si.n_ctx) + ")");
+    }
+    if (tokens[i] < 0 || tokens[i] >= model->config().vocab_size) {
+      throw Error(ErrorCode::kOutOfRange, "decode_batch: token id " + std::to_string(tokens[i]) +
+                                              " for session " + std::to_string(i) +
+                                              " is outside the vocabulary");
+    }
+    fw.push_back(&si.forward);
+    pos.push_back(si.pos);
+    out.push_back(si.logits.data());
+  }
+  decode_batch_forward(fw, tokens.data(), pos.data(), out.data());
+  std::vector<const float*> r;
+  for (Session* s : sessions) {
+    ++s->impl_->pos;
+    r.push_back(s->impl_->logits.data());
+  }
+  return r;
+}
 
 const float* Session::eval(const std::vector<TokenId>& tokens, std::vector<float>* all_logits) {
   Impl& s = *impl_;

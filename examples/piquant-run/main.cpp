@@ -41,6 +41,10 @@ const char* kUsage = R"(usage: piquant-run [options]
       --system TEXT       system prompt for --chat
       --chat-template T   llama2, llama3, chatml, mistral, exaone or plain (default: the model's)
       --drop-old-turns    in --chat, drop the oldest turns when the context is full
+      --lora FILE         apply a LoRA adapter at run time (PEFT directory, adapter .safetensors
+                          with its adapter_config.json beside it, GGUF adapter or .piq adapter);
+                          repeatable: several adapters add up
+      --lora-scale S      scale of the preceding --lora (default 1; multiplies alpha / r)
   -ctk, --kv-type T       KV cache type: f16, q8 or f32 (default: f32 for f32 models, else f16)
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
@@ -90,6 +94,7 @@ struct Args {
   piquant::KvCacheType kv_type = piquant::KvCacheType::kAuto;
   ChatArgs chat_args;
   piquant::SamplerOptions sampler;
+  std::vector<std::pair<std::string, float>> loras;  // file, scale
 };
 
 Args parse(int argc, char** argv) {
@@ -133,6 +138,11 @@ Args parse(int argc, char** argv) {
       else if (v == "f32") a.kv_type = piquant::KvCacheType::kF32;
       else die(f + " expects f16, q8 or f32, got '" + v + "'");
     }
+    else if (f == "--lora") a.loras.emplace_back(value(), 1.0f);
+    else if (f == "--lora-scale") {
+      if (a.loras.empty()) die(f + " must follow a --lora FILE");
+      a.loras.back().second = parse_float(f, value());
+    }
     else if (f == "-v" || f == "--verbose") a.verbose = true;
     else die("unknown option '" + f + "' (see --help)");
   }
@@ -172,6 +182,17 @@ int run(const Args& a) {
   so.n_threads = a.threads;
   so.kv_type = a.kv_type;
   piquant::Session session(model, so);
+  if (!a.loras.empty()) {
+    std::vector<piquant::AdapterChoice> adapters;
+    for (const auto& [file, scale] : a.loras) {
+      const auto t0 = clock::now();
+      adapters.push_back({piquant::LoraAdapter::load(*model, file), scale});
+      std::fprintf(stderr, "piquant-run: adapter %s, scale %g, loaded in %.3f s\n",
+                   adapters.back().adapter->describe().c_str(), static_cast<double>(scale),
+                   std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    session.set_adapters(std::move(adapters));
+  }
   // Memory at start: weights (mmapped or owned), KV cache for the whole context, scratch.
   std::fprintf(stderr,
                "piquant-run: %s\npiquant-run: loaded in %.3f s | weights %.1f MiB | KV cache %.1f "

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "piquant/lora.hpp"
 #include "piquant/model.hpp"
 #include "piquant/sampler.hpp"
 
@@ -76,9 +77,26 @@ class Session {
   std::string kernel_names() const;  ///< the kernels this session runs (for -v output)
   const Model& model() const;
 
+  /// The LoRA adapters this session applies from its next eval on (empty: the base model).
+  /// Adapters are shared and immutable; switching costs no reload of the model or adapters.
+  /// Throws Error(kInvalidArgument) for an adapter loaded for another model shape.
+  void set_adapters(std::vector<AdapterChoice> adapters);
+  const std::vector<AdapterChoice>& adapters() const;
+
+  friend std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
+                                                const std::vector<TokenId>& tokens);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// One decode step for several sessions sharing one Model (each with its own KV cache, position
+/// and adapters) in a single pass over the base weights: tokens[i] is evaluated by sessions[i].
+/// Returns each session's logits (vocab_size floats, valid until its next eval). Runs on the
+/// first session's threads. Throws without changing any session when a session is null or
+/// repeated, the models differ, a context is full or a token is out of range.
+std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
+                                       const std::vector<TokenId>& tokens);
 
 }  // namespace piquant

@@ -109,8 +109,11 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.attn_norm.f32(), dim, eps);
     }
     matmul(w.wq, xb_.data(), n, q_.data());
+    lora(l, LoraTarget::kQ, xb_.data(), n, q_.data());
     matmul(w.wk, xb_.data(), n, k_.data());
+    lora(l, LoraTarget::kK, xb_.data(), n, k_.data());
     matmul(w.wv, xb_.data(), n, v_.data());
+    lora(l, LoraTarget::kV, xb_.data(), n, v_.data());
     for (size_t t = 0; t < T; ++t) {
       float* qt = q_.data() + t * qd;
       float* kt = k_.data() + t * kvd;
@@ -130,15 +133,19 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
     kv_.append(l, pos, n, k_.data(), v_.data());
     kv_.attend(l, q_.data(), c.n_heads, pos, n, att_.data(), &pool_);
     matmul(w.wo, att_.data(), n, xb_.data());
+    lora(l, LoraTarget::kO, att_.data(), n, xb_.data());
     vk.add(x_.data(), xb_.data(), T * dim);
 
     for (size_t t = 0; t < T; ++t) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.ffn_norm.f32(), dim, eps);
     }
     matmul(w.w_gate, xb_.data(), n, hb_.data());
+    lora(l, LoraTarget::kGate, xb_.data(), n, hb_.data());
     matmul(w.w_up, xb_.data(), n, hb2_.data());
+    lora(l, LoraTarget::kUp, xb_.data(), n, hb2_.data());
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), T * hidden);
     matmul(w.w_down, hb_.data(), n, xb_.data());
+    lora(l, LoraTarget::kDown, hb_.data(), n, xb_.data());
     vk.add(x_.data(), xb_.data(), T * dim);
   }
   if (logits == nullptr) return;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <vector>
 
+#include "lora/apply.hpp"
 #include "model/kv_cache.hpp"
 #include "model/linear.hpp"
 #include "model/model_impl.hpp"
@@ -40,10 +41,20 @@ class Forward {
   const KvStore& kv() const { return kv_; }
   /// Bytes of activation scratch this forward holds.
   size_t scratch_bytes() const;
+  /// LoRA adapters added after each projection (nullptr or empty: none); the Session owns them.
+  void set_adapters(const std::vector<AdapterChoice>* adapters) { adapters_ = adapters; }
 
  private:
   void eval_chunk(const TokenId* tokens, int n, int pos, float* logits, bool all);
   void matmul(const Tensor& w, const float* x, int n, float* y);
+  // y (n rows) += the session's adapters' B (A x) for projection t of layer l.
+  void lora(int l, LoraTarget t, const float* x, int n, float* y) {
+    if (adapters_ == nullptr || adapters_->empty()) return;
+    const ModelConfig& c = m_.config;
+    apply_lora(*adapters_, l, t, x, size_t(n), size_t(lora_in_dim(c, t)), y,
+               size_t(lora_out_dim(c, t)), &pool_, lora_tmp_);
+  }
+  friend struct BatchDecode;  // decode_batch (lib/model/batch_decode.cpp)
 
   const Model::Impl& m_;
   ThreadPool& pool_;
@@ -51,6 +62,13 @@ class Forward {
   LinearScratch lin_;
   int q_dim_, kv_dim_;
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, cos_, sin_, logits_;
+  const std::vector<AdapterChoice>* adapters_ = nullptr;
+  std::vector<float> lora_tmp_;
 };
+
+/// One decode step for several sessions' forwards on the same model (lib/model/batch_decode.cpp):
+/// tokens[i] at position pos[i] of fw[i]'s KV cache; logits[i] gets vocab floats.
+void decode_batch_forward(const std::vector<Forward*>& fw, const TokenId* tokens, const int* pos,
+                          float* const* logits);
 
 }  // namespace piquant
