@@ -10,10 +10,13 @@
 //   x += att Wo^T              xb = rmsnorm(x)                    h = silu(xb Wg^T) * (xb Wu^T)
 //   x += h Wd^T
 // then the final norm and the classifier for the tokens whose logits are wanted.
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "model/kv_cache.hpp"
 #include "model/linear.hpp"
+#include "model/linear_multi.hpp"
 #include "model/model_impl.hpp"
 
 namespace piquant {
@@ -39,6 +42,7 @@ class Forward {
  private:
   void eval_chunk(const TokenId* tokens, int n, int pos, float* logits, bool all);
   void matmul(const Tensor& w, const float* x, int n, float* y);
+  void matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x, int n);
 
   const Model::Impl& m_;
   ThreadPool& pool_;
