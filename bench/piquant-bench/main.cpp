@@ -1,12 +1,14 @@
 // piquant-bench: end-to-end tokens/s, with llama-bench's flags and output fields so the same
 // tooling reads both:
-//   piquant-bench -m MODEL [-z TOK] [-p 128] [-n 128] [-t 1,2] [-r 5] [-o md|json|jsonl|csv]
+//   piquant-bench -m MODEL [-z TOK] [-p 128] [-n 128] [-d 0] [-t 1,2] [-r 5] [-o md|json|jsonl|csv]
 // Each test evaluates random token ids: "pp<N>" evaluates an N-token prompt in one call
-// (prefill), "tg<N>" generates N tokens one at a time after a one-token start (decode). One
-// warm-up run precedes the timed repetitions.
+// (prefill), "tg<N>" generates N tokens one at a time after a one-token start (decode); with
+// -d D, a D-token context is evaluated (untimed) first. One warm-up run precedes the timed
+// repetitions unless --no-warmup.
 #include <piquant/piquant.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,8 +27,10 @@ const char* kUsage = R"(usage: piquant-bench [options]
   -z, --tokenizer FILE      tokenizer for llama2.c checkpoints (not needed to benchmark)
   -p, --n-prompt N[,N]      prompt lengths to test (default 512; 0 skips)
   -n, --n-gen N[,N]         generation lengths to test (default 128; 0 skips)
+  -d, --n-depth N[,N]       context tokens evaluated (untimed) before each test (default 0)
   -t, --threads N[,N]       thread counts (default: all cores)
   -r, --repetitions N       timed runs per test (default 5)
+      --no-warmup           skip the warm-up run before each test
   -o, --output FORMAT       md (default), json, jsonl or csv
       --json                same as -o json
   -h, --help
@@ -64,15 +68,16 @@ std::vector<std::string> split(const std::string& v) {
 struct Args {
   std::vector<std::string> models;
   std::string tokenizer;
-  std::vector<int> n_prompt = {512}, n_gen = {128}, threads;
+  std::vector<int> n_prompt = {512}, n_gen = {128}, n_depth = {0}, threads;
   int reps = 5;
+  bool warmup = true;
   std::string output = "md";
 };
 
 struct Result {
   std::string model_filename, model_type;
   uint64_t model_size = 0, model_n_params = 0;
-  int n_prompt = 0, n_gen = 0, n_threads = 0;
+  int n_prompt = 0, n_gen = 0, n_depth = 0, n_threads = 0;
   std::vector<double> samples_ns;
   double avg_ns() const {
     double s = 0;
@@ -109,11 +114,16 @@ uint64_t count_params(const piquant::ModelConfig& c) {
 }
 
 // One timed run; returns nanoseconds.
-double run_once(const std::shared_ptr<const piquant::Model>& model, int n_prompt, int n_gen,
-                int threads, std::mt19937& rng) {
+double run_once(const std::shared_ptr<const piquant::Model>& model, int n_depth, int n_prompt,
+                int n_gen, int threads, std::mt19937& rng) {
   const int n_vocab = model->config().vocab_size;
   std::uniform_int_distribution<int> tok(0, n_vocab - 1);
-  piquant::Session s(model, piquant::SessionOptions{n_prompt + n_gen + 1, threads});
+  piquant::Session s(model, piquant::SessionOptions{n_depth + n_prompt + n_gen + 1, threads});
+  if (n_depth > 0) {
+    std::vector<piquant::TokenId> context(static_cast<size_t>(n_depth));
+    for (auto& t : context) t = tok(rng);
+    s.eval(context);
+  }
   std::vector<piquant::TokenId> prompt(static_cast<size_t>(n_prompt));
   for (auto& t : prompt) t = tok(rng);
   const auto t0 = std::chrono::steady_clock::now();
@@ -161,11 +171,12 @@ std::string to_json(const Result& r, const std::string& cpu, const std::string& 
   o += "\"model_type\": \"" + json_escape(r.model_type) + "\", ";
   std::snprintf(buf, sizeof(buf),
                 "\"model_size\": %llu, \"model_n_params\": %llu, \"n_batch\": %d, "
-                "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"test_time\": \"%s\", "
+                "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+                "\"test_time\": \"%s\", "
                 "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, ",
                 static_cast<unsigned long long>(r.model_size),
                 static_cast<unsigned long long>(r.model_n_params), std::max(r.n_prompt, 1),
-                r.n_threads, r.n_prompt, r.n_gen, time.c_str(), r.avg_ns(),
+                r.n_threads, r.n_prompt, r.n_gen, r.n_depth, time.c_str(), r.avg_ns(),
                 Result::stddev(r.samples_ns), Result::mean(ts), Result::stddev(ts));
   o += buf;
   o += "\"samples_ns\": [" + join(r.samples_ns, 0) + "], ";
@@ -208,10 +219,12 @@ Args parse(int argc, char** argv) {
     } else if (f == "-z" || f == "--tokenizer") a.tokenizer = value();
     else if (f == "-p" || f == "--n-prompt") a.n_prompt = parse_list(f, value());
     else if (f == "-n" || f == "--n-gen") a.n_gen = parse_list(f, value());
+    else if (f == "-d" || f == "--n-depth") a.n_depth = parse_list(f, value());
     else if (f == "-t" || f == "--threads") a.threads = parse_list(f, value());
     else if (f == "-r" || f == "--repetitions") a.reps = parse_list(f, value()).at(0);
     else if (f == "-o" || f == "--output") a.output = value();
     else if (f == "--json") a.output = "json";
+    else if (f == "--no-warmup") a.warmup = false;
     else die("unknown option '" + f + "' (see --help)");
   }
   if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv") {
@@ -256,14 +269,16 @@ int main(int argc, char** argv) {
         model = piquant::Model::load(path, lo);
       }
       std::mt19937 rng(42);
-      std::vector<std::pair<int, int>> tests;
-      for (int p : a.n_prompt) if (p > 0) tests.push_back({p, 0});
-      for (int n : a.n_gen) if (n > 0) tests.push_back({0, n});
+      std::vector<std::array<int, 3>> tests;  // depth, prompt, gen
+      for (int d : a.n_depth) {
+        for (int p : a.n_prompt) if (p > 0) tests.push_back({d, p, 0});
+        for (int n : a.n_gen) if (n > 0) tests.push_back({d, 0, n});
+      }
       for (int threads : a.threads) {
-        for (const auto& [np, ng] : tests) {
-          if (np + ng + 1 > model->config().max_seq_len) {
-            die("test pp" + std::to_string(np) + "/tg" + std::to_string(ng) +
-                " needs more context than the model's " +
+        for (const auto& [depth, np, ng] : tests) {
+          if (depth + np + ng + 1 > model->config().max_seq_len) {
+            die("test pp" + std::to_string(np) + "/tg" + std::to_string(ng) + " at depth " +
+                std::to_string(depth) + " needs more context than the model's " +
                 std::to_string(model->config().max_seq_len) + " tokens");
           }
           Result r;
@@ -273,14 +288,18 @@ int main(int argc, char** argv) {
           r.model_n_params = count_params(model->config());
           r.n_prompt = np;
           r.n_gen = ng;
+          r.n_depth = depth;
           r.n_threads = threads;
-          run_once(model, np, ng, threads, rng);  // warm-up
-          for (int i = 0; i < a.reps; ++i) r.samples_ns.push_back(run_once(model, np, ng, threads, rng));
+          if (a.warmup) run_once(model, depth, np, ng, threads, rng);
+          for (int i = 0; i < a.reps; ++i) {
+            r.samples_ns.push_back(run_once(model, depth, np, ng, threads, rng));
+          }
           const auto ts = r.samples_ts();
           if (a.output == "md") {
-            std::printf("| %s | %.2f MiB | %.2f M | CPU | %d | %s%d | %.2f ± %.2f |\n",
+            const std::string at = depth ? " @ d" + std::to_string(depth) : "";
+            std::printf("| %s | %.2f MiB | %.2f M | CPU | %d | %s%d%s | %.2f ± %.2f |\n",
                         r.model_type.c_str(), r.model_size / 1048576.0, r.model_n_params / 1e6,
-                        threads, np ? "pp" : "tg", np ? np : ng, Result::mean(ts),
+                        threads, np ? "pp" : "tg", np ? np : ng, at.c_str(), Result::mean(ts),
                         Result::stddev(ts));
           } else if (a.output == "csv") {
             std::printf("\"%s\",\"%s\",%llu,%llu,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n",

@@ -13,6 +13,7 @@
 #include "format/kquants.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"
+#include "util/aligned.hpp"
 
 namespace piquant {
 namespace {
@@ -179,10 +180,12 @@ class Loader {
     }
     const auto wt = to_weight_type(type);
     const size_t r = static_cast<size_t>(out.rows), c = static_cast<size_t>(out.cols);
-    std::vector<uint8_t> packed(kernels::packed_size(wt, r, c));
-    kernels::pack(wt, rows_data, r, c, packed.data());
+    // 64-byte aligned, huge-page backed: the GEMV streams these once per token.
+    std::shared_ptr<uint8_t> packed = alloc_aligned(kernels::packed_size(wt, r, c));
+    kernels::pack(wt, rows_data, r, c, packed.get());
     out.layout = TensorLayout::kPacked;
-    out.data = keep(std::move(packed));
+    out.data = packed.get();
+    m_.storage.push_back(std::move(packed));
     return out;
   }
 

@@ -66,6 +66,26 @@ void Forward::matmul(const Tensor& w, const float* x, int n, float* y) {
   linear(q, x, static_cast<size_t>(n), cols, y, rows, &pool_, lin_);
 }
 
+// Several weights over the same input in one pass (linear_multi: activations quantized once,
+// one barrier); weights the kernels cannot take go one by one through matmul() above.
+void Forward::matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x,
+                     int n) {
+  QuantWeight q[4];
+  LinearOut outs[4];
+  size_t k = 0;
+  for (const auto& [w, y] : ws) {
+    if ((w->type == DType::kF32 && w->cols % 32 != 0) || k == 4) {
+      for (const auto& [w2, y2] : ws) matmul(*w2, x, n, y2);
+      return;
+    }
+    q[k] = QuantWeight{to_weight_type(w->type), w->rows, w->cols, w->data};
+    outs[k] = LinearOut{&q[k], y, static_cast<size_t>(w->rows)};
+    ++k;
+  }
+  linear_multi(outs, k, x, static_cast<size_t>(n), static_cast<size_t>(ws.begin()->first->cols),
+               &pool_, lin_);
+}
+
 void Forward::eval(const TokenId* tokens, int n, int pos, float* last_logits,
                    std::vector<float>* all_logits) {
   const int vocab = m_.config.vocab_size;
@@ -108,11 +128,9 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
     for (size_t t = 0; t < T; ++t) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.attn_norm.f32(), dim, eps);
     }
-    matmul(w.wq, xb_.data(), n, q_.data());
+    matmul({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
     lora(l, LoraTarget::kQ, xb_.data(), n, q_.data());
-    matmul(w.wk, xb_.data(), n, k_.data());
     lora(l, LoraTarget::kK, xb_.data(), n, k_.data());
-    matmul(w.wv, xb_.data(), n, v_.data());
     lora(l, LoraTarget::kV, xb_.data(), n, v_.data());
     for (size_t t = 0; t < T; ++t) {
       float* qt = q_.data() + t * qd;
@@ -139,9 +157,8 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
     for (size_t t = 0; t < T; ++t) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.ffn_norm.f32(), dim, eps);
     }
-    matmul(w.w_gate, xb_.data(), n, hb_.data());
+    matmul({{&w.w_gate, hb_.data()}, {&w.w_up, hb2_.data()}}, xb_.data(), n);
     lora(l, LoraTarget::kGate, xb_.data(), n, hb_.data());
-    matmul(w.w_up, xb_.data(), n, hb2_.data());
     lora(l, LoraTarget::kUp, xb_.data(), n, hb2_.data());
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), T * hidden);
     matmul(w.w_down, hb_.data(), n, xb_.data());

@@ -11,11 +11,14 @@
 //   x += h Wd^T
 // then the final norm and the classifier for the tokens whose logits are wanted.
 #include <functional>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "lora/apply.hpp"
 #include "model/kv_cache.hpp"
 #include "model/linear.hpp"
+#include "model/linear_multi.hpp"
 #include "model/model_impl.hpp"
 
 namespace piquant {
@@ -55,6 +58,7 @@ class Forward {
                size_t(lora_out_dim(c, t)), &pool_, lora_tmp_);
   }
   friend struct BatchDecode;  // decode_batch (lib/model/batch_decode.cpp)
+  void matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x, int n);
 
   const Model::Impl& m_;
   ThreadPool& pool_;

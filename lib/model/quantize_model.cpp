@@ -2,16 +2,17 @@
 
 #include "common/pack.hpp"
 #include "piquant/error.hpp"
+#include "util/aligned.hpp"
 
 namespace piquant {
 namespace {
 
 // Owns the bytes of every converted tensor.
 struct Arena {
-  std::vector<std::shared_ptr<std::vector<uint8_t>>> buffers;
+  std::vector<std::shared_ptr<uint8_t>> buffers;
   uint8_t* alloc(size_t n) {
-    buffers.push_back(std::make_shared<std::vector<uint8_t>>(n));
-    return buffers.back()->data();
+    buffers.push_back(alloc_aligned(n));  // 64-byte aligned, huge pages: streamed per token
+    return buffers.back().get();
   }
 };
 

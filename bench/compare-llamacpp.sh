@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Side-by-side tokens/s of piquant and llama.cpp on the same GGUF files, in the same sitting:
+# prefill (128 tokens) and decode, at the same ISA level (AVX-512 VNNI: piquant's avx512vnni vs
+# ggml's icelake variant; AVX2: piquant's avx2 vs ggml's haswell variant), 1 and 2 threads.
+# Repetitions are interleaved (piquant, llama.cpp, piquant, llama.cpp, ...) so both see the same
+# machine load; the table gives medians. Not used by the tests. See docs/performance.md.
+#
+#   bench/compare-llamacpp.sh [LLAMACPP_DIR]
+#
+# Environment (all optional):
+#   LLAMACPP_DIR   llama.cpp install: a folder with node_modules/node-llama-cpp (default ../llamacpp)
+#   PIQUANT_BENCH  piquant-bench binary (default: the first of build/{rel,release,dev}/bench/)
+#   MODELS_DIR     where the synthetic GGUFs are (made with ../shared/tools/gguf_synth.py when
+#                  missing; default ../gguf)
+#   TYPES          weight types to test (default "q4_0 q8_0")
+#   ISAS           levels (default "avx512vnni avx2"; a level the CPU lacks is reported and skipped)
+#   THREADS        thread counts (default "1 2")
+#   REPS           interleaved repetitions per cell (default 3)
+#   N_PROMPT       prefill length (default 128)
+#   N_GEN          decoded tokens per run (default 32)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED_DIR:-$repo/../shared}
+llama=${1:-${LLAMACPP_DIR:-$repo/../llamacpp}}
+models_dir=${MODELS_DIR:-$repo/../gguf}
+types=${TYPES:-"q4_0 q8_0"}
+isas=${ISAS:-"avx512vnni avx2"}
+threads=${THREADS:-"1 2"}
+reps=${REPS:-3}
+np=${N_PROMPT:-128}
+ng=${N_GEN:-32}
+py=/usr/bin/python3
+
+die() { echo "compare-llamacpp: $*" >&2; exit 2; }
+
+bench=${PIQUANT_BENCH:-}
+if [[ -z $bench ]]; then
+  for d in rel release dev; do
+    if [[ -x $repo/build/$d/bench/piquant-bench ]]; then bench=$repo/build/$d/bench/piquant-bench; break; fi
+  done
+fi
+[[ -n $bench && -x $bench ]] || die "piquant-bench not found: build it (cmake -S . -B build/rel -G Ninja \
+-DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=ON && cmake --build build/rel --target piquant-bench) \
+or set PIQUANT_BENCH"
+[[ -d $shared/tools/llamacpp-bench ]] || die "$shared/tools/llamacpp-bench not found (set SHARED_DIR)"
+
+if [[ ! -d $llama/node_modules/node-llama-cpp || ! -d $llama/node_modules/@node-llama-cpp/linux-x64 ]]; then
+  cat >&2 <<EOF
+compare-llamacpp: no llama.cpp install in '$llama'. Set one up (about 2 minutes, 725 MB):
+  mkdir -p $llama && cd $llama
+  npm init -y && npm install --ignore-scripts node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1
+then run this script again with LLAMACPP_DIR=$llama (or the folder as its argument). The script
+makes one hard-linked copy of the package tree per ISA level (isa-icelake/, isa-haswell/), each
+keeping only that level's libggml-cpu-*.so, so ggml cannot pick another level.
+EOF
+  exit 2
+fi
+
+# One package tree per ggml CPU variant: hard links (no extra space), other variants removed.
+llama_level_dir() {
+  local level=$1 dir=$llama/isa-$1
+  local bins=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
+  if [[ ! -f $dir/$bins/libggml-cpu-$level.so ]]; then
+    echo "setting up $dir (ggml CPU variant $level only)" >&2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp -al "$llama/node_modules" "$dir/"
+    cp "$llama/package.json" "$dir/" 2>/dev/null || true
+    local f
+    for f in "$dir/$bins"/libggml-cpu-*.so; do
+      case $(basename "$f") in
+        libggml-cpu-x64.so | libggml-cpu-$level.so) ;;
+        *) rm -f "$f" ;;
+      esac
+    done
+  fi
+  cp -f "$shared/tools/llamacpp-bench/bench.mjs" "$dir/bench.mjs"
+  echo "$dir"
+}
+
+flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
+has_flag() { [[ " $flags " == *" $1 "* ]]; }
+
+mkdir -p "$models_dir"
+for t in $types; do
+  m=$models_dir/tinyllama-$t.gguf
+  if [[ ! -f $m ]]; then
+    echo "making $m (about 40 s)" >&2
+    $py "$shared/tools/gguf_synth.py" "$m" --preset tinyllama --type "$t" --seed 1 >&2
+  fi
+done
+
+raw=$(mktemp -t compare-llamacpp.XXXXXX)
+trap 'rm -f "$raw"' EXIT
+start=$(date +%s)
+
+for isa in $isas; do
+  case $isa in
+    avx512vnni) level=icelake; need=avx512_vnni ;;
+    avx2) level=haswell; need=avx2 ;;
+    *) die "unknown ISA level '$isa' (avx512vnni, avx2)" ;;
+  esac
+  if ! has_flag "$need"; then
+    echo "{\"skip\": \"$isa\", \"why\": \"this CPU has no $need\"}" >>"$raw"
+    echo "skipping $isa: this CPU has no $need" >&2
+    continue
+  fi
+  ldir=$(llama_level_dir $level)
+  for t in $types; do
+    m=$models_dir/tinyllama-$t.gguf
+    for th in $threads; do
+      for ((r = 1; r <= reps; r++)); do
+        echo "[$(($(date +%s) - start)) s] $isa $t t=$th rep $r/$reps" >&2
+        # One run each, no warm-up on either side (both repack their weights at load, so the
+        # first run is not a cold one); the repetitions give the medians.
+        PIQUANT_ISA=$isa "$bench" -m "$m" -p "$np" -n "$ng" -t "$th" -r 1 --no-warmup -o jsonl |
+          jq -c --arg isa "$isa" --arg type "$t" --argjson rep "$r" \
+            '{who: "piquant", isa: $isa, type: $type, threads: .n_threads, rep: $rep,
+              test: (if .n_prompt > 0 then "pp" else "tg" end), ts: .avg_ts}' >>"$raw"
+        (cd "$ldir" && node bench.mjs "$m" "$np" "$ng" "$th" 1) |
+          jq -c --arg isa "$isa" --arg type "$t" --argjson rep "$r" \
+            'select(.runs) | .runs[-1] as $x |
+             ({who: "llama.cpp", isa: $isa, type: $type, threads: .threads, rep: $rep, test: "pp", ts: $x.pp},
+              {who: "llama.cpp", isa: $isa, type: $type, threads: .threads, rep: $rep, test: "tg", ts: $x.tg})' >>"$raw"
+      done
+    done
+  done
+done
+
+# Machine and table.
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+simd=""
+for f in avx2 fma f16c avx512f avx512bw avx512_vnni avx_vnni amx_int8; do has_flag $f && simd+="$f "; done
+echo
+echo "Machine: $cpu, $(nproc) CPUs visible; SIMD flags: ${simd% }"
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "piquant: $("$bench" --version 2>/dev/null || echo piquant-bench) ($bench); llama.cpp: node-llama-cpp 3.22.1 prebuilt ggml"
+echo "Medians of $reps interleaved repetitions; prefill = $np-token prompt, decode = $ng tokens after it"
+echo "(llama.cpp) or from an empty context (piquant). Run time: $(($(date +%s) - start)) s."
+echo
+jq -rs --argjson reps "$reps" '
+  def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+  def fmt: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
+  (map(select(.skip)) | .[] | "Skipped \(.skip): \(.why).\n"),
+  "| ISA level | weights | threads | test | piquant t/s | llama.cpp t/s | ratio |",
+  "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+  (map(select(.who)) | group_by([.isa, .type, .threads, .test]) | sort_by(
+     (.[0].isa != "avx512vnni"), .[0].type, .[0].threads, (.[0].test != "pp")) | .[] |
+   (map(select(.who == "piquant") | .ts) | median) as $a |
+   (map(select(.who == "llama.cpp") | .ts) | median) as $b |
+   "| \(.[0].isa) | \(.[0].type) | \(.[0].threads) | \(if .[0].test == "pp" then "prefill" else "decode" end) | \($a | fmt) | \($b | fmt) | \(if $a and $b then ($a / $b * 100 | round / 100 | tostring) + "x" else "-" end) |")
+' "$raw"
