@@ -6,10 +6,10 @@
 //   BM_gemv_<type>/<M>x<K>/isa:<isa>/threads:T       y = W x, W: M rows x K, one token
 //   BM_gemm_<type>/<M>x<K>/<N>/isa:<isa>/threads:T   N tokens at once
 //
-// Counters (from process CPU time / threads, see CpuTimer): weight_GBps (packed weight bytes / s), GOPS (2 M N K / s), efficiency (GEMV
-// weight_GBps / the median BM_stream_read GB/s of the same byte count and thread count),
-// vs_gemv (GEMM only: N x the median GEMV time of the same shape, ISA and threads / the GEMM
-// time = how much faster per token than calling GEMV N times).
+// Counters (from process CPU time / threads, see CpuTimer): weight_GBps (packed weight bytes / s),
+// GOPS (2 M N K / s), efficiency (GEMV weight_GBps / the median BM_stream_read GB/s of the same
+// byte count and thread count), vs_gemv (GEMM only: N x the median GEMV time of the same shape, ISA
+// and threads / the GEMM time = how much faster per token than calling GEMV N times).
 //
 // Options (before the Google Benchmark flags): --isa=avx2,avx512vnni,... (default: every path
 // the CPU has except ref; PIQUANT_BENCH_ISA does the same), --threads=1,2 (default 1,2),
@@ -18,8 +18,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <random>
@@ -327,8 +327,10 @@ int main(int argc, char** argv) {
     auto val = [&](const char* flag) {
       return a.rfind(flag, 0) == 0 ? a.substr(std::strlen(flag)) : std::string();
     };
-    if (!val("--isa=").empty()) isas = split(val("--isa="));
-    else if (!val("--types=").empty()) types = split(val("--types="));
+    if (!val("--isa=").empty())
+      isas = split(val("--isa="));
+    else if (!val("--types=").empty())
+      types = split(val("--types="));
     else if (!val("--threads=").empty()) {
       threads.clear();
       for (const auto& t : split(val("--threads="))) threads.push_back(std::stoi(t));
@@ -373,7 +375,7 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(
             ("BM_stream_read/" + std::to_string(bytes) + "/threads:" + std::to_string(th)).c_str(),
             bm_stream, bytes, th)
-                  ->MeasureProcessCPUTime()
+            ->MeasureProcessCPUTime()
             ->Unit(benchmark::kMicrosecond);
       }
       for (k::MatmulOp op : {k::MatmulOp::kGemv, k::MatmulOp::kGemm}) {

@@ -10,9 +10,11 @@
 // one scale product and one FMA per (4 rows, token) instead of two each. q4's -8 offset is the
 // start value -4*s per lane (2 lanes per row). q8 uses the sign trick maddubs(|w|, sign(a, w))
 // (pairs <= 2*128*127 = 32512, no saturation), widened per half, then one vphaddd.
-// Tile: MG groups of 4 rows x NT tokens. GEMV runs 2 groups x 1 token (two independent FMA
-// chains); GEMM 1 group x 6 tokens, so each unpacked weight block is reused 6 times. Per row
-// the block order and the operations are the same in both, so GEMV and GEMM give identical bits.
+// Tile: 4 rows x NT tokens (GEMV 1, GEMM 4: each unpacked weight block is reused 4 times), two
+// float accumulators per token (even / odd blocks) to hide the FMA latency. GEMV and GEMM run
+// the same per-token operation sequence, so they give identical bits. Counts (callgrind, q4):
+// 30.5 instructions per group block in the GEMV (was 40.6 with two conversions/FMAs per
+// block), 21.7 per (group block, token) in the GEMM (was 31.4); docs/kernels.md.
 #include <immintrin.h>
 
 #include "common/pack.hpp"
@@ -35,10 +37,10 @@ inline __m256i loadu256(const uint8_t* p) {
 // One group's K-block, unpacked once and reused for every token of the tile.
 template <WeightType T>
 struct Unpacked {
-  __m256 dw;                    // weight scales, [d0 d0 d2 d2 | d1 d1 d3 d3]
-  __m256i lo01, hi01, lo23, hi23;  // q4: nibbles; q8: |w|
+  __m256 dw;                         // weight scales, [d0 d0 d2 d2 | d1 d1 d3 d3]
+  __m256i lo01, hi01, lo23, hi23;    // q4: nibbles; q8: |w|
   __m256i sg01, sgh01, sg23, sgh23;  // q8 only: w (for the sign trick)
-  __m128 m4;                    // q4m: per-row minimum
+  __m128 m4;                         // q4m: per-row minimum
 
   inline void load(const uint8_t* __restrict blk) {
     const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
@@ -96,12 +98,6 @@ struct Unpacked {
   }
 };
 
-#ifndef PIQUANT_AVX2_PREFETCH
-#define PIQUANT_AVX2_PREFETCH 0
-#endif
-// Group blocks ahead that the GEMV prefetches (0: none).
-constexpr size_t kPrefetch = PIQUANT_AVX2_PREFETCH;
-
 // 4 rows (group at `w`) x NT tokens. Two float accumulators per token (even / odd blocks) hide
 // the FMA latency in the GEMV; GEMM uses the same order so that its bits equal the GEMV's.
 template <WeightType T, int NT>
@@ -116,7 +112,6 @@ inline void tile(const uint8_t* __restrict w, size_t nb, const BlockQ8A* const* 
   constexpr size_t gb = kGroupBytes<T>;
   auto step = [&](size_t b, int e) {
     const uint8_t* blk = w + b * gb;
-    if (kPrefetch && NT == 1) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetch * gb), _MM_HINT_T0);
     Unpacked<T> u;
     u.load(blk);
     for (int t = 0; t < NT; ++t) {
@@ -157,8 +152,8 @@ inline void tile_rows(const GemmArgs& a, size_t n) {
   const BlockQ8A* act[NT];
   float* out[NT];
   for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) +
-                                               (n + t) * a.act_stride);
+    act[t] =
+        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
     out[t] = a.dst + (n + t) * a.dst_stride;
   }
   const size_t nb = a.k / kBlock;
@@ -173,7 +168,7 @@ void gemv(const GemmArgs& a) {
   for (size_t n = a.n0; n < a.n1; ++n) tile_rows<T, 1>(a, n);
 }
 
-// GEMM: per group of 4 rows, token tiles of 6 (then one tail tile), so the group's weights
+// GEMM: per group of 4 rows, token tiles of 4 (then one tail tile), so the group's weights
 // (K/32 * 72 bytes for q4: 12.7 KB at K = 5632) stay in L1 across the token tiles.
 template <WeightType T>
 void gemm(const GemmArgs& a) {
@@ -185,10 +180,17 @@ void gemm(const GemmArgs& a) {
     size_t n = a.n0;
     for (; n + kNt <= a.n1; n += kNt) tile_rows<T, kNt>(r, n);
     switch (a.n1 - n) {
-      case 3: tile_rows<T, 3>(r, n); break;
-      case 2: tile_rows<T, 2>(r, n); break;
-      case 1: tile_rows<T, 1>(r, n); break;
-      default: break;
+      case 3:
+        tile_rows<T, 3>(r, n);
+        break;
+      case 2:
+        tile_rows<T, 2>(r, n);
+        break;
+      case 1:
+        tile_rows<T, 1>(r, n);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -204,9 +206,11 @@ inline float hsum(__m256 v) {
 template <bool kF16>
 void gemv_float(const GemmArgs& a) {
   for (size_t n = a.n0; n < a.n1; ++n) {
-    const auto* x = reinterpret_cast<const float*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    const auto* x =
+        reinterpret_cast<const float*>(static_cast<const char*>(a.act) + n * a.act_stride);
     for (size_t m = a.m0; m < a.m1; ++m) {
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
       for (size_t i = 0; i < a.k; i += 32) {
         for (int j = 0; j < 4; ++j) {
           __m256 w;
