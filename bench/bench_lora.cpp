@@ -64,8 +64,8 @@ std::shared_ptr<const piquant::Model> tinyllama_q4(int layers, uint64_t seed) {
   c.tied_classifier = false;
   m->source = "synthetic TinyLlama-shaped, seed " + std::to_string(seed);
   Rng rng{seed * 0x9E3779B97F4A7C15ull + 1};
-  auto keep = [&](std::vector<uint8_t> bytes) {
-    auto p = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  auto keep = [&](auto bytes) {  // std::vector<uint8_t> or kernels::AlignedBytes
+    auto p = std::make_shared<decltype(bytes)>(std::move(bytes));
     m->storage.push_back(p);
     return static_cast<const void*>(p->data());
   };
