@@ -22,7 +22,7 @@ cmake --build "$dir" -j "$JOBS"
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(fuzz_spm_model fuzz_tokenizer_json fuzz_vocab_merges fuzz_tiktoken fuzz_llama2c_tokenizer
-           fuzz_gguf fuzz_safetensors fuzz_piq fuzz_llama2c_checkpoint fuzz_encode)
+           fuzz_gguf fuzz_safetensors fuzz_piq fuzz_llama2c_checkpoint fuzz_encode fuzz_tokenizer_serialized)
 fi
 rm -rf "$dir/seeds" "$dir/work"
 mkdir -p "$dir/crashes" "$dir/work"

@@ -48,7 +48,7 @@ void read_vocab(const json& vocab, Tokenizer::Impl& t, const std::string& source
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer()) fail(source, "vocab entry '" + it.key() + "' has no integer id");
     const int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > 10'000'000) {
+    if (id < 0 || id > kMaxTokenId) {
       fail(source, "vocab entry '" + it.key() + "' has id " + std::to_string(id) + " out of range");
     }
     const auto i = static_cast<size_t>(id);
@@ -202,7 +202,10 @@ void add_tokens(Tokenizer::Impl& t, const json& root, const std::string& source)
     const json& content = member(a, "content", where, source);
     if (!jid.is_number_integer() || !content.is_string()) fail(source, where + ": bad id or content");
     const int64_t id = jid.get<int64_t>();
-    if (id < 0 || id > 10'000'000) fail(source, where + ": id out of range");
+    if (id < 0 || id > kMaxTokenId) {
+      fail(source, where + ": id " + std::to_string(id) + " out of range (0.." +
+                       std::to_string(kMaxTokenId) + ")");
+    }
     const auto i = static_cast<size_t>(id);
     if (i >= t.pieces.size()) {
       t.pieces.resize(i + 1);

@@ -98,7 +98,10 @@ std::shared_ptr<const Tokenizer::Impl> parse_tiktoken(std::string_view text,
       if (c < '0' || c > '9') fail("invalid rank '" + std::string(num) + "'");
       rank = rank * 10 + static_cast<uint32_t>(c - '0');
     }
-    if (rank > 10'000'000) fail("rank " + std::to_string(rank) + " is implausibly large");
+    if (rank > kMaxTokenId) {
+      fail("rank " + std::to_string(rank) + " is implausibly large (> " +
+           std::to_string(kMaxTokenId) + ")");
+    }
     if (rank >= t->pieces.size()) {
       t->pieces.resize(rank + 1);
       t->kinds.resize(rank + 1, TokenKind::kUnused);

@@ -178,16 +178,23 @@ void tokenizer_to_gguf(const Tokenizer& tokenizer, GgufWriter& w) {
     if (!bpe->merges.empty()) {
       for (const auto& m : bpe->merges) merges.push_back(pieces[m.first] + " " + pieces[m.second]);
     } else {
-      // tiktoken ranks: every split of a token into two tokens, in the order of the token's rank.
+      // tiktoken ranks: every split of a token into two tokens, in the order of the token's rank
+      // (the reader gives all splits of one token the same priority: tiktoken's rule exactly).
+      // Each byte is one code point of the piece, so splitting the piece at code point
+      // boundaries splits its bytes.
       for (size_t i = 0; i < pieces.size(); ++i) {
         if (t.kinds[i] != TokenKind::kNormal) continue;
-        const std::string& b = t.bytes[i];
-        for (size_t k = 1; k < b.size(); ++k) {
-          const TokenId l = tokenizer.find(bytes_to_bpe_piece(b.substr(0, k)));
-          const TokenId r = tokenizer.find(bytes_to_bpe_piece(b.substr(k)));
+        const std::string_view p = pieces[i];
+        for (size_t k = 1; k < p.size(); ++k) {
+          if ((static_cast<unsigned char>(p[k]) & 0xC0) == 0x80) continue;  // mid code point
+          const TokenId l = t.find_piece(p.substr(0, k));
+          const TokenId r = t.find_piece(p.substr(k));
           if (l >= 0 && r >= 0 && t.kinds[l] == TokenKind::kNormal &&
               t.kinds[r] == TokenKind::kNormal) {
-            merges.push_back(pieces[l] + " " + pieces[r]);
+            std::string m;
+            m.reserve(p.size() + 1);
+            m.append(p.substr(0, k)).append(" ").append(p.substr(k));
+            merges.push_back(std::move(m));
           }
         }
       }

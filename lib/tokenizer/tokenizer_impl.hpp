@@ -4,6 +4,7 @@
 // also used for llama2.c's tokenizer.bin) or byte-level BPE by merge ranks (ByteLevelImpl).
 // Loaders fill the public fields, then call finish() to build the lookup tables.
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -96,6 +97,10 @@ struct ByteLevelImpl final : Tokenizer::Impl {
   PairTable pairs_;
   std::array<TokenId, 256> byte_ids_{};
 };
+
+/// Largest token id a file may name (4M: 16x the largest vocabulary in use, Gemma's 256k). Ids
+/// beyond it are corruption, refused before they size any table.
+constexpr int64_t kMaxTokenId = int64_t{1} << 22;
 
 /// GPT-2's reversible byte <-> printable code point map ("Ġ" is the space byte).
 const std::array<char32_t, 256>& byte_to_unicode();

@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer_json.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "piquant/error.hpp"
@@ -68,6 +69,17 @@ T get(const json& j, const char* key, const char* where = "top level") {
   }
 }
 
+// An integer that fits int32 (a JSON number may be 1e300 or 2^64-1; casting those is UB).
+int32_t int_value(const json& v, const std::string& what) {
+  if (!v.is_number_integer()) fail(what + " is not an integer");
+  const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= INT32_MAX
+                                           : v.get<int64_t>() >= INT32_MIN &&
+                                                 v.get<int64_t>() <= INT32_MAX;
+  if (!fits) fail(what + " is out of range");
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+int32_t get_int(const json& j, const char* key) { return int_value(field(j, key), key); }
+
 }  // namespace
 
 json tokenizer_to_json(const Tokenizer& tokenizer) {
@@ -113,7 +125,7 @@ json tokenizer_to_json(const Tokenizer& tokenizer) {
 Tokenizer tokenizer_from_json(const json& j) {
   if (!j.is_object()) fail("not a JSON object");
   if (get<std::string>(j, "format") != "piquant-tokenizer") fail("format is not piquant-tokenizer");
-  if (get<int>(j, "version") != 1) fail("unsupported version");
+  if (get_int(j, "version") != 1) fail("unsupported version");
   const std::string algo = get<std::string>(j, "algorithm");
   std::shared_ptr<Tokenizer::Impl> impl;
   if (algo == "sentencepiece") {
@@ -127,8 +139,9 @@ Tokenizer tokenizer_from_json(const json& j) {
     if (!scores.is_array()) fail("scores is not an array");
     for (const json& v : scores) {
       if (v.is_null()) s->scores.push_back(-std::numeric_limits<float>::infinity());
-      else if (v.is_number()) s->scores.push_back(v.get<float>());
-      else fail("scores holds a non-number");
+      else if (v.is_number() && std::fabs(v.get<double>()) <= std::numeric_limits<float>::max())
+        s->scores.push_back(static_cast<float>(v.get<double>()));
+      else fail("scores holds a non-number or a value outside float range");
     }
     impl = s;
   } else if (algo == "bytelevel") {
@@ -140,10 +153,8 @@ Tokenizer tokenizer_from_json(const json& j) {
     const json& merges = field(o, "merges", "bytelevel");
     if (!merges.is_array()) fail("bytelevel.merges is not an array");
     for (const json& m : merges) {
-      if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() || !m[1].is_number_integer()) {
-        fail("bytelevel.merges holds an entry that is not [id, id]");
-      }
-      b->merges.emplace_back(m[0].get<TokenId>(), m[1].get<TokenId>());
+      if (!m.is_array() || m.size() != 2) fail("bytelevel.merges holds an entry that is not [id, id]");
+      b->merges.emplace_back(int_value(m[0], "a merge id"), int_value(m[1], "a merge id"));
     }
     impl = b;
   } else {
@@ -155,13 +166,16 @@ Tokenizer tokenizer_from_json(const json& j) {
   if (!pieces.is_array() || !kinds.is_array()) fail("pieces and kinds must be arrays");
   for (size_t i = 0; i < pieces.size(); ++i) impl->pieces.push_back(piece_from_json(pieces[i], i));
   for (const json& k : kinds) {
-    if (!k.is_number_integer() || k.get<int>() < 0 || k.get<int>() > 5) fail("kinds holds an invalid kind");
-    impl->kinds.push_back(static_cast<TokenKind>(k.get<int>()));
+    const int32_t kind = int_value(k, "a kind");
+    if (kind < 0 || kind > 5) fail("kinds holds an invalid kind " + std::to_string(kind));
+    impl->kinds.push_back(static_cast<TokenKind>(kind));
   }
-  impl->bos = get<TokenId>(j, "bos");
-  impl->eos = get<TokenId>(j, "eos");
-  impl->unk = get<TokenId>(j, "unk");
-  impl->end_of_generation = get<std::vector<TokenId>>(j, "end_of_generation");
+  impl->bos = get_int(j, "bos");
+  impl->eos = get_int(j, "eos");
+  impl->unk = get_int(j, "unk");
+  const json& eog = field(j, "end_of_generation");
+  if (!eog.is_array()) fail("end_of_generation is not an array");
+  for (const json& e : eog) impl->end_of_generation.push_back(int_value(e, "end_of_generation"));
   impl->add_bos_default = get<bool>(j, "add_bos");
   impl->finish(kSource);
   return Tokenizer(impl);

@@ -53,6 +53,10 @@ int main(int argc, char** argv) {
     const Tokenizer spm(parse_sentencepiece_model(t::tiny_spm_model(), "spm"));
     const Tokenizer tik(parse_tiktoken(t::tiny_tiktoken(), "tiktoken"));
     const Tokenizer gpt(parse_vocab_merges(t::tiny_vocab_json(), t::tiny_merges_txt(), "gpt2"));
+    put("fuzz_tokenizer_serialized", "spm.json", tokenizer_to_json(spm).dump());
+    put("fuzz_tokenizer_serialized", "gpt2.json", tokenizer_to_json(gpt).dump());
+    const Tokenizer l2c(load_llama2c_tokenizer(g_root + "/fuzz_llama2c_tokenizer/tiny.bin"));
+    put("fuzz_tokenizer_serialized", "llama2c.json", tokenizer_to_json(l2c).dump());
     int k = 0;
     for (const Tokenizer* tok : {&spm, &tik, &gpt}) {
       GgufWriter w;
