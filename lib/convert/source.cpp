@@ -1,6 +1,8 @@
 #include "convert/source.hpp"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -30,6 +32,14 @@ void ModelSource::set_tokenizer(Tokenizer t, const std::string& path) {
                                         std::to_string(config_.vocab_size));
   }
   tokenizer_ = std::move(t);
+}
+
+void release_mapped_pages(const void* p, size_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Whole pages inside the range only: a neighbour's page stays (it may be in use).
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 namespace {

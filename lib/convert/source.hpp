@@ -71,6 +71,11 @@ class ModelSource {
   std::vector<std::string> notices_;
 };
 
+/// Drops the pages of [p, p + n) of a read-only file mapping from this process's resident set
+/// (madvise MADV_DONTNEED: they stay in the page cache and fault back in if touched again), so
+/// a streaming conversion's RSS stays bounded. Only for file mappings (never heap memory).
+void release_mapped_pages(const void* p, size_t n);
+
 /// Opens INPUT: a directory (Hugging Face: config.json + safetensors), a .gguf file (by magic)
 /// or a llama2.c checkpoint. tokenizer_path (-z) overrides / supplies the tokenizer (needed
 /// for llama2.c checkpoints, which carry none).

@@ -49,6 +49,11 @@ class GgufSource : public ModelSource {
     const GgufTensorInfo& t = *infos_.at(i);
     const uint8_t* d = f_.tensor_data(t);
     const size_t n = static_cast<size_t>(t.n_elements);
+    struct Release {  // the input's pages are not needed again after this tensor
+      const void* p;
+      size_t n;
+      ~Release() { release_mapped_pages(p, n); }
+    } release{d, static_cast<size_t>(t.n_bytes)};
     switch (static_cast<GgmlType>(t.type)) {
       case GgmlType::kF32: std::memcpy(out, d, n * 4); return;
       case GgmlType::kF16:
@@ -77,7 +82,9 @@ class GgufSource : public ModelSource {
   std::vector<uint8_t> read_native(size_t i) const override {
     const GgufTensorInfo& t = *infos_.at(i);
     const uint8_t* d = f_.tensor_data(t);
-    return std::vector<uint8_t>(d, d + t.n_bytes);
+    std::vector<uint8_t> out(d, d + t.n_bytes);
+    release_mapped_pages(d, out.size());
+    return out;
   }
 
  private:

@@ -56,10 +56,12 @@ class HfSource : public ModelSource {
     const TensorView& v = hf_.weights.get(sp.hf_name);
     if (sp.rope_heads == 0) {
       v.to_f32(out);
+      release_mapped_pages(v.data, v.size);
       return;
     }
     std::vector<float> tmp(v.numel);
     v.to_f32(tmp.data());
+    release_mapped_pages(v.data, v.size);
     // Rows of a matrix, or elements of a vector (q/k biases, q/k norm weights), per head.
     const size_t cols = sp.shape.size() == 2 ? static_cast<size_t>(tensors_[i].cols) : 1;
     const int head_dim = static_cast<int>(v.numel / cols / static_cast<size_t>(sp.rope_heads));
@@ -68,7 +70,9 @@ class HfSource : public ModelSource {
 
   std::vector<uint8_t> read_native(size_t i) const override {
     const TensorView& v = hf_.weights.get(specs_.at(i).hf_name);
-    return std::vector<uint8_t>(v.data, v.data + v.size);
+    std::vector<uint8_t> out(v.data, v.data + v.size);
+    release_mapped_pages(v.data, v.size);
+    return out;
   }
 
  private:
