@@ -188,7 +188,7 @@ class GgufParser {
       case GgufType::kInt16: v.i_ = r_.read<int16_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
       case GgufType::kInt32: v.i_ = r_.read<int32_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
       case GgufType::kInt64: v.i_ = r_.read<int64_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
-      case GgufType::kFloat32: v.f_ = r_.read<float>(w); break;
+      case GgufType::kFloat32: v.f_ = static_cast<double>(r_.read<float>(w)); break;
       case GgufType::kFloat64: v.f_ = r_.read<double>(w); break;
       case GgufType::kBool: {
         const uint8_t b = r_.read<uint8_t>(w);

@@ -7,6 +7,7 @@
 // Symbols that are not pieces become <0xNN> byte tokens (byte fallback) or <unk>.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "format/mapped_file.hpp"
 #include "tokenizer/bpe_merge.hpp"
@@ -24,6 +25,10 @@ bool mergeable(TokenKind k) { return k == TokenKind::kNormal || k == TokenKind::
 
 void SentencePieceImpl::finish(const std::string& source) {
   if (scores.empty()) scores.assign(pieces.size(), 0.0f);
+  // A NaN score would break the merge heap's ordering: such a piece never merges, like -inf.
+  for (float& s : scores) {
+    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
+  }
   Impl::finish(source);
   byte_ids_.fill(-1);
   bytes.assign(pieces.size(), std::string());

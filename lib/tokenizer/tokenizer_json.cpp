@@ -137,9 +137,10 @@ Tokenizer tokenizer_from_json(const json& j) {
     s->llama2c_spaces = get<bool>(o, "llama2c_spaces", "sentencepiece");
     const json& scores = field(j, "scores");
     if (!scores.is_array()) fail("scores is not an array");
+    constexpr auto kFloatMax = static_cast<double>(std::numeric_limits<float>::max());
     for (const json& v : scores) {
       if (v.is_null()) s->scores.push_back(-std::numeric_limits<float>::infinity());
-      else if (v.is_number() && std::fabs(v.get<double>()) <= std::numeric_limits<float>::max())
+      else if (v.is_number() && std::fabs(v.get<double>()) <= kFloatMax)
         s->scores.push_back(static_cast<float>(v.get<double>()));
       else fail("scores holds a non-number or a value outside float range");
     }

@@ -1,6 +1,7 @@
 // libFuzzer: arbitrary text through the pre-tokenizers and both BPE flavours (tiny built-in
 // vocabularies). Checks, not just "no crash": pre-tokenizer chunks tile the text in order, and
-// decode(encode(text)) == text for byte-level BPE and SentencePiece with byte fallback.
+// decode(encode(text)) == text for byte-level BPE and SentencePiece with byte fallback (there
+// with U+2581 read as a space).
 #include "fuzz_util.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/loaders.hpp"
@@ -47,7 +48,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             "tiktoken round trip differs");
     piquant::DecodeOptions show;
     show.show_special = true;
-    require(tok.spm.decode(tok.spm.encode(text, eo), show) == text, "SentencePiece round trip differs");
+    // SentencePiece writes spaces as U+2581 inside pieces, so a U+2581 in the text comes back
+    // as a space (sentencepiece itself does the same).
+    std::string want;
+    for (size_t i = 0; i < text.size();) {
+      if (text.compare(i, 3, "\xE2\x96\x81") == 0) {
+        want += ' ';
+        i += 3;
+      } else {
+        want += text[i++];
+      }
+    }
+    require(tok.spm.decode(tok.spm.encode(text, eo), show) == want,
+            "SentencePiece round trip differs");
   }
   return 0;
 }
