@@ -238,7 +238,7 @@ double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, s
       k::dequantize_rows(t, src, 1, cols, deq.data());
     }
     for (size_t c = 0; c < cols; ++c) {
-      const double x = w[r * cols + c];
+      const double x = double(w[r * cols + c]);
       const double e = x - double(deq[c]);
       err += e * e;
       ref += x * x;

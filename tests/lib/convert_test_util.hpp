@@ -184,7 +184,7 @@ inline std::vector<std::vector<double>> reference_logits(const HfWeights& w,
   const std::string embd = exaone ? "transformer.wte.weight" : "model.embed_tokens.weight";
   for (size_t pos = 0; pos < toks.size(); ++pos) {
     std::vector<double> x(d);
-    for (size_t i = 0; i < d; ++i) x[i] = W(embd)[size_t(toks[pos]) * d + i];
+    for (size_t i = 0; i < d; ++i) x[i] = double(W(embd)[size_t(toks[pos]) * d + i]);
     for (int l = 0; l < c.n_layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       const std::string a = p + "self_attn.";
