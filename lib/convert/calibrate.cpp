@@ -70,14 +70,14 @@ Calibration calibrate(const ModelSource& src, const std::vector<TokenId>& tokens
   const ModelConfig& c = model->config;
   for (TokenId t : tokens) {
     if (t < 0 || t >= c.vocab_size) {
-      throw Error(ErrorCode::kOutOfRange, "calibration: token id " + std::to_string(t) +
-                                              " is outside the vocabulary");
+      throw Error(ErrorCode::kOutOfRange,
+                  "calibration: token id " + std::to_string(t) + " is outside the vocabulary");
     }
   }
   window = std::max(2, std::min(window, c.max_seq_len));
   std::map<std::string, std::vector<double>> sums;
-  ThreadPool pool(threads > 0 ? threads
-                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ThreadPool pool(
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   Calibration out;
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   for (size_t start = 0; start < tokens.size(); start += static_cast<size_t>(window)) {

@@ -21,7 +21,7 @@ using PreQuantizeHook =
 struct Calibration {
   /// Per matrix name ("blk.0.attn_q.weight", "output.weight"): mean x^2 per input column.
   std::unordered_map<std::string, std::vector<float>> importance;
-  size_t tokens = 0;   ///< tokens evaluated
+  size_t tokens = 0;  ///< tokens evaluated
   double seconds = 0;
 };
 

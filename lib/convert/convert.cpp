@@ -21,8 +21,8 @@ using WT = k::WeightType;
 
 struct Preset {
   const char* name;
-  WT most;      // every matrix not named below
-  WT sensitive; // token_embd, output, attn_v, attn_output
+  WT most;       // every matrix not named below
+  WT sensitive;  // token_embd, output, attn_v, attn_output
   const char* what;
 };
 constexpr Preset kPresets[] = {
@@ -38,7 +38,8 @@ constexpr Preset kPresets[] = {
 bool sensitive(const std::string& name) {
   auto ends = [&](const char* s) {
     const std::string suf(s);
-    return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+    return name.size() >= suf.size() &&
+           name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
   return name == "token_embd.weight" || name == "output.weight" || ends(".attn_v.weight") ||
          ends(".attn_output.weight");
@@ -81,7 +82,7 @@ WT planned_type(const std::string& type, const SourceTensor& t) {
     }
     want = sensitive(t.name) ? p->sensitive : p->most;
   }
-  if (t.rows == 1) return WT::kF32;                          // norms, biases, rope factors
+  if (t.rows == 1) return WT::kF32;                           // norms, biases, rope factors
   if (want != WT::kF32 && t.cols % 32 != 0) return WT::kF32;  // the kernels' block of 32
   return want;
 }
@@ -96,8 +97,9 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   for (const SourceTensor& t : src.tensors()) planned_type(o.type, t);  // validates the name
   ConvertReport rep;
   rep.notices = src.notices();
-  const int threads = o.threads > 0 ? o.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ThreadPool pool(threads);
 
   Calibration calib;
@@ -114,8 +116,8 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   const ModelConfig& c = src.config();
   std::unique_ptr<Progress> progress;
   if (o.progress) {
-    progress = std::make_unique<Progress>(src.tensors().size(), src.total_bytes(),
-                                          o.progress_options);
+    progress =
+        std::make_unique<Progress>(src.tensors().size(), src.total_bytes(), o.progress_options);
   }
   std::vector<float> f32;
   std::vector<uint8_t> rows_q, packed;
@@ -175,8 +177,8 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
       out_type = planned_type(o.type, as_out);
       tied_output = k::is_quantized(out_type) || out_type != type;
     }
-    const bool copy = !o.pre_quantize && st.native && *st.native == type &&
-                      (!tied_output || out_type == type);
+    const bool copy =
+        !o.pre_quantize && st.native && *st.native == type && (!tied_output || out_type == type);
     if (copy) {
       const std::vector<uint8_t> bytes = src.read_native(i);
       write(st.name, st, type, embedding, nullptr, &bytes);
@@ -197,9 +199,7 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   if (src.tokenizer()) meta.tokenizer = tokenizer_to_json(*src.tokenizer());
   meta.chat_template = src.chat_template();
   meta.generation = src.generation();
-  nlohmann::json q = {{"type", o.type},
-                      {"block_size", o.block_size},
-                      {"scale_search", o.search}};
+  nlohmann::json q = {{"type", o.type}, {"block_size", o.block_size}, {"scale_search", o.search}};
   if (!o.calibration_tokens.empty()) {
     q["calibration"] = {{"text", o.calibration_name},
                         {"tokens", calib.tokens},

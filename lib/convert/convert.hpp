@@ -18,13 +18,13 @@ struct ConvertOptions {
   /// keep (each tensor in the piquant type nearest to how the source stores it; GGUF Q8_0,
   /// Q4_0, Q4_1, F16 and F32 tensors are copied bit for bit).
   std::string type = "q8";
-  int block_size = 32;                 ///< elements per quantization block; the kernels: 32
-  bool search = true;                  ///< per-block scale search (false: plain absmax)
+  int block_size = 32;                      ///< elements per quantization block; the kernels: 32
+  bool search = true;                       ///< per-block scale search (false: plain absmax)
   std::vector<TokenId> calibration_tokens;  ///< non-empty: calibrate on these
-  std::string calibration_name;        ///< for provenance (the text file's name)
-  int calibration_window = 512;        ///< tokens per calibration context
-  int threads = 0;                     ///< 0: all hardware threads
-  bool progress = true;                ///< progress bar / lines on stderr
+  std::string calibration_name;             ///< for provenance (the text file's name)
+  int calibration_window = 512;             ///< tokens per calibration context
+  int threads = 0;                          ///< 0: all hardware threads
+  bool progress = true;                     ///< progress bar / lines on stderr
   ProgressOptions progress_options;
   /// Sees every tensor as f32 before quantization (also while building the calibration model,
   /// so it may run twice per tensor). Set: no tensor is copied as-is (all are re-quantized).
@@ -36,15 +36,15 @@ struct TensorReport {
   std::string name, type, layout, source_type;
   int64_t rows = 0, cols = 0;
   uint64_t bytes = 0;
-  double rel_rms = 0;  ///< sqrt(sum (w - deq)^2 / sum w^2) against the source's values
-  bool copied = false; ///< stored bytes copied from the source without re-quantizing
+  double rel_rms = 0;   ///< sqrt(sum (w - deq)^2 / sum w^2) against the source's values
+  bool copied = false;  ///< stored bytes copied from the source without re-quantizing
 };
 
 struct ConvertReport {
   std::vector<TensorReport> tensors;
   uint64_t file_bytes = 0;
-  uint64_t params = 0;             ///< elements of every stored tensor
-  double bits_per_weight = 0;      ///< tensor bytes * 8 / params, the whole file's weights
+  uint64_t params = 0;                ///< elements of every stored tensor
+  double bits_per_weight = 0;         ///< tensor bytes * 8 / params, the whole file's weights
   double matrix_bits_per_weight = 0;  ///< the same over 2-D weight matrices only
   size_t calibration_tokens = 0;
   std::vector<std::string> notices;

@@ -189,8 +189,8 @@ void quantize_row_search(k::WeightType t, const float* x, const float* imp, size
 void quantize_matrix(k::WeightType t, const float* w, size_t rows, size_t cols,
                      const QuantizeOptions& o, void* dst, ThreadPool* pool) {
   if (k::is_quantized(t) && cols % B != 0) {
-    throw Error(ErrorCode::kInvalidArgument, "quantize_matrix: " + std::to_string(cols) +
-                                                 " columns is not a multiple of 32");
+    throw Error(ErrorCode::kInvalidArgument,
+                "quantize_matrix: " + std::to_string(cols) + " columns is not a multiple of 32");
   }
   const size_t rb = t == k::WeightType::kF32   ? cols * 4
                     : t == k::WeightType::kF16 ? cols * 2
@@ -213,8 +213,10 @@ void quantize_matrix(k::WeightType t, const float* w, size_t rows, size_t cols,
       }
     }
   };
-  if (pool != nullptr && rows >= 8) pool->parallel_for(rows, 1, run);
-  else run(0, rows);
+  if (pool != nullptr && rows >= 8)
+    pool->parallel_for(rows, 1, run);
+  else
+    run(0, rows);
 }
 
 double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, size_t rows,
@@ -238,7 +240,7 @@ double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, s
       k::dequantize_rows(t, src, 1, cols, deq.data());
     }
     for (size_t c = 0; c < cols; ++c) {
-      const double x = w[r * cols + c];
+      const double x = double(w[r * cols + c]);
       const double e = x - double(deq[c]);
       err += e * e;
       ref += x * x;

@@ -20,8 +20,8 @@ namespace piquant {
 class ThreadPool;
 
 struct QuantizeOptions {
-  bool search = true;                ///< false: plain round-to-nearest absmax (the kernels')
-  const float* importance = nullptr; ///< per input column (cols values, >= 0); null: uniform
+  bool search = true;                 ///< false: plain round-to-nearest absmax (the kernels')
+  const float* importance = nullptr;  ///< per input column (cols values, >= 0); null: uniform
 };
 
 /// Quantizes a row-major f32 matrix into row-major rows of type t (row_bytes(t, cols) each;

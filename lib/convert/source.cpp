@@ -137,14 +137,13 @@ std::unique_ptr<ModelSource> open_model_source(const std::string& input,
   if (!tokenizer_path.empty()) {
     const nlohmann::json& prov = src->provenance();
     const bool l2c = prov.contains("format") && prov["format"] == "llama2.c";
-    Tokenizer t = l2c ? Tokenizer(load_llama2c_tokenizer(tokenizer_path))
-                      : Tokenizer::load(tokenizer_path);
+    Tokenizer t =
+        l2c ? Tokenizer(load_llama2c_tokenizer(tokenizer_path)) : Tokenizer::load(tokenizer_path);
     if (l2c && t.vocab_size() != static_cast<size_t>(src->config().vocab_size)) {
-      throw Error(ErrorCode::kFormat, tokenizer_path + ": tokenizer has " +
-                                          std::to_string(t.vocab_size()) +
-                                          " tokens but the model " + input +
-                                          " has a vocabulary of " +
-                                          std::to_string(src->config().vocab_size));
+      throw Error(ErrorCode::kFormat,
+                  tokenizer_path + ": tokenizer has " + std::to_string(t.vocab_size()) +
+                      " tokens but the model " + input + " has a vocabulary of " +
+                      std::to_string(src->config().vocab_size));
     }
     src->set_tokenizer(std::move(t), tokenizer_path);
   }

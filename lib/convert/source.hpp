@@ -20,11 +20,11 @@
 namespace piquant {
 
 struct SourceTensor {
-  std::string name;        ///< piquant name
-  int64_t rows = 1;        ///< 1 for vectors
+  std::string name;  ///< piquant name
+  int64_t rows = 1;  ///< 1 for vectors
   int64_t cols = 0;
-  std::string file_type;   ///< as stored in the source ("BF16", "Q4_0", "F32", ...)
-  uint64_t file_bytes = 0; ///< bytes in the source (progress)
+  std::string file_type;    ///< as stored in the source ("BF16", "Q4_0", "F32", ...)
+  uint64_t file_bytes = 0;  ///< bytes in the source (progress)
   /// The type the source stores losslessly in a piquant type (GGUF Q8_0 -> q8, F16 -> f16, ...);
   /// empty when it has none (BF16, K-quants).
   std::optional<kernels::WeightType> native;

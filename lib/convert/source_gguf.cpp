@@ -34,7 +34,8 @@ class GgufSource : public ModelSource {
     if (f_.find("tokenizer.ggml.model") != nullptr) {
       set_tokenizer(tokenizer_from_gguf(f_), path);
     } else {
-      notices_.push_back(path + " carries no tokenizer: the file will have none (give one with -z)");
+      notices_.push_back(path +
+                         " carries no tokenizer: the file will have none (give one with -z)");
     }
     HfConfig hc;
     hc.config = config_;
@@ -55,7 +56,9 @@ class GgufSource : public ModelSource {
       ~Release() { release_mapped_pages(p, n); }
     } release{d, static_cast<size_t>(t.n_bytes)};
     switch (static_cast<GgmlType>(t.type)) {
-      case GgmlType::kF32: std::memcpy(out, d, n * 4); return;
+      case GgmlType::kF32:
+        std::memcpy(out, d, n * 4);
+        return;
       case GgmlType::kF16:
       case GgmlType::kBF16:
         for (size_t j = 0; j < n; ++j) {
@@ -94,8 +97,9 @@ class GgufSource : public ModelSource {
       if (optional) return;
       throw Error(ErrorCode::kFormat, f_.source() + ": missing tensor " + name);
     }
-    const std::vector<uint64_t> want =
-        rows == 1 ? std::vector<uint64_t>{uint64_t(cols)} : std::vector<uint64_t>{uint64_t(cols), uint64_t(rows)};
+    const std::vector<uint64_t> want = rows == 1
+                                           ? std::vector<uint64_t>{uint64_t(cols)}
+                                           : std::vector<uint64_t>{uint64_t(cols), uint64_t(rows)};
     if (t->dims != want) {
       std::string got;
       for (uint64_t x : t->dims) got += (got.empty() ? "" : ", ") + std::to_string(x);
@@ -113,24 +117,38 @@ class GgufSource : public ModelSource {
     s.file_bytes = t->n_bytes;
     const bool blocks = cols % 32 == 0;
     switch (static_cast<GgmlType>(t->type)) {
-      case GgmlType::kF32: s.native = s.nearest = k::WeightType::kF32; break;
+      case GgmlType::kF32:
+        s.native = s.nearest = k::WeightType::kF32;
+        break;
       case GgmlType::kF16:
         s.nearest = blocks ? k::WeightType::kF16 : k::WeightType::kF32;
         if (blocks) s.native = k::WeightType::kF16;
         break;
-      case GgmlType::kBF16: s.nearest = k::WeightType::kF32; break;
-      case GgmlType::kQ8_0: s.native = s.nearest = k::WeightType::kQ8; break;
-      case GgmlType::kQ4_0: s.native = s.nearest = k::WeightType::kQ4; break;
-      case GgmlType::kQ4_1: s.native = s.nearest = k::WeightType::kQ4M; break;
-      case GgmlType::kQ4_K: s.nearest = k::WeightType::kQ4M; break;
+      case GgmlType::kBF16:
+        s.nearest = k::WeightType::kF32;
+        break;
+      case GgmlType::kQ8_0:
+        s.native = s.nearest = k::WeightType::kQ8;
+        break;
+      case GgmlType::kQ4_0:
+        s.native = s.nearest = k::WeightType::kQ4;
+        break;
+      case GgmlType::kQ4_1:
+        s.native = s.nearest = k::WeightType::kQ4M;
+        break;
+      case GgmlType::kQ4_K:
+        s.nearest = k::WeightType::kQ4M;
+        break;
       case GgmlType::kQ5_K:
       case GgmlType::kQ6_K:
-      case GgmlType::kQ8_K: s.nearest = k::WeightType::kQ8; break;
+      case GgmlType::kQ8_K:
+        s.nearest = k::WeightType::kQ8;
+        break;
       default:
-        throw Error(ErrorCode::kUnsupported,
-                    f_.source() + ": tensor " + name + " has unsupported tensor type " +
-                        s.file_type +
-                        " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_K)");
+        throw Error(
+            ErrorCode::kUnsupported,
+            f_.source() + ": tensor " + name + " has unsupported tensor type " + s.file_type +
+                " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_K)");
     }
     tensors_.push_back(std::move(s));
     infos_.push_back(t);

@@ -32,7 +32,8 @@ class HfSource : public ModelSource {
       t.file_bytes = v.size;
       if (v.dtype == FileDType::kF32) t.native = kernels::WeightType::kF32;
       if (v.dtype == FileDType::kF16) t.native = kernels::WeightType::kF16;
-      t.nearest = v.dtype == FileDType::kF16 ? kernels::WeightType::kF16 : kernels::WeightType::kF32;
+      t.nearest =
+          v.dtype == FileDType::kF16 ? kernels::WeightType::kF16 : kernels::WeightType::kF32;
       if (sp.rope_heads > 0) t.native.reset();  // needs the permutation
       tensors_.push_back(std::move(t));
       specs_.push_back(sp);
@@ -40,14 +41,15 @@ class HfSource : public ModelSource {
     for (const std::string& n : hf_.unused) {
       notices_.push_back("skipped tensor " + n + " (not used by piquant)");
     }
-    const std::string tok = !hf_.tokenizer_json_path.empty() ? hf_.tokenizer_json_path
-                                                             : hf_.tokenizer_model_path;
+    const std::string tok =
+        !hf_.tokenizer_json_path.empty() ? hf_.tokenizer_json_path : hf_.tokenizer_model_path;
     if (!tok.empty()) {
       set_tokenizer(Tokenizer::load(tok), tok);
       provenance_["tokenizer"] = tok;
     } else {
-      notices_.push_back(dir + " has no tokenizer.json or tokenizer.model: the file will carry "
-                               "no tokenizer (give one with -z)");
+      notices_.push_back(dir +
+                         " has no tokenizer.json or tokenizer.model: the file will carry "
+                         "no tokenizer (give one with -z)");
     }
   }
 

@@ -47,7 +47,8 @@ class PiqLoader {
   // A tensor of [rows, cols] (a vector: rows 1, stored with shape [cols]). `packed`: the
   // matmul kernels read it, so quantized types must be in the packed layout; otherwise it is
   // looked up by row (the embedding) and must be row-major.
-  Tensor get(const std::string& name, int64_t rows, int64_t cols, bool packed, bool optional = false) {
+  Tensor get(const std::string& name, int64_t rows, int64_t cols, bool packed,
+             bool optional = false) {
     Tensor out;
     out.name = name;
     const PiqTensorInfo* t = f_.find(name);
@@ -130,10 +131,9 @@ std::unique_ptr<Model::Impl> load_piq_model(std::shared_ptr<const PiqFile> file)
       throw Error(e.code(), f.path() + ": tokenizer: " + e.what());
     }
     if (m->tokenizer->vocab_size() > static_cast<size_t>(c.vocab_size)) {
-      throw Error(ErrorCode::kFormat, f.path() + ": the tokenizer has " +
-                                          std::to_string(m->tokenizer->vocab_size()) +
-                                          " tokens but the model's vocabulary is " +
-                                          std::to_string(c.vocab_size));
+      throw Error(ErrorCode::kFormat,
+                  f.path() + ": the tokenizer has " + std::to_string(m->tokenizer->vocab_size()) +
+                      " tokens but the model's vocabulary is " + std::to_string(c.vocab_size));
     }
   }
   PiqLoader L(f, *m);
@@ -148,8 +148,9 @@ std::unique_ptr<Model::Impl> load_piq_model(std::shared_ptr<const PiqFile> file)
     m->output = L.get("output.weight", c.vocab_size, d, true);
   } else {
     if (!c.tied_classifier) {
-      throw Error(ErrorCode::kFormat, f.path() + ": missing tensor output.weight (the config "
-                                                 "says the classifier is not tied)");
+      throw Error(ErrorCode::kFormat, f.path() +
+                                          ": missing tensor output.weight (the config "
+                                          "says the classifier is not tied)");
     }
     if (is_quantized(m->tok_embd.type) || (m->tok_embd.type == DType::kF16 && d % 32 != 0)) {
       throw Error(ErrorCode::kFormat, f.path() + ": missing tensor output.weight (a " +

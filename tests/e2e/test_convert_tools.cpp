@@ -24,8 +24,8 @@ TEST_CASE("piquant-convert, piquant-inspect and piquant-run on a converted llama
   c.max_seq_len = 64;
   piquant::test::TempDir dir;
   piquant::write_llama2c(dir.file("m.bin"), piquant::random_llama2c_weights(c, 4));
-  auto r = run_program(PIQUANT_CONVERT_PATH,
-                       {dir.file("m.bin"), "-o", dir.file("m.piq"), "--type", "q4_mix", "--report"});
+  auto r = run_program(PIQUANT_CONVERT_PATH, {dir.file("m.bin"), "-o", dir.file("m.piq"), "--type",
+                                              "q4_mix", "--report"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("blk.1.ffn_down.weight") != std::string::npos);
@@ -70,7 +70,8 @@ TEST_CASE("piquant-convert, piquant-inspect and piquant-run on a converted llama
   r = run_program(PIQUANT_CONVERT_PATH, {dir.file("m.bin")});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("-o OUTPUT.piq") != std::string::npos);
-  r = run_program(PIQUANT_CONVERT_PATH, {dir.file("m.bin"), "-o", dir.file("x.piq"), "--type", "q2"});
+  r = run_program(PIQUANT_CONVERT_PATH,
+                  {dir.file("m.bin"), "-o", dir.file("x.piq"), "--type", "q2"});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("unknown --type 'q2'") != std::string::npos);
 }
@@ -93,7 +94,8 @@ TEST_CASE("piquant-convert calibrates aidreams260K and piquant-run generates tex
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("calibration") != std::string::npos);
   CHECK(r.out.find("all checksums OK") != std::string::npos);
-  r = run_program(PIQUANT_RUN_PATH, {"-m", dir.file("a.piq"), "-p", "Echoes", "-n", "16", "--temp", "0"});
+  r = run_program(PIQUANT_RUN_PATH,
+                  {"-m", dir.file("a.piq"), "-p", "Echoes", "-n", "16", "--temp", "0"});
   INFO(r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.rfind("Echoes", 0) == 0);

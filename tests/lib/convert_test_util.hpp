@@ -100,11 +100,19 @@ inline std::string tiny_tokenizer_json() {
   nlohmann::json j = {
       {"version", "1.0"},
       {"added_tokens",
-       {{{"id", 258}, {"content", "<|endoftext|>"}, {"special", true}, {"single_word", false},
-         {"lstrip", false}, {"rstrip", false}, {"normalized", false}}}},
+       {{{"id", 258},
+         {"content", "<|endoftext|>"},
+         {"special", true},
+         {"single_word", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"normalized", false}}}},
       {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
-                         {"use_regex", true}}},
+      {"pre_tokenizer",
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", true},
+        {"use_regex", true}}},
       {"post_processor", nullptr},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"\xC4\xA0 t", "h e"}}}}};
@@ -140,13 +148,15 @@ inline void write_hf_dir(const std::string& dir, const HfWeights& w, const HfDir
       std::snprintf(name, sizeof name, "model-%05zu-of-%05d.safetensors", s + 1, o.shards);
       shards[s].write(dir + "/" + name);
     }
-    write_file(dir + "/model.safetensors.index.json",
-               nlohmann::json({{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}).dump());
+    write_file(
+        dir + "/model.safetensors.index.json",
+        nlohmann::json({{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}).dump());
   }
   if (o.tokenizer) {
     write_file(dir + "/tokenizer.json", tiny_tokenizer_json());
     write_file(dir + "/tokenizer_config.json",
-               nlohmann::json({{"chat_template", "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}"},
+               nlohmann::json({{"chat_template",
+                                "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}"},
                                {"eos_token", "<|endoftext|>"}})
                    .dump());
   }
@@ -184,7 +194,7 @@ inline std::vector<std::vector<double>> reference_logits(const HfWeights& w,
   const std::string embd = exaone ? "transformer.wte.weight" : "model.embed_tokens.weight";
   for (size_t pos = 0; pos < toks.size(); ++pos) {
     std::vector<double> x(d);
-    for (size_t i = 0; i < d; ++i) x[i] = W(embd)[size_t(toks[pos]) * d + i];
+    for (size_t i = 0; i < d; ++i) x[i] = double(W(embd)[size_t(toks[pos]) * d + i]);
     for (int l = 0; l < c.n_layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       const std::string a = p + "self_attn.";
@@ -194,7 +204,8 @@ inline std::vector<std::vector<double>> reference_logits(const HfWeights& w,
       auto v = matvec(W(a + "v_proj.weight"), xb, nkv * hd);
       if (c.qkv_bias) {
         for (size_t i = 0; i < q.size(); ++i) q[i] += double(W(a + "q_proj.bias")[i]);
-        for (size_t i = 0; i < k.size(); ++i) k[i] += double(W(a + "k_proj.bias")[i]), v[i] += double(W(a + "v_proj.bias")[i]);
+        for (size_t i = 0; i < k.size(); ++i)
+          k[i] += double(W(a + "k_proj.bias")[i]), v[i] += double(W(a + "v_proj.bias")[i]);
       }
       auto rope_heads = [&](std::vector<double>& t, size_t heads, const char* norm) {
         for (size_t hh = 0; hh < heads; ++hh) {
@@ -231,7 +242,8 @@ inline std::vector<std::vector<double>> reference_logits(const HfWeights& w,
         double sum = 0;
         for (double& s : sc) sum += (s = std::exp(s - mx));
         for (size_t t = 0; t <= pos; ++t) {
-          for (size_t i = 0; i < hd; ++i) att[hh * hd + i] += sc[t] / sum * Vc[size_t(l)][t][kvh * hd + i];
+          for (size_t i = 0; i < hd; ++i)
+            att[hh * hd + i] += sc[t] / sum * Vc[size_t(l)][t][kvh * hd + i];
         }
       }
       auto o = matvec(W(a + "o_proj.weight"), att, d);
@@ -259,8 +271,8 @@ inline std::vector<float> session_logits(const std::shared_ptr<const Model>& m,
 }
 
 struct Agreement {
-  double kl = 0;      ///< mean KL(p_ref || p) over positions, nats
-  double top1 = 0;    ///< fraction of positions with the same argmax
+  double kl = 0;    ///< mean KL(p_ref || p) over positions, nats
+  double top1 = 0;  ///< fraction of positions with the same argmax
 };
 
 inline Agreement compare_logits(const std::vector<float>& ref, const std::vector<float>& got,
@@ -277,7 +289,8 @@ inline Agreement compare_logits(const std::vector<float>& ref, const std::vector
       if (double(g[i]) > mg) mg = double(g[i]), ag = i;
     }
     double zr = 0, zg = 0;
-    for (size_t i = 0; i < vocab; ++i) zr += std::exp(double(r[i]) - mr), zg += std::exp(double(g[i]) - mg);
+    for (size_t i = 0; i < vocab; ++i)
+      zr += std::exp(double(r[i]) - mr), zg += std::exp(double(g[i]) - mg);
     double kl = 0;
     for (size_t i = 0; i < vocab; ++i) {
       const double lpr = double(r[i]) - mr - std::log(zr), lpg = double(g[i]) - mg - std::log(zg);

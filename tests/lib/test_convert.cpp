@@ -141,7 +141,8 @@ TEST_CASE("llama2.c, GGUF, Hugging Face and piq copies of the same weights give 
   };
   auto put = [&](const std::string& gname, const std::string& hname, std::vector<float> v,
                  size_t rows, size_t cols, int rope_heads = 0) {
-    g.add_tensor(gname, 0, rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
+    g.add_tensor(gname, 0,
+                 rows == 1 ? std::vector<uint64_t>{cols} : std::vector<uint64_t>{cols, rows},
                  std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
     if (rope_heads > 0) {
       std::vector<float> halves(v.size());
@@ -160,8 +161,10 @@ TEST_CASE("llama2.c, GGUF, Hugging Face and piq copies of the same weights give 
     put(b + "attn_q.weight", p + "self_attn.q_proj.weight", slice(w.wq, l, 128 * 128), 128, 128, 4);
     put(b + "attn_k.weight", p + "self_attn.k_proj.weight", slice(w.wk, l, 64 * 128), 64, 128, 2);
     put(b + "attn_v.weight", p + "self_attn.v_proj.weight", slice(w.wv, l, 64 * 128), 64, 128);
-    put(b + "attn_output.weight", p + "self_attn.o_proj.weight", slice(w.wo, l, 128 * 128), 128, 128);
-    put(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", slice(w.rms_ffn, l, 128), 1, 128);
+    put(b + "attn_output.weight", p + "self_attn.o_proj.weight", slice(w.wo, l, 128 * 128), 128,
+        128);
+    put(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", slice(w.rms_ffn, l, 128), 1,
+        128);
     put(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", slice(w.w1, l, 320 * 128), 320, 128);
     put(b + "ffn_down.weight", p + "mlp.down_proj.weight", slice(w.w2, l, 128 * 320), 128, 320);
     put(b + "ffn_up.weight", p + "mlp.up_proj.weight", slice(w.w3, l, 320 * 128), 320, 128);
@@ -176,8 +179,8 @@ TEST_CASE("llama2.c, GGUF, Hugging Face and piq copies of the same weights give 
   const std::vector<TokenId> toks = {1, 5, 299, 42, 42, 7, 100, 3, 250, 17, 17, 9};
   const auto ref = test::session_logits(Model::load(dir.file("m.bin")), toks);
   const auto bytes = ref.size() * sizeof(float);
-  CHECK(std::memcmp(test::session_logits(Model::load(dir.file("m.gguf")), toks).data(),
-                    ref.data(), bytes) == 0);
+  CHECK(std::memcmp(test::session_logits(Model::load(dir.file("m.gguf")), toks).data(), ref.data(),
+                    bytes) == 0);
   for (const std::string& in : {dir.file("m.bin"), dir.file("m.gguf"), hf_dir}) {
     CAPTURE(in);
     auto m = convert_and_load(in, dir.file("m.piq"), "f32");
@@ -189,7 +192,8 @@ TEST_CASE("llama2.c, GGUF, Hugging Face and piq copies of the same weights give 
   const auto halves = test::reference_logits(hf, toks);
   double worst = 0;
   for (size_t p = 0; p < toks.size(); ++p) {
-    for (size_t i = 0; i < 300; ++i) worst = std::max(worst, std::abs(halves[p][i] - double(ref[p * 300 + i])));
+    for (size_t i = 0; i < 300; ++i)
+      worst = std::max(worst, std::abs(halves[p][i] - double(ref[p * 300 + i])));
   }
   CHECK(worst < 2e-4);
 }
@@ -285,7 +289,8 @@ TEST_CASE("the scale search is never worse than absmax under its weighted error"
       std::vector<float> d(w.size());
       kernels::dequantize_rows(t, q.data(), rows, cols, d.data());
       double e = 0;
-      for (size_t i = 0; i < w.size(); ++i) e += double(imp[i % cols]) * double(w[i] - d[i]) * double(w[i] - d[i]);
+      for (size_t i = 0; i < w.size(); ++i)
+        e += double(imp[i % cols]) * double(w[i] - d[i]) * double(w[i] - d[i]);
       return e;
     };
     QuantizeOptions absmax;
@@ -295,8 +300,9 @@ TEST_CASE("the scale search is never worse than absmax under its weighted error"
     weighted.importance = imp.data();
     const double e_abs = weighted_err(absmax), e_plain = weighted_err(plain),
                  e_w = weighted_err(weighted);
-    std::printf("quantize %s: importance-weighted error absmax %.4f, search %.4f, weighted search %.4f\n",
-                kernels::to_string(t), e_abs, e_plain, e_w);
+    std::printf(
+        "quantize %s: importance-weighted error absmax %.4f, search %.4f, weighted search %.4f\n",
+        kernels::to_string(t), e_abs, e_plain, e_w);
     CHECK(e_w <= e_abs);
     CHECK(e_w <= e_plain * 1.0001);
     // Relative RMS of the plain search is no worse than absmax's.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <piquant/piquant.hpp>
 #include <string>
 
 #include "common/fp16.hpp"
@@ -13,7 +14,6 @@
 #include "format/piq.hpp"
 #include "format/piq_model.hpp"
 #include "test_util.hpp"
-#include <piquant/piquant.hpp>
 
 namespace {
 
@@ -39,10 +39,14 @@ void add_blocks(PiqWriter& w, const std::string& name, kernels::WeightType t, in
   if (t == kernels::WeightType::kQ4M) std::memcpy(block.data() + 2, &d, 2);
   const size_t row = kernels::row_bytes(t, static_cast<size_t>(cols));
   std::vector<uint8_t> rows_buf(row * 4);
-  for (size_t i = 0; i < rows_buf.size(); i += bb) std::memcpy(rows_buf.data() + i, block.data(), bb);
-  std::vector<uint8_t> chunk(packed ? kernels::packed_size(t, 4, static_cast<size_t>(cols)) : rows_buf.size());
-  if (packed) kernels::pack(t, rows_buf.data(), 4, static_cast<size_t>(cols), chunk.data());
-  else chunk = rows_buf;
+  for (size_t i = 0; i < rows_buf.size(); i += bb)
+    std::memcpy(rows_buf.data() + i, block.data(), bb);
+  std::vector<uint8_t> chunk(packed ? kernels::packed_size(t, 4, static_cast<size_t>(cols))
+                                    : rows_buf.size());
+  if (packed)
+    kernels::pack(t, rows_buf.data(), 4, static_cast<size_t>(cols), chunk.data());
+  else
+    chunk = rows_buf;
   w.begin_tensor(name, kernels::to_string(t), packed ? kPiqLayoutPacked : "", {rows, cols});
   for (int64_t r = 0; r < rows; r += 4) w.append(chunk.data(), chunk.size());  // rows % 4 == 0
   w.end_tensor();
@@ -97,8 +101,9 @@ TEST_CASE("a 1.1B-shaped q4 piq file loads without copying its weights", "[conve
   auto model = Model::load(path);
   const size_t after = rss_bytes();
   const size_t grew = after > before ? after - before : 0;
-  std::printf("piq mmap: file %.1f MiB, resident growth at load %.2f MiB, mapped weights %.1f MiB\n",
-              file_size / 1048576.0, grew / 1048576.0, model->mapped_bytes() / 1048576.0);
+  std::printf(
+      "piq mmap: file %.1f MiB, resident growth at load %.2f MiB, mapped weights %.1f MiB\n",
+      file_size / 1048576.0, grew / 1048576.0, model->mapped_bytes() / 1048576.0);
   CHECK(model->mapped_bytes() > file_size * 9 / 10);
   CHECK(grew < file_size / 20);
   // And it runs: one token through every layer.

@@ -39,7 +39,8 @@ struct Mode {
   const char* name;
   bool search, calibrate;
 };
-constexpr Mode kModes[] = {{"absmax", false, false}, {"search", true, false}, {"calibrated", true, true}};
+constexpr Mode kModes[] = {
+    {"absmax", false, false}, {"search", true, false}, {"calibrated", true, true}};
 
 std::vector<Row> measure(const std::function<std::unique_ptr<ModelSource>()>& open,
                          const std::vector<TokenId>& eval, const std::vector<TokenId>& calib,
@@ -67,7 +68,8 @@ std::vector<Row> measure(const std::function<std::unique_ptr<ModelSource>()>& op
       o.calibration_window = src->config().max_seq_len;
       const ConvertReport rep = convert_model(*src, dir.file("q.piq"), o);
       const auto got = test::session_logits(Model::load(dir.file("q.piq")), eval);
-      rows.push_back({type, m.name, test::compare_logits(ref, got, vocab), rep.matrix_bits_per_weight});
+      rows.push_back(
+          {type, m.name, test::compare_logits(ref, got, vocab), rep.matrix_bits_per_weight});
       if (type == "f16") break;
     }
   }
@@ -75,8 +77,11 @@ std::vector<Row> measure(const std::function<std::unique_ptr<ModelSource>()>& op
 }
 
 void print(const char* title, const std::vector<Row>& rows, size_t positions) {
-  std::printf("\n%s (%zu positions)\n| type | mode | bits/weight (matrices) | KL vs f32 (nats) | top-1 agreement |\n"
-              "| --- | --- | --- | --- | --- |\n", title, positions);
+  std::printf(
+      "\n%s (%zu positions)\n| type | mode | bits/weight (matrices) | KL vs f32 (nats) | top-1 "
+      "agreement |\n"
+      "| --- | --- | --- | --- | --- |\n",
+      title, positions);
   for (const Row& r : rows) {
     std::printf("| %s | %s | %.2f | %.6f | %.1f%% |\n", r.type.c_str(), r.mode.c_str(), r.bpw,
                 r.a.kl, 100.0 * r.a.top1);
@@ -120,9 +125,10 @@ TEST_CASE("quantization quality on the trained aidreams260K model", "[convert][q
       calib.insert(calib.end(), r.generated_ids.begin(), r.generated_ids.end());
     }
   }
-  const auto rows = measure(open, eval, calib,
-                            emulated() ? std::vector<std::string>{"f16", "q8", "q4"}
-                                       : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix", "q4a_mix"});
+  const auto rows =
+      measure(open, eval, calib,
+              emulated() ? std::vector<std::string>{"f16", "q8", "q4"}
+                         : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix", "q4a_mix"});
   print("aidreams260K (dim 64, ffn 172: w_down stays f32)", rows, eval.size());
   const Row& absmax = find(rows, "q4", "absmax");
   const Row& calibrated = find(rows, "q4", "calibrated");
@@ -162,17 +168,21 @@ TEST_CASE("quantization quality on seeded random models", "[convert][quality]") 
     };
     std::vector<TokenId> eval, calib;
     test::Rng64 rng{seed * 77};
-    for (int i = 0; i < 96; ++i) eval.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
-    for (int i = 0; i < 256; ++i) calib.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
-    const auto rows = measure(open, eval, calib,
-                              emulated() ? std::vector<std::string>{"q8", "q4", "q4a"}
-                                         : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix"});
+    for (int i = 0; i < 96; ++i)
+      eval.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
+    for (int i = 0; i < 256; ++i)
+      calib.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
+    const auto rows =
+        measure(open, eval, calib,
+                emulated() ? std::vector<std::string>{"q8", "q4", "q4a"}
+                           : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix"});
     print(("random model, seed " + std::to_string(seed) + (seed == 3 ? ", outlier channels" : ""))
               .c_str(),
           rows, eval.size());
     // Sanity: more bits, closer to f32.
     CHECK(find(rows, "q8", "search").a.kl < find(rows, "q4", "search").a.kl);
-    if (!emulated()) CHECK(find(rows, "q4_mix", "search").a.kl < find(rows, "q4", "search").a.kl * 1.5);
+    if (!emulated())
+      CHECK(find(rows, "q4_mix", "search").a.kl < find(rows, "q4", "search").a.kl * 1.5);
     if (seed == 3) {  // outlier channels: calibration must pay off
       CHECK(find(rows, "q4", "calibrated").a.kl < find(rows, "q4", "search").a.kl);
       CHECK(find(rows, "q4", "calibrated").a.kl < find(rows, "q4", "absmax").a.kl);

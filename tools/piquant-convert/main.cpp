@@ -71,12 +71,14 @@ void print_report(const piquant::ConvertReport& rep) {
   std::printf("%-34s %-5s %-6s %-14s %12s %10s\n", "tensor", "type", "layout", "shape", "bytes",
               "rel.RMS");
   for (const auto& t : rep.tensors) {
-    const std::string shape = t.rows == 1 ? "[" + std::to_string(t.cols) + "]"
-                                          : "[" + std::to_string(t.rows) + ", " +
-                                                std::to_string(t.cols) + "]";
+    const std::string shape =
+        t.rows == 1 ? "[" + std::to_string(t.cols) + "]"
+                    : "[" + std::to_string(t.rows) + ", " + std::to_string(t.cols) + "]";
     char err[32];
-    if (t.copied) std::snprintf(err, sizeof err, "copied");
-    else std::snprintf(err, sizeof err, "%.5f", t.rel_rms);
+    if (t.copied)
+      std::snprintf(err, sizeof err, "copied");
+    else
+      std::snprintf(err, sizeof err, "%.5f", t.rel_rms);
     std::printf("%-34s %-5s %-6s %-14s %12llu %10s\n", t.name.c_str(), t.type.c_str(),
                 t.layout.empty() ? "rows" : t.layout.c_str(), shape.c_str(),
                 static_cast<unsigned long long>(t.bytes), err);
@@ -103,23 +105,39 @@ int main(int argc, char** argv) {
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else if (f == "-o" || f == "--output") output = value();
-    else if (f == "--type" || f == "--outtype") o.type = value();
-    else if (f == "-z" || f == "--tokenizer") tokenizer = value();
-    else if (f == "--block-size") o.block_size = parse_int(f, value());
-    else if (f == "--no-search") o.search = false;
-    else if (f == "--calibrate") calib_file = value();
-    else if (f == "--calib-tokens") calib_tokens = parse_int(f, value());
-    else if (f == "--calib-window") o.calibration_window = parse_int(f, value());
-    else if (f == "--report") report = true;
-    else if (f == "--verify") verify_file = value();
-    else if (f == "-t" || f == "--threads") o.threads = parse_int(f, value());
-    else if (f == "-q" || f == "--quiet") o.progress = false;
+    } else if (f == "-o" || f == "--output")
+      output = value();
+    else if (f == "--type" || f == "--outtype")
+      o.type = value();
+    else if (f == "-z" || f == "--tokenizer")
+      tokenizer = value();
+    else if (f == "--block-size")
+      o.block_size = parse_int(f, value());
+    else if (f == "--no-search")
+      o.search = false;
+    else if (f == "--calibrate")
+      calib_file = value();
+    else if (f == "--calib-tokens")
+      calib_tokens = parse_int(f, value());
+    else if (f == "--calib-window")
+      o.calibration_window = parse_int(f, value());
+    else if (f == "--report")
+      report = true;
+    else if (f == "--verify")
+      verify_file = value();
+    else if (f == "-t" || f == "--threads")
+      o.threads = parse_int(f, value());
+    else if (f == "-q" || f == "--quiet")
+      o.progress = false;
     else if (f == "--merge-lora" || f == "--lora") {
-      die(f + " is not available in this build yet (LoRA support is coming; see docs/converter.md)");
-    } else if (!f.empty() && f[0] == '-') die("unknown option '" + f + "' (see --help)");
-    else if (input.empty()) input = f;
-    else die("more than one INPUT given ('" + input + "' and '" + f + "')");
+      die(f +
+          " is not available in this build yet (LoRA support is coming; see docs/converter.md)");
+    } else if (!f.empty() && f[0] == '-')
+      die("unknown option '" + f + "' (see --help)");
+    else if (input.empty())
+      input = f;
+    else
+      die("more than one INPUT given ('" + input + "' and '" + f + "')");
   }
   try {
     if (!verify_file.empty()) {
@@ -146,7 +164,8 @@ int main(int argc, char** argv) {
                  src->config().dim, src->tensors().size(),
                  piquant::format_bytes(src->total_bytes()).c_str(), output.c_str(), o.type.c_str());
     const piquant::ConvertReport rep = piquant::convert_model(*src, output, o);
-    for (const std::string& n : rep.notices) std::fprintf(stderr, "piquant-convert: note: %s\n", n.c_str());
+    for (const std::string& n : rep.notices)
+      std::fprintf(stderr, "piquant-convert: note: %s\n", n.c_str());
     if (report) print_report(rep);
     std::fprintf(stderr, "piquant-convert: wrote %s (%s, %.2f bits per weight)\n", output.c_str(),
                  piquant::format_bytes(rep.file_bytes).c_str(), rep.bits_per_weight);

@@ -50,12 +50,12 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
     return 0;
   }
   const piquant::PiqMetadata& m = h.meta;
-  std::printf("%s: piquant file, format version %u, %s, alignment %llu, header %llu bytes at "
-              "offset %llu\n",
-              path.c_str(), h.version, piquant::format_bytes(f.mapping()->size()).c_str(),
-              static_cast<unsigned long long>(h.alignment),
-              static_cast<unsigned long long>(h.header_size),
-              static_cast<unsigned long long>(h.header_offset));
+  std::printf(
+      "%s: piquant file, format version %u, %s, alignment %llu, header %llu bytes at "
+      "offset %llu\n",
+      path.c_str(), h.version, piquant::format_bytes(f.mapping()->size()).c_str(),
+      static_cast<unsigned long long>(h.alignment), static_cast<unsigned long long>(h.header_size),
+      static_cast<unsigned long long>(h.header_offset));
   std::printf("config: %s\n", piquant::config_to_json(m.config).dump().c_str());
   std::printf("rope layout: %s\n", m.rope_layout.c_str());
   if (m.tokenizer.is_null()) {
@@ -70,8 +70,8 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
   }
   std::printf("chat template: %s\n", m.chat_template.empty()
                                          ? "none"
-                                         : (std::to_string(m.chat_template.size()) + " chars: " +
-                                            one_line(m.chat_template, 60))
+                                         : (std::to_string(m.chat_template.size()) +
+                                            " chars: " + one_line(m.chat_template, 60))
                                                .c_str());
   std::printf("generation: %s\n", piquant::generation_to_json(m.generation).dump().c_str());
   std::printf("provenance: %s\n", m.provenance.dump(2).c_str());
@@ -91,7 +91,8 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
     if (tensors) {
       std::printf("%-34s %-5s %-6s %-14s %12llu %12llu  %016llx\n", t.name.c_str(), t.type.c_str(),
                   t.layout.empty() ? "rows" : t.layout.c_str(), shape_str(t.shape).c_str(),
-                  static_cast<unsigned long long>(t.offset), static_cast<unsigned long long>(t.size),
+                  static_cast<unsigned long long>(t.offset),
+                  static_cast<unsigned long long>(t.size),
                   static_cast<unsigned long long>(t.checksum));
     }
   }
@@ -102,11 +103,13 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
   }
   std::printf("total: %zu tensors, %llu weights, %s of tensor data, %.3f bits per weight\n",
               f.tensors().size(), static_cast<unsigned long long>(params),
-              piquant::format_bytes(bytes).c_str(), params ? 8.0 * double(bytes) / double(params) : 0.0);
+              piquant::format_bytes(bytes).c_str(),
+              params ? 8.0 * double(bytes) / double(params) : 0.0);
   if (verify) {
     const auto r = f.verify();
     for (const std::string& s : r.mismatched) std::printf("MISMATCH %s\n", s.c_str());
-    std::printf("verify: %zu tensors checked, %s\n", r.checked, r.ok() ? "all checksums OK" : "CORRUPT");
+    std::printf("verify: %zu tensors checked, %s\n", r.checked,
+                r.ok() ? "all checksums OK" : "CORRUPT");
     return r.ok() ? 0 : 2;
   }
   return 0;
@@ -114,10 +117,11 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
 
 int inspect_gguf(const std::string& path, bool tensors) {
   const piquant::GgufFile f(path);
-  std::printf("%s: GGUF v%u, %s, alignment %zu, data at offset %zu, %zu metadata keys, %zu "
-              "tensors\n",
-              path.c_str(), f.version(), piquant::format_bytes(f.size()).c_str(), f.alignment(),
-              f.data_offset(), f.metadata().size(), f.tensors().size());
+  std::printf(
+      "%s: GGUF v%u, %s, alignment %zu, data at offset %zu, %zu metadata keys, %zu "
+      "tensors\n",
+      path.c_str(), f.version(), piquant::format_bytes(f.size()).c_str(), f.alignment(),
+      f.data_offset(), f.metadata().size(), f.tensors().size());
   for (const auto& kv : f.metadata()) {
     std::printf("  %-44s %s\n", kv.key.c_str(), one_line(kv.value.describe(), 100).c_str());
   }
@@ -148,7 +152,8 @@ int inspect_gguf(const std::string& path, bool tensors) {
   }
   std::printf("total: %zu tensors, %llu weights, %s of tensor data, %.3f bits per weight\n",
               f.tensors().size(), static_cast<unsigned long long>(params),
-              piquant::format_bytes(bytes).c_str(), params ? 8.0 * double(bytes) / double(params) : 0.0);
+              piquant::format_bytes(bytes).c_str(),
+              params ? 8.0 * double(bytes) / double(params) : 0.0);
   return 0;
 }
 
@@ -162,12 +167,18 @@ int main(int argc, char** argv) {
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else if (f == "--json") json_only = true;
-    else if (f == "--verify") verify = true;
-    else if (f == "--no-tensors") tensors = false;
-    else if (!f.empty() && f[0] == '-') die("unknown option '" + f + "' (see --help)");
-    else if (path.empty()) path = f;
-    else die("more than one FILE given");
+    } else if (f == "--json")
+      json_only = true;
+    else if (f == "--verify")
+      verify = true;
+    else if (f == "--no-tensors")
+      tensors = false;
+    else if (!f.empty() && f[0] == '-')
+      die("unknown option '" + f + "' (see --help)");
+    else if (path.empty())
+      path = f;
+    else
+      die("more than one FILE given");
   }
   if (path.empty()) die("no FILE given (see --help)");
   try {
