@@ -235,6 +235,33 @@ void end_to_end(int layers, int tokens, int reps, const std::vector<int>& thread
   std::printf("switch: set_adapters median %.2f us (1000 switches) vs building the model %.2f s "
               "and loading the adapter %.3f s\n",
               median(sw) * 1e6, build_s, load_s);
+  // Several sessions (adapter scales differ) decoding together: decode_batch vs one by one.
+  const int n_sessions = 4, threads = thread_counts.back();
+  std::vector<std::unique_ptr<piquant::Session>> ss;
+  std::vector<piquant::Session*> ptrs;
+  for (int i = 0; i < n_sessions; ++i) {
+    ss.push_back(std::make_unique<piquant::Session>(model, piquant::SessionOptions{256, threads}));
+    ss.back()->set_adapters({{adapter, 0.5f + 0.25f * float(i)}});
+    ptrs.push_back(ss.back().get());
+  }
+  std::vector<double> sep, bat;
+  for (int r = 0; r < reps; ++r) {
+    for (auto& x : ss) x->reset();
+    std::vector<piquant::TokenId> toks(size_t(n_sessions), 1);
+    auto t = clk::now();
+    for (int i = 0; i < tokens / 2 + 1; ++i) {
+      for (auto& x : ss) x->eval({toks[0]});
+    }
+    sep.push_back(secs(t));
+    for (auto& x : ss) x->reset();
+    t = clk::now();
+    for (int i = 0; i < tokens / 2 + 1; ++i) piquant::decode_batch(ptrs, toks);
+    bat.push_back(secs(t));
+  }
+  std::printf("batch: %d sessions x %d steps with adapters, %d thread(s): one by one %.1f ms/step, "
+              "decode_batch %.1f ms/step (%.2fx)\n",
+              n_sessions, tokens / 2 + 1, threads, 1000.0 * median(sep) / (tokens / 2 + 1),
+              1000.0 * median(bat) / (tokens / 2 + 1), median(sep) / median(bat));
 }
 
 // ---- kernels --------------------------------------------------------------------------

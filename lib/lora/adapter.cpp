@@ -300,7 +300,7 @@ bool merge_lora(const LoraAdapter& ad, float user_scale, const std::string& name
   for (size_t i = 0; i < M; ++i) {
     std::fill(row.begin(), row.end(), 0.0);
     for (size_t j = 0; j < r; ++j) {
-      const double b = Bt[j * M + i];
+      const double b = double(Bt[j * M + i]);
       const float* ar = A.data() + j * K;
       for (size_t c = 0; c < K; ++c) row[c] += b * double(ar[c]);
     }

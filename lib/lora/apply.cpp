@@ -41,7 +41,10 @@ void apply_lora(const std::vector<AdapterChoice>& set, int layer, LoraTarget tar
     kernels::LoraDownArgs d{n, size_t(m.k), x, x_stride, m.a, tmp.data(), r, 0, r};
     kernels::LoraUpArgs u{n, r, size_t(m.m), tmp.data(), r, m.bt, ch.scale * m.scale, y, y_stride, 0,
                           size_t(m.m)};
-    if (pool == nullptr) {
+    // Decode (one row): run on the calling thread. The adapter's work per projection is a few
+    // microseconds, about what a pool barrier costs on a quiet machine, and far less than one
+    // costs on a busy one; prefill chunks split it across the pool.
+    if (pool == nullptr || n == 1) {
       kern.down[w](d);
       kern.up[w](u);
       continue;

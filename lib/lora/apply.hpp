@@ -1,7 +1,8 @@
 #pragma once
 // Run-time LoRA: after a projection y = x W^T over n tokens, y += s * B (A x) for every adapter
-// a session has chosen (s = the session's scale x alpha / r). The `down` step (A x) is split
-// over rank rows and the `up` step over output columns across the pool.
+// a session has chosen (s = the session's scale x alpha / r). For several tokens the `down` step
+// (A x) is split over rank rows and the `up` step over output columns across the pool; a single
+// token (decode) runs on the calling thread, with no barrier.
 #include <cstddef>
 #include <vector>
 

@@ -135,7 +135,7 @@ TEST_CASE("lora up kernels match the reference for odd widths, ranks and token c
           k::kLoraRef.up[size_t(w)](a);
           for (size_t q = 0; q < n; ++q) {
             for (size_t i = 0; i < ys; ++i) {
-              double abs_sum = std::fabs(y0[q * ys + i]);
+              double abs_sum = std::fabs(double(y0[q * ys + i]));
               if (i >= i0 && i < i1) {
                 for (size_t j = 0; j < r; ++j) {
                   abs_sum += std::fabs(double(scale) * double(t[q * ts + j]) * double(B.f32[j * m + i]));
