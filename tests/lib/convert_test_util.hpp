@@ -81,7 +81,7 @@ inline nlohmann::json hf_config_json(const HfWeights& w) {
 }
 
 /// A byte-level BPE tokenizer.json: 256 byte pieces, two merges, one special token.
-inline std::string tiny_tokenizer_json() {
+inline std::string hf_dir_tokenizer_json() {
   nlohmann::json vocab = nlohmann::json::object();
   const auto& b2u = byte_to_unicode();
   for (int b = 0; b < 256; ++b) {
@@ -153,7 +153,7 @@ inline void write_hf_dir(const std::string& dir, const HfWeights& w, const HfDir
         nlohmann::json({{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}).dump());
   }
   if (o.tokenizer) {
-    write_file(dir + "/tokenizer.json", tiny_tokenizer_json());
+    write_file(dir + "/tokenizer.json", hf_dir_tokenizer_json());
     write_file(dir + "/tokenizer_config.json",
                nlohmann::json({{"chat_template",
                                 "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}"},
