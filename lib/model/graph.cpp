@@ -70,14 +70,19 @@ void Forward::matmul(const Tensor& w, const float* x, int n, float* y) {
 // one barrier); weights the kernels cannot take go one by one through matmul() above.
 void Forward::matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x,
                      int n) {
+  const bool kernels_take_all =
+      ws.size() <= 4 && std::all_of(ws.begin(), ws.end(), [](const auto& wy) {
+        return !(wy.first->type == DType::kF32 && wy.first->cols % 32 != 0);
+      });
+  if (!kernels_take_all) {
+    for (const auto& [w, y] : ws) matmul(*w, x, n, y);
+    return;
+  }
   QuantWeight q[4];
   LinearOut outs[4];
   size_t k = 0;
   for (const auto& [w, y] : ws) {
-    if ((w->type == DType::kF32 && w->cols % 32 != 0) || k == 4) {
-      for (const auto& [w2, y2] : ws) matmul(*w2, x, n, y2);
-      return;
-    }
+    if (on_matmul_input) on_matmul_input(*w, x, n);
     q[k] = QuantWeight{to_weight_type(w->type), w->rows, w->cols, w->data};
     outs[k] = LinearOut{&q[k], y, static_cast<size_t>(w->rows)};
     ++k;
