@@ -57,8 +57,17 @@ OwnedQuantWeight quantize_weight(WeightType type, const float* w, int64_t rows, 
   return o;
 }
 
+void check_kernel_isa() {
+  static const bool ok = k::cpu_isa_error().empty();  // detection is done once
+  if (!ok) {
+    throw Error(ErrorCode::kUnsupported,
+                k::cpu_isa_error() + " (unset PIQUANT_ISA to use the best path this CPU has)");
+  }
+}
+
 void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, ThreadPool* pool, LinearScratch& scratch) {
+  check_kernel_isa();
   if (n_tokens == 0) return;
   validate_weight(w, "linear");
   const size_t m = static_cast<size_t>(w.rows), kk = static_cast<size_t>(w.cols);
@@ -103,6 +112,9 @@ void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stri
   else run_rows(0, m);
 }
 
-std::string linear_kernel_names() { return k::matmul_kernel_names(); }
+std::string linear_kernel_names() {
+  check_kernel_isa();
+  return k::matmul_kernel_names();
+}
 
 }  // namespace piquant

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/aligned.hpp"
 #include "common/quant.hpp"
 
 namespace piquant {
@@ -26,10 +27,10 @@ struct QuantWeight {
   size_t packed_bytes() const;
 };
 
-/// A QuantWeight that owns its packed bytes (built by the helpers below).
+/// A QuantWeight that owns its packed bytes (built by the helpers below), 64-byte aligned.
 struct OwnedQuantWeight {
   QuantWeight weight;
-  std::vector<uint8_t> storage;
+  kernels::AlignedBytes storage;
   OwnedQuantWeight() = default;
   OwnedQuantWeight(OwnedQuantWeight&&) = default;
   OwnedQuantWeight& operator=(OwnedQuantWeight&&) = default;
@@ -54,7 +55,11 @@ struct LinearScratch {
 void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, ThreadPool* pool, LinearScratch& scratch);
 
-/// The kernels linear() uses on this CPU, e.g. for piquant-run -v.
+/// Throws Error(kUnsupported) when PIQUANT_ISA asks for a kernel path this CPU lacks or names
+/// an unknown level: forcing a path must never fall back silently. linear() calls it.
+void check_kernel_isa();
+
+/// The kernels linear() uses on this CPU, e.g. for piquant-run -v (checks PIQUANT_ISA too).
 std::string linear_kernel_names();
 
 }  // namespace piquant

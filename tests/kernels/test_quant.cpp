@@ -3,11 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
+#include "common/aligned.hpp"
 #include "common/fp16.hpp"
 #include "common/pack.hpp"
 #include "common/quant.hpp"
@@ -180,5 +183,32 @@ TEST_CASE("pack then unpack gives back the rows, padding is zero", "[kernels][qu
     CHECK(p[2 * r] == uint8_t(r));
     CHECK(p[2 * r + 1] == 0x3C);
     for (int j = 0; j < 16; ++j) CHECK(p[8 + 16 * r + j] == 16 * r + j);
+  }
+}
+
+TEST_CASE("AlignedBytes is zeroed, 64-byte aligned, movable and resizable", "[kernels][common]") {
+  AlignedBytes empty;
+  CHECK(empty.empty());
+  CHECK(empty.data() == nullptr);
+  for (size_t n : {size_t{1}, size_t{63}, size_t{64}, size_t{72 * 5 + 3}, size_t{1} << 20}) {
+    AlignedBytes b(n);
+    CAPTURE(n);
+    REQUIRE(b.size() == n);
+    CHECK(reinterpret_cast<uintptr_t>(b.data()) % 64 == 0);
+    bool zero = true;
+    for (size_t i = 0; i < n; ++i) zero = zero && b[i] == 0;
+    CHECK(zero);
+    b[n - 1] = 7;
+    AlignedBytes moved(std::move(b));
+    CHECK(moved.size() == n);
+    CHECK(moved[n - 1] == 7);
+    CHECK(b.data() == nullptr);  // NOLINT(bugprone-use-after-move): moved-from state is defined
+    CHECK(b.size() == 0);
+    b = std::move(moved);
+    CHECK(b[n - 1] == 7);
+    b.resize(2 * n, 128);
+    CHECK(reinterpret_cast<uintptr_t>(b.data()) % 128 == 0);
+    CHECK(b.size() == 2 * n);
+    CHECK(b[n - 1] == 0);
   }
 }
