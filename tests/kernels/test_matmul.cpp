@@ -3,12 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <set>
 #include <string>
 
+#include <piquant/error.hpp>
+
 #include "matmul_test_util.hpp"
+#include "model/linear.hpp"
 
 using namespace piquant::kernels;
 using piquant::test::Fill;
@@ -30,12 +34,13 @@ std::vector<const GemmKernel*> available(std::vector<std::string>* skipped = nul
 struct Shape {
   size_t m, n, k;
 };
-// Sampled from M in {1, 3, 4, 5, 7, 17, 31, 33, 65}, N in 1..17, 64, 128, K from 32 to 8192
+// Sampled from M in {1, 2, 3, 4, 5, 7, 8, 10, 16, 17, 31, 33, 65}, N in 1..17, 64, 128, K from 32 to 8192
 // including non-multiples of 256 (96, 160, 288, 2080).
 const Shape kShapes[] = {{1, 1, 32},   {3, 1, 96},   {7, 2, 288},   {17, 3, 2080}, {5, 17, 32},
                          {33, 1, 8192}, {4, 8, 256},  {9, 9, 288},   {17, 16, 96},  {13, 64, 64},
                          {6, 128, 32},  {65, 5, 1024}, {2, 12, 4096}, {31, 7, 160},  {1, 11, 64},
-                         {8, 15, 2080}, {3, 6, 8192}};
+                         {8, 15, 2080}, {3, 6, 8192}, {10, 128, 288}, {7, 64, 1056},
+                         {16, 10, 32},  {2, 4, 5632}};
 
 const char* fill_name(Fill f) { return f == Fill::kRandom ? "random" : f == Fill::kExtreme ? "extreme" : "exact"; }
 
@@ -74,20 +79,76 @@ void check_kernel(const GemmKernel& kr, const Problem& p, const piquant::test::E
 
 }  // namespace
 
+// Prints the paths this run exercises (the CI log is grepped for "matmul paths tested:"; ctest
+// -V -R matmul_paths shows it) and checks that the detected features match the emulated core
+// when PIQUANT_QEMU_CPU names one: cortex-a72 must never pick a dotprod kernel (it would also
+// die of SIGILL running one), cortex-a76 must pick them.
 TEST_CASE("matmul kernel paths exercised", "[kernels][matmul]") {
   std::vector<std::string> skipped;
   const auto ks = available(&skipped);
-  std::string ran;
-  for (const GemmKernel* k : ks) ran += std::string(ran.empty() ? "" : " ") + k->name;
+  std::string ran, isas;
+  std::set<std::string> seen;
+  for (const GemmKernel* k : ks) {
+    ran += std::string(ran.empty() ? "" : " ") + k->name;
+    const std::string n = k->name, isa = n.substr(n.rfind('_') + 1);
+    if (seen.insert(isa).second) isas += (isas.empty() ? "" : " ") + isa;
+  }
   std::string sk;
   for (const std::string& s : skipped) sk += (sk.empty() ? "" : " ") + s;
-  std::cout << "kernel paths exercised (cpu " << features_to_string(cpu_info().detected)
-            << ", PIQUANT_ISA='" << cpu_info().isa_cap << "'): " << ran << "\n"
-            << "kernel paths skipped (CPU lacks them): " << (sk.empty() ? "none" : sk) << "\n"
-            << "chosen: " << matmul_kernel_names() << std::endl;
+  const char* qemu = std::getenv("PIQUANT_QEMU_CPU");
+  const std::string emu = PIQUANT_TEST_EMULATOR;
+  std::cout << "matmul paths tested: " << isas << " (cpu " << features_to_string(cpu_info().detected)
+            << ", PIQUANT_ISA='" << cpu_info().isa_cap << "'"
+            << (emu.empty() ? "" : ", qemu -cpu " + std::string(qemu ? qemu : "cortex-a76")) << ")\n"
+            << "matmul kernels tested: " << ran << "\n"
+            << "matmul kernels skipped (CPU lacks them): " << (sk.empty() ? "none" : sk) << "\n"
+            << "matmul kernels chosen: " << matmul_kernel_names() << std::endl;
   if (!skipped.empty()) WARN("skipped (CPU lacks them): " << sk);
   CHECK(cpu_isa_error().empty());
   CHECK(ks.size() >= 10);  // at least the references
+  const std::string chosen = matmul_kernel_names();
+  if (cpu_info().isa_cap == "ref") {  // forcing works: only references are chosen
+    for (WeightType t : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M}) {
+      for (MatmulOp op : {MatmulOp::kGemv, MatmulOp::kGemm}) {
+        CHECK(matmul_kernel(op, t).needs == CpuFeature::kNone);
+      }
+    }
+  }
+#if defined(__aarch64__)
+  if (!emu.empty()) {
+    const std::string core = qemu ? qemu : "cortex-a76";  // scripts/qemu-aarch64.sh's default
+    if (core == "cortex-a72") {
+      CHECK_FALSE(cpu_info().has(CpuFeature::kNeonDot));
+      CHECK(chosen.find("neondot") == std::string::npos);
+      CHECK(isas.find("neondot") == std::string::npos);
+    } else if (core == "cortex-a76" && cpu_info().isa_cap.empty()) {
+      CHECK(cpu_info().has(CpuFeature::kNeonDot));
+      CHECK(chosen.find("gemv_f32_q8_q4_neondot") != std::string::npos);
+    }
+  }
+#endif
+}
+
+// Run by the ctests matmul_isa_unknown / matmul_isa_missing with PIQUANT_ISA set to a level
+// that does not exist or that this CPU lacks: the library must refuse, not fall back.
+TEST_CASE("linear refuses a PIQUANT_ISA the CPU cannot honour", "[.isa_env]") {
+  const char* env = std::getenv("PIQUANT_ISA");
+  if (env == nullptr) FAIL("run with PIQUANT_ISA set to an unknown or missing level");
+  std::cout << "PIQUANT_ISA=" << env << ": " << cpu_isa_error() << std::endl;
+  REQUIRE_FALSE(cpu_isa_error().empty());
+  CHECK(cpu_isa_error().find(std::string("PIQUANT_ISA=") + env) != std::string::npos);
+  const std::vector<float> w(4 * 32, 0.5f), x(32, 1.0f);
+  const piquant::OwnedQuantWeight q = piquant::quantize_weight(WeightType::kQ4, w.data(), 4, 32);
+  std::vector<float> y(4);
+  piquant::LinearScratch scratch;
+  try {
+    piquant::linear(q.weight, x.data(), 1, 32, y.data(), 4, nullptr, scratch);
+    FAIL("linear() ran with PIQUANT_ISA=" << env);
+  } catch (const piquant::Error& e) {
+    CHECK(e.code() == piquant::ErrorCode::kUnsupported);
+    CHECK(std::string(e.what()).find("PIQUANT_ISA") != std::string::npos);
+  }
+  CHECK_THROWS_AS(piquant::linear_kernel_names(), piquant::Error);
 }
 
 TEST_CASE("every matmul variant matches the double reference on random, extreme and exact data",
