@@ -135,12 +135,13 @@ for f in avx2 fma f16c avx512f avx512bw avx512_vnni avx_vnni amx_int8; do has_fl
 echo
 echo "Machine: $cpu, $(nproc) CPUs visible; SIMD flags: ${simd% }"
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "piquant: $("$bench" --version 2>/dev/null || echo piquant-bench) ($bench); llama.cpp: node-llama-cpp 3.22.1 prebuilt ggml"
+echo "piquant: $bench (commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)); llama.cpp: node-llama-cpp 3.22.1 prebuilt ggml"
 echo "Medians of $reps interleaved repetitions; prefill = $np-token prompt, decode = $ng tokens after it"
 echo "(llama.cpp) or from an empty context (piquant). Run time: $(($(date +%s) - start)) s."
 echo
 jq -rs --argjson reps "$reps" '
-  def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+  def median: sort | if length == 0 then null
+    else (.[(length - 1) / 2 | floor] + .[length / 2 | floor]) / 2 end;
   def fmt: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
   (map(select(.skip)) | .[] | "Skipped \(.skip): \(.why).\n"),
   "| ISA level | weights | threads | test | piquant t/s | llama.cpp t/s | ratio |",

@@ -34,7 +34,8 @@ constexpr ArchInfo kArchs[] = {
 
 class Loader {
  public:
-  Loader(std::shared_ptr<const GgufFile> f, Model::Impl& m) : f_(std::move(f)), m_(m) {}
+  Loader(std::shared_ptr<const GgufFile> f, Model::Impl& m)
+      : f_(std::move(f)), m_(m), arena_(m.storage) {}
 
   const GgufTensorInfo* find(const std::string& name) const { return f_->find_tensor(name); }
 
@@ -181,11 +182,10 @@ class Loader {
     const auto wt = to_weight_type(type);
     const size_t r = static_cast<size_t>(out.rows), c = static_cast<size_t>(out.cols);
     // 64-byte aligned, huge-page backed: the GEMV streams these once per token.
-    std::shared_ptr<uint8_t> packed = alloc_aligned(kernels::packed_size(wt, r, c));
-    kernels::pack(wt, rows_data, r, c, packed.get());
+    uint8_t* packed = arena_.alloc(kernels::packed_size(wt, r, c));
+    kernels::pack(wt, rows_data, r, c, packed);
     out.layout = TensorLayout::kPacked;
-    out.data = packed.get();
-    m_.storage.push_back(std::move(packed));
+    out.data = packed;
     return out;
   }
 
@@ -194,6 +194,7 @@ class Loader {
   std::shared_ptr<const GgufFile> f_;
   Model::Impl& m_;
   std::map<std::pair<uint32_t, DType>, int> conversions_;
+  WeightArena arena_;  // packed tensors
 };
 
 }  // namespace

@@ -15,6 +15,7 @@ namespace k = kernels;
 void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n_tokens,
                   size_t x_stride, ThreadPool* pool, LinearScratch& scratch) {
   constexpr size_t kMaxOuts = 8;
+  check_kernel_isa();
   if (n_tokens == 0 || n_outs == 0) return;
   const QuantWeight& w0 = *outs[0].w;
   bool same = n_outs <= kMaxOuts;

@@ -7,13 +7,12 @@
 namespace piquant {
 namespace {
 
-// Owns the bytes of every converted tensor.
+// Owns the bytes of every converted tensor: 64-byte aligned pieces of huge-page blocks, since
+// the GEMV streams them once per token.
 struct Arena {
-  std::vector<std::shared_ptr<uint8_t>> buffers;
-  uint8_t* alloc(size_t n) {
-    buffers.push_back(alloc_aligned(n));  // 64-byte aligned, huge pages: streamed per token
-    return buffers.back().get();
-  }
+  std::vector<std::shared_ptr<const void>> buffers;
+  WeightArena weights{buffers};
+  uint8_t* alloc(size_t n) { return weights.alloc(n); }
 };
 
 std::vector<float> to_f32(const Tensor& t) {
