@@ -21,6 +21,8 @@ configure_build() {  # dir, cmake args...
 run_ctest() {  # dir, extra ctest args...
   local dir=$1; shift
   ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 900 "$@"
+  # Which matmul kernel paths this run exercised (ctest hides a passing test's output).
+  ctest --test-dir "$dir" -V -R '^matmul_paths$' | grep -o 'matmul paths tested:.*' || true
 }
 
 section "native build + tests ($arch)"
