@@ -20,9 +20,10 @@ configure_build() {  # dir, cmake args...
 }
 run_ctest() {  # dir, extra ctest args...
   local dir=$1; shift
-  ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 900 "$@"
-  # Which matmul kernel paths this run exercised (ctest hides a passing test's output).
+  # Which matmul kernel paths this run exercises (ctest hides a passing test's output); then the
+  # whole suite, so the output still ends with ctest's summary.
   ctest --test-dir "$dir" -V -R '^matmul_paths$' | grep -o 'matmul paths tested:.*' || true
+  ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 900 "$@"
 }
 
 section "native build + tests ($arch)"
