@@ -2,6 +2,7 @@
 // file out (quantized, packed for the kernels, with tokenizer, chat template and provenance).
 // A thin main over lib/convert/ (docs/converter.md).
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,6 +12,7 @@
 #include "format/mapped_file.hpp"
 #include "format/piq.hpp"
 #include "format/safetensors.hpp"
+#include "lora/adapter.hpp"
 #include "piquant/piquant.hpp"
 
 namespace {
@@ -39,8 +41,12 @@ given with -z).
   -t, --threads N         threads (default: all cores)
   -q, --quiet             no progress output
   -h, --help              this text
-Coming with LoRA support: --merge-lora ADAPTER[:SCALE] (merge into the weights before
-quantizing) and --lora ADAPTER (pack an adapter into the file).
+LoRA adapters (PEFT directory, adapter safetensors, GGUF adapter or .piq adapter):
+      --merge-lora FILE   merge the adapter into the weights before quantizing (repeatable)
+      --lora-scale S      scale of the preceding --merge-lora (default 1; multiplies alpha / r)
+      --lora FILE         instead of converting INPUT, write FILE as a .piq adapter for INPUT
+                          (shapes checked against INPUT's config; -o names the adapter file)
+      --lora-type T       A/B storage of --lora: f16 (default) or q8 (int8, scale per row)
 )";
 
 [[noreturn]] void die(const std::string& msg) {
@@ -56,6 +62,16 @@ int parse_int(const std::string& flag, const std::string& v) {
     die(flag + " expects a non-negative integer, got '" + v + "'");
   }
   return static_cast<int>(x);
+}
+
+float parse_float(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const float x = std::strtof(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno != 0 || !std::isfinite(x)) {
+    die(flag + " expects a number, got '" + v + "'");
+  }
+  return x;
 }
 
 int verify(const std::string& path) {
@@ -92,7 +108,8 @@ void print_report(const piquant::ConvertReport& rep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string input, output, tokenizer, calib_file, verify_file;
+  std::string input, output, tokenizer, calib_file, verify_file, lora_file, lora_type = "f16";
+  std::vector<std::pair<std::string, float>> merges;  // --merge-lora file, scale
   bool report = false;
   int calib_tokens = 8192;
   piquant::ConvertOptions o;
@@ -129,10 +146,16 @@ int main(int argc, char** argv) {
       o.threads = parse_int(f, value());
     else if (f == "-q" || f == "--quiet")
       o.progress = false;
-    else if (f == "--merge-lora" || f == "--lora") {
-      die(f +
-          " is not available in this build yet (LoRA support is coming; see docs/converter.md)");
-    } else if (!f.empty() && f[0] == '-')
+    else if (f == "--merge-lora")
+      merges.emplace_back(value(), 1.0f);
+    else if (f == "--lora-scale") {
+      if (merges.empty()) die("--lora-scale applies to a preceding --merge-lora");
+      merges.back().second = parse_float(f, value());
+    } else if (f == "--lora")
+      lora_file = value();
+    else if (f == "--lora-type")
+      lora_type = value();
+    else if (!f.empty() && f[0] == '-')
       die("unknown option '" + f + "' (see --help)");
     else if (input.empty())
       input = f;
@@ -147,6 +170,32 @@ int main(int argc, char** argv) {
     if (input.empty()) die("no INPUT given (see --help)");
     if (output.empty()) die("no output file given (-o OUTPUT.piq)");
     auto src = piquant::open_model_source(input, tokenizer);
+    if (!lora_file.empty()) {  // pack an adapter for this base model; no model conversion
+      if (lora_type != "f16" && lora_type != "q8") die("--lora-type must be f16 or q8");
+      const auto a = piquant::load_lora_for(src->config(), src->rope_layout(), lora_file);
+      piquant::write_lora_piq(*a, output, lora_type == "f16" ? piquant::LoraFileType::kF16
+                                                              : piquant::LoraFileType::kI8);
+      std::fprintf(stderr, "piquant-convert: wrote adapter %s (%s A/B) for %s\n", output.c_str(),
+                   lora_type.c_str(), input.c_str());
+      return 0;
+    }
+    std::vector<std::shared_ptr<const piquant::LoraAdapter>> adapters;
+    for (const auto& [file, scale] : merges) {
+      adapters.push_back(piquant::load_lora_for(src->config(), src->rope_layout(), file));
+      std::fprintf(stderr, "piquant-convert: merging %s (scale %g) into the weights\n",
+                   file.c_str(), double(scale));
+    }
+    if (!adapters.empty()) {
+      o.pre_quantize = [&](const std::string& name, int64_t rows, int64_t cols, float* data) {
+        for (size_t i = 0; i < adapters.size(); ++i) {
+          piquant::merge_lora(*adapters[i], merges[i].second, name, rows, cols, data);
+        }
+      };
+      o.extra_provenance["merged_lora"] = nlohmann::json::array();
+      for (const auto& [file, scale] : merges) {
+        o.extra_provenance["merged_lora"].push_back({{"file", file}, {"scale", scale}});
+      }
+    }
     if (!calib_file.empty()) {
       if (!src->tokenizer()) die("--calibrate needs a tokenizer: the input carries none, give -z");
       const std::string text = piquant::read_whole_file(calib_file);
