@@ -105,7 +105,10 @@ TEST_CASE("a 1.1B-shaped q4 piq file loads without copying its weights", "[conve
       "piq mmap: file %.1f MiB, resident growth at load %.2f MiB, mapped weights %.1f MiB\n",
       file_size / 1048576.0, grew / 1048576.0, model->mapped_bytes() / 1048576.0);
   CHECK(model->mapped_bytes() > file_size * 9 / 10);
-  CHECK(grew < file_size / 20);
+  // Copying the weights would grow resident memory by about the file size; allow 5 % of it plus
+  // a fixed 8 MiB for the loader's own tables and, under qemu-user, the emulator's code cache
+  // (3.6 MiB on the 64 MiB file the emulated run uses).
+  CHECK(grew < file_size / 20 + (size_t(8) << 20));
   // And it runs: one token through every layer.
   Session s(model, SessionOptions{32, 2});
   const float* logits = s.eval({1});
