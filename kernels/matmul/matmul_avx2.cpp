@@ -6,15 +6,17 @@
 // The activation halves are broadcast to both 128-bit lanes. q4/q4m: vpmaddubsw (u8 nibble x
 // s8, pairs fit int16: 2*15*127), lo + hi added in int16 (<= 7620), then ONE vphaddw of the
 // rows-0,1 and rows-2,3 vectors (<= 15240, still int16) and ONE vpmaddwd with ones give the
-// block's int32 sums in the order [r0 r0 r2 r2 | r1 r1 r3 r3]: one int -> float conversion,
-// one scale product and one FMA per (4 rows, token) instead of two each. q4's -8 offset is the
-// start value -4*s per lane (2 lanes per row). q8 uses the sign trick maddubs(|w|, sign(a, w))
-// (pairs <= 2*128*127 = 32512, no saturation), widened per half, then one vphaddd.
-// Tile: 4 rows x NT tokens (GEMV 1, GEMM 4: each unpacked weight block is reused 4 times), two
-// float accumulators per token (even / odd blocks) to hide the FMA latency. GEMV and GEMM run
-// the same per-token operation sequence, so they give identical bits. Counts (callgrind, q4):
-// 30.5 instructions per group block in the GEMV (was 40.6 with two conversions/FMAs per
-// block), 21.7 per (group block, token) in the GEMM (was 31.4); docs/kernels.md.
+// group's int32 half-sums [r0 r0 r2 r2 | r1 r1 r3 r3]. q8 uses the sign trick
+// maddubs(|w|, sign(a, w)) (pairs <= 2*128*127 = 32512, no saturation), widened per half, then
+// one vphaddd. Two groups (8 rows) are then joined by one vphaddd into one full sum per row, so
+// q4's -8 offset (- 8 * s), the int -> float conversion, the scale product and the FMA are done
+// once per (8 rows, token).
+// Tile: 8 rows x NT tokens (GEMV 1, GEMM 4: each unpacked weight block is reused 4 times), one
+// float accumulator per token; a lone group at the end of a range goes through the same lane
+// operations paired with itself, so results do not depend on the split into tiles or threads,
+// and GEMV and GEMM give identical bits. Counts (callgrind, per (group block, token)): GEMV q4
+// 29.5 (with the prefetches), GEMM q4 17.4 (was 21.7 with 4-row tiles), GEMM q8 21.7 (was
+// 26.1); docs/kernels.md.
 #include <immintrin.h>
 
 #include "common/pack.hpp"
@@ -34,69 +36,63 @@ inline __m256i loadu256(const uint8_t* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-// One group's K-block, unpacked once and reused for every token of the tile.
+// One group's K-block (4 rows), unpacked once and reused for every token of the tile.
 template <WeightType T>
 struct Unpacked {
-  __m256 dw;                         // weight scales, [d0 d0 d2 d2 | d1 d1 d3 d3]
-  __m256i lo01, hi01, lo23, hi23;    // q4: nibbles; q8: |w|
-  __m256i sg01, sgh01, sg23, sgh23;  // q8 only: w (for the sign trick)
+  const uint8_t* blk;
+  __m128 d4;                         // weight scales d0..d3
   __m128 m4;                         // q4m: per-row minimum
+  __m256i lo01, hi01, lo23, hi23;    // q4: nibbles; q8: |w| (w itself is read from `blk`)
 
-  inline void load(const uint8_t* __restrict blk) {
-    const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
-    dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4),
-                                  _mm256_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3));
+  inline void load(const uint8_t* __restrict b) {
+    blk = b;
+    d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b)));
     if (T == WeightType::kQ8) {
-      sg01 = loadu256(blk + 8);
-      sg23 = loadu256(blk + 40);
-      sgh01 = loadu256(blk + 72);
-      sgh23 = loadu256(blk + 104);
-      lo01 = _mm256_abs_epi8(sg01);
-      lo23 = _mm256_abs_epi8(sg23);
-      hi01 = _mm256_abs_epi8(sgh01);
-      hi23 = _mm256_abs_epi8(sgh23);
+      lo01 = _mm256_abs_epi8(loadu256(b + 8));
+      lo23 = _mm256_abs_epi8(loadu256(b + 40));
+      hi01 = _mm256_abs_epi8(loadu256(b + 72));
+      hi23 = _mm256_abs_epi8(loadu256(b + 104));
     } else {
       const __m256i mask = _mm256_set1_epi8(0x0F);
       const size_t off = T == WeightType::kQ4M ? 16 : 8;
-      const __m256i q01 = loadu256(blk + off), q23 = loadu256(blk + off + 32);
+      const __m256i q01 = loadu256(b + off), q23 = loadu256(b + off + 32);
       lo01 = _mm256_and_si256(q01, mask);
       hi01 = _mm256_and_si256(_mm256_srli_epi16(q01, 4), mask);
       lo23 = _mm256_and_si256(q23, mask);
       hi23 = _mm256_and_si256(_mm256_srli_epi16(q23, 4), mask);
     }
     if (T == WeightType::kQ4M) {
-      m4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 8)));
+      m4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 8)));
     }
   }
 
-  // Integer sums of the block for one token, [r0 r0 r2 r2 | r1 r1 r3 r3] (q4: offset applied).
-  inline __m256i dot(const BlockQ8A* __restrict a) const {
-    const __m256i alo =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a->qs)));
-    const __m256i ahi =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a->qs + 16)));
+  // Integer half-sums of the block for one token (activation halves broadcast to both lanes),
+  // [r0 r0 r2 r2 | r1 r1 r3 r3]; q4's -8 offset is applied by the caller.
+  inline __m256i dot(__m256i alo, __m256i ahi) const {
     const __m256i ones = _mm256_set1_epi16(1);
-    if (T == WeightType::kQ8) {
+    if (T == WeightType::kQ8) {  // sign trick; the signs come straight from the packed block
       const __m256i i01 = _mm256_add_epi32(
-          _mm256_madd_epi16(_mm256_maddubs_epi16(lo01, _mm256_sign_epi8(alo, sg01)), ones),
-          _mm256_madd_epi16(_mm256_maddubs_epi16(hi01, _mm256_sign_epi8(ahi, sgh01)), ones));
+          _mm256_madd_epi16(_mm256_maddubs_epi16(lo01, _mm256_sign_epi8(alo, loadu256(blk + 8))), ones),
+          _mm256_madd_epi16(_mm256_maddubs_epi16(hi01, _mm256_sign_epi8(ahi, loadu256(blk + 72))), ones));
       const __m256i i23 = _mm256_add_epi32(
-          _mm256_madd_epi16(_mm256_maddubs_epi16(lo23, _mm256_sign_epi8(alo, sg23)), ones),
-          _mm256_madd_epi16(_mm256_maddubs_epi16(hi23, _mm256_sign_epi8(ahi, sgh23)), ones));
+          _mm256_madd_epi16(_mm256_maddubs_epi16(lo23, _mm256_sign_epi8(alo, loadu256(blk + 40))), ones),
+          _mm256_madd_epi16(_mm256_maddubs_epi16(hi23, _mm256_sign_epi8(ahi, loadu256(blk + 104))), ones));
       return _mm256_hadd_epi32(i01, i23);
     }
     const __m256i p01 =
         _mm256_add_epi16(_mm256_maddubs_epi16(lo01, alo), _mm256_maddubs_epi16(hi01, ahi));
     const __m256i p23 =
         _mm256_add_epi16(_mm256_maddubs_epi16(lo23, alo), _mm256_maddubs_epi16(hi23, ahi));
-    const __m256i i = _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), ones);
-    if (T == WeightType::kQ4) {  // - 8 * s per row = - 4 * s per lane: one load, shift, sub
-      const __m256i s = _mm256_set1_epi32(a->s);
-      return _mm256_sub_epi32(i, _mm256_slli_epi32(s, 2));
-    }
-    return i;
+    return _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), ones);
   }
 };
+
+// [a0 a1 a2 a3], [b0 b1 b2 b3] -> [a0 a2 b0 b2 | a1 a3 b1 b3]: the lane order of one vphaddd of
+// two groups' half-sums (below).
+inline __m256 lane_order(__m128 a, __m128 b) {
+  const __m256 ab = _mm256_insertf128_ps(_mm256_castps128_ps256(a), b, 1);
+  return _mm256_permutevar8x32_ps(ab, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+}
 
 // GEMV software prefetch distance. Decode streams every weight from DRAM once per token and the
 // hardware prefetcher alone does not run far enough ahead while the core is busy unpacking:
@@ -106,59 +102,74 @@ struct Unpacked {
 // less. The GEMM (prefill) is compute-bound and does not prefetch.
 constexpr size_t kPrefetchBytes = 4096;
 
-// 4 rows (group at `w`) x NT tokens. Two float accumulators per token (even / odd blocks) hide
-// the FMA latency in the GEMV; GEMM uses the same order so that its bits equal the GEMV's.
-template <WeightType T, int NT>
+// G groups (G = 2: 8 rows, G = 1: 4 rows; group g at w + g * nb * group bytes) x NT tokens.
+// One vphaddd of the two groups' half-sums gives one full int32 sum per row, [A0 A2 B0 B2 | A1
+// A3 B1 B3], so the offset, the int -> float conversion, the scale product and the FMA are done
+// once per 8 rows and token instead of once per 4. With G = 1 the group is paired with itself:
+// every row goes through exactly the same lane operations either way, so a row's bits do not
+// depend on how rows were split into tiles or threads, and GEMV (NT = 1) and GEMM give identical
+// bits. One float accumulator per token and 8 rows, blocks in order.
+template <WeightType T, int G, int NT>
 inline void tile(const uint8_t* __restrict w, size_t nb, const BlockQ8A* const* act,
                  float* const* out, size_t row, size_t m0, size_t m1) {
-  __m256 acc[2][NT];
-  __m128 macc[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[0][t] = acc[1][t] = _mm256_setzero_ps();
-    macc[t] = _mm_setzero_ps();
-  }
   constexpr size_t gb = kGroupBytes<T>;
-  auto step = [&](size_t b, int e) {
+  const size_t gstride = nb * gb;
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * gb;
-    Unpacked<T> u;
-    u.load(blk);
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8A* a = act[t] + b;
-      const __m256 s = _mm256_mul_ps(u.dw, _mm256_set1_ps(a->d));
-      acc[e][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(u.dot(a)), s, acc[e][t]);
-      if (T == WeightType::kQ4M) {
-        macc[t] = _mm_fmadd_ps(u.m4, _mm_set1_ps(a->d * static_cast<float>(a->s)), macc[t]);
+    if (NT == 1 && (b & 1) == 0) {  // GEMV: weights stream from DRAM; see kPrefetchBytes
+      for (int g = 0; g < G; ++g) {
+        const char* p = reinterpret_cast<const char*>(blk + size_t(g) * gstride) + kPrefetchBytes;
+        for (size_t off = 0; off < 2 * gb; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
       }
     }
-  };
-  size_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    if (NT == 1) {  // GEMV: weights stream from DRAM; see kPrefetchBytes
-      const char* p = reinterpret_cast<const char*>(w + b * gb) + kPrefetchBytes;
-      for (size_t off = 0; off < 2 * gb; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+    Unpacked<T> ua, ub;
+    ua.load(blk);
+    if (G == 2) ub.load(blk + gstride);
+    const __m256 dw = lane_order(ua.d4, G == 2 ? ub.d4 : ua.d4);
+    __m256 mw;
+    if (T == WeightType::kQ4M) mw = lane_order(ua.m4, G == 2 ? ub.m4 : ua.m4);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A* a = act[t] + b;
+      const __m256i alo =
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a->qs)));
+      const __m256i ahi = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a->qs + 16)));
+      const __m256i ia = ua.dot(alo, ahi);
+      __m256i v = _mm256_hadd_epi32(ia, G == 2 ? ub.dot(alo, ahi) : ia);
+      if (T == WeightType::kQ4) {  // w = q - 8: subtract 8 * (sum of the activation block)
+        v = _mm256_sub_epi32(v, _mm256_slli_epi32(_mm256_set1_epi32(a->s), 3));
+      }
+      const __m256 da = _mm256_set1_ps(a->d);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(dw, da), acc[t]);
+      if (T == WeightType::kQ4M) {
+        acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a->d * static_cast<float>(a->s)), acc[t]);
+      }
     }
-    step(b, 0);
-    step(b + 1, 1);
   }
-  if (b < nb) step(b, 0);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // -> A0..A3 B0..B3
   for (int t = 0; t < NT; ++t) {
-    // [r0 r0 r2 r2 | r1 r1 r3 r3] -> hadd: [r0 r2 r1 r3] -> [r0 r1 r2 r3]
-    const __m256 v = _mm256_add_ps(acc[0][t], acc[1][t]);
-    const __m128 h = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 y = _mm_shuffle_ps(h, h, _MM_SHUFFLE(3, 1, 2, 0));
-    if (T == WeightType::kQ4M) y = _mm_add_ps(y, macc[t]);
-    if (row >= m0 && row + 4 <= m1) {
-      _mm_storeu_ps(out[t] + row, y);
+    const __m256 y = _mm256_permutevar8x32_ps(acc[t], order);
+    const size_t rows = 4 * size_t(G);
+    if (row >= m0 && row + rows <= m1) {
+      if (G == 2) {
+        _mm256_storeu_ps(out[t] + row, y);
+      } else {
+        _mm_storeu_ps(out[t] + row, _mm256_castps256_ps128(y));
+      }
     } else {
-      alignas(16) float tmp[4];
-      _mm_store_ps(tmp, y);
-      for (size_t r = 0; r < 4; ++r) {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, y);
+      for (size_t r = 0; r < rows; ++r) {
         if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
       }
     }
   }
 }
 
+// Rows [a.m0, a.m1) for tokens n .. n + NT: pairs of groups, a single group where only one is
+// left in the range.
 template <WeightType T, int NT>
 inline void tile_rows(const GemmArgs& a, size_t n) {
   const BlockQ8A* act[NT];
@@ -170,8 +181,12 @@ inline void tile_rows(const GemmArgs& a, size_t n) {
   }
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    tile<T, NT>(wt + row / kRowInterleave * nb * kGroupBytes<T>, nb, act, out, row, a.m0, a.m1);
+  size_t row = a.m0 - a.m0 % kRowInterleave;
+  for (; row + kRowInterleave < a.m1; row += 2 * kRowInterleave) {
+    tile<T, 2, NT>(wt + row / kRowInterleave * nb * kGroupBytes<T>, nb, act, out, row, a.m0, a.m1);
+  }
+  if (row < a.m1) {
+    tile<T, 1, NT>(wt + row / kRowInterleave * nb * kGroupBytes<T>, nb, act, out, row, a.m0, a.m1);
   }
 }
 
@@ -180,18 +195,22 @@ void gemv(const GemmArgs& a) {
   for (size_t n = a.n0; n < a.n1; ++n) tile_rows<T, 1>(a, n);
 }
 
-// GEMM: per group of 4 rows, token tiles of 4 (then one tail tile), so the group's weights
-// (K/32 * 72 bytes for q4: 12.7 KB at K = 5632) stay in L1 across the token tiles.
+// GEMM: per 8 rows (two groups), token tiles of 4 (then one tail tile), so the rows' weights
+// (2 x K/32 x 72 bytes for q4: 25 KB at K = 5632) stay in L1/L2 across the token tiles.
 template <WeightType T>
 void gemm(const GemmArgs& a) {
-  constexpr size_t kNt = 4;
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+  constexpr size_t kNt = 4;  // q8: 2 and 3 measured slower
+  constexpr size_t kRows = 2 * kRowInterleave;
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRows) {
     GemmArgs r = a;
     r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
+    r.m1 = row + kRows < a.m1 ? row + kRows : a.m1;
     size_t n = a.n0;
     for (; n + kNt <= a.n1; n += kNt) tile_rows<T, kNt>(r, n);
     switch (a.n1 - n) {
+      case 4:
+        tile_rows<T, 4>(r, n);
+        break;
       case 3:
         tile_rows<T, 3>(r, n);
         break;
