@@ -65,18 +65,47 @@ void check_kernel_isa() {
   }
 }
 
-void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
-            size_t y_stride, ThreadPool* pool, LinearScratch& scratch) {
-  check_kernel_isa();
-  if (n_tokens == 0) return;
-  validate_weight(w, "linear");
-  const size_t m = static_cast<size_t>(w.rows), kk = static_cast<size_t>(w.cols);
+void check_linear_io(const float* x, const float* y, size_t n_tokens, size_t x_stride,
+                     size_t y_stride, size_t kk, size_t m) {
   if (x == nullptr || y == nullptr) throw Error(ErrorCode::kInvalidArgument, "linear: null x or y");
   if (n_tokens > 1 && (x_stride < kk || y_stride < m)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "linear: strides x " + std::to_string(x_stride) + " / y " + std::to_string(y_stride) +
                     " smaller than the row lengths " + std::to_string(kk) + " / " + std::to_string(m));
   }
+}
+
+void set_activations(const k::GemmKernel& kern, const float* x, size_t n_tokens, size_t x_stride,
+                     size_t kk, ThreadPool* pool, LinearScratch& scratch, k::GemmArgs& args) {
+  if (kern.act != k::ActType::kQ8) {
+    args.act = x;
+    args.act_stride = x_stride * sizeof(float);
+    return;
+  }
+  const size_t nb = kk / k::kBlock;
+  scratch.act.resize(n_tokens * nb * sizeof(k::BlockQ8A));
+  auto* act = reinterpret_cast<k::BlockQ8A*>(scratch.act.data());
+  const k::QuantActFn quant = k::quant_act_kernel().run;
+  auto quantize = [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) quant(x + t * x_stride, act + t * nb, kk);
+  };
+  if (pool && n_tokens >= 4) pool->parallel_for(n_tokens, 1, quantize);
+  else quantize(0, n_tokens);
+  args.act = act;
+  args.act_stride = nb * sizeof(k::BlockQ8A);
+}
+
+size_t linear_chunk_rows(WeightType type) {
+  return k::is_quantized(type) ? 2 * k::row_interleave(type) : 1;
+}
+
+void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+            size_t y_stride, ThreadPool* pool, LinearScratch& scratch) {
+  check_kernel_isa();
+  if (n_tokens == 0) return;
+  validate_weight(w, "linear");
+  const size_t m = static_cast<size_t>(w.rows), kk = static_cast<size_t>(w.cols);
+  check_linear_io(x, y, n_tokens, x_stride, y_stride, kk, m);
   const k::MatmulOp op = n_tokens == 1 ? k::MatmulOp::kGemv : k::MatmulOp::kGemm;
   const k::GemmKernel& kern = k::matmul_kernel(op, w.type);
   k::GemmArgs args{};
@@ -86,29 +115,14 @@ void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stri
   args.wt = w.packed;
   args.dst = y;
   args.dst_stride = y_stride;
-  if (kern.act == k::ActType::kQ8) {
-    const size_t nb = kk / k::kBlock;
-    scratch.act.resize(n_tokens * nb * sizeof(k::BlockQ8A));
-    auto* act = reinterpret_cast<k::BlockQ8A*>(scratch.act.data());
-    const k::QuantActFn quant = k::quant_act_kernel().run;
-    auto quantize = [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) quant(x + t * x_stride, act + t * nb, kk);
-    };
-    if (pool && n_tokens >= 4) pool->parallel_for(n_tokens, 1, quantize);
-    else quantize(0, n_tokens);
-    args.act = act;
-    args.act_stride = nb * sizeof(k::BlockQ8A);
-  } else {
-    args.act = x;
-    args.act_stride = x_stride * sizeof(float);
-  }
+  set_activations(kern, x, n_tokens, x_stride, kk, pool, scratch, args);
   auto run_rows = [&](size_t m0, size_t m1) {
     k::GemmArgs a = args;
     a.m0 = m0;
     a.m1 = m1;
     kern.run(a);
   };
-  if (pool) pool->parallel_for(m, k::row_interleave(w.type), run_rows);
+  if (pool) pool->parallel_for(m, linear_chunk_rows(w.type), run_rows);
   else run_rows(0, m);
 }
 

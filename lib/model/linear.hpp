@@ -14,6 +14,10 @@
 #include "common/quant.hpp"
 
 namespace piquant {
+namespace kernels {
+struct GemmArgs;
+struct GemmKernel;
+}  // namespace kernels
 
 class ThreadPool;
 using kernels::WeightType;
@@ -54,6 +58,20 @@ struct LinearScratch {
 /// pool may be null (single thread). Throws Error(kInvalidArgument) for bad shapes or strides.
 void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, ThreadPool* pool, LinearScratch& scratch);
+
+/// For linear() and linear_multi(): throws Error(kInvalidArgument) for a null x or y or strides
+/// shorter than the rows (k inputs, m outputs) when n_tokens > 1.
+void check_linear_io(const float* x, const float* y, size_t n_tokens, size_t x_stride,
+                     size_t y_stride, size_t k, size_t m);
+/// For linear() and linear_multi(): sets args.act / act_stride for `kern`, quantizing the
+/// n_tokens rows of x (k inputs each) to q8 blocks in scratch first when the kernel reads
+/// those (across the pool for 4 or more tokens).
+void set_activations(const kernels::GemmKernel& kern, const float* x, size_t n_tokens,
+                     size_t x_stride, size_t k, ThreadPool* pool, LinearScratch& scratch,
+                     kernels::GemmArgs& args);
+/// Row alignment of the pool's chunks for weights of `type`: two row groups for the quantized
+/// types (the x86 kernels' 8-row tiles), so no chunk starts or ends inside a tile.
+size_t linear_chunk_rows(WeightType type);
 
 /// Throws Error(kUnsupported) when PIQUANT_ISA asks for a kernel path this CPU lacks or names
 /// an unknown level: forcing a path must never fall back silently. linear() calls it.

@@ -31,16 +31,8 @@ void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n
   for (size_t i = 0; i < n_outs; ++i) {
     const QuantWeight& w = *outs[i].w;
     validate_weight(w, "linear");
-    const size_t m = static_cast<size_t>(w.rows);
-    if (x == nullptr || outs[i].y == nullptr) {
-      throw Error(ErrorCode::kInvalidArgument, "linear: null x or y");
-    }
-    if (n_tokens > 1 && (x_stride < kk || outs[i].y_stride < m)) {
-      throw Error(ErrorCode::kInvalidArgument, "linear: strides x " + std::to_string(x_stride) +
-                                                   " / y " + std::to_string(outs[i].y_stride) +
-                                                   " smaller than the row lengths " +
-                                                   std::to_string(kk) + " / " + std::to_string(m));
-    }
+    check_linear_io(x, outs[i].y, n_tokens, x_stride, outs[i].y_stride, kk,
+                    static_cast<size_t>(w.rows));
   }
   const k::MatmulOp op = n_tokens == 1 ? k::MatmulOp::kGemv : k::MatmulOp::kGemm;
   const k::GemmKernel& kern = k::matmul_kernel(op, w0.type);
@@ -48,27 +40,10 @@ void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n
   args.n0 = 0;
   args.n1 = n_tokens;
   args.k = kk;
-  if (kern.act == k::ActType::kQ8) {
-    const size_t nb = kk / k::kBlock;
-    scratch.act.resize(n_tokens * nb * sizeof(k::BlockQ8A));
-    auto* act = reinterpret_cast<k::BlockQ8A*>(scratch.act.data());
-    const k::QuantActFn quant = k::quant_act_kernel().run;
-    auto quantize = [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) quant(x + t * x_stride, act + t * nb, kk);
-    };
-    if (pool && n_tokens >= 4)
-      pool->parallel_for(n_tokens, 1, quantize);
-    else
-      quantize(0, n_tokens);
-    args.act = act;
-    args.act_stride = nb * sizeof(k::BlockQ8A);
-  } else {
-    args.act = x;
-    args.act_stride = x_stride * sizeof(float);
-  }
-  // The outputs' rows, each padded to the packing's interleave, laid end to end: row g of
+  set_activations(kern, x, n_tokens, x_stride, kk, pool, scratch, args);
+  // The outputs' rows, each padded to linear_chunk_rows(), laid end to end: row g of
   // this concatenation is row g - first[i] of output i.
-  const size_t il = k::row_interleave(w0.type);
+  const size_t il = linear_chunk_rows(w0.type);
   size_t first[kMaxOuts], total = 0;
   for (size_t i = 0; i < n_outs; ++i) {
     first[i] = total;
