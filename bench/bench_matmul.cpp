@@ -6,10 +6,14 @@
 //   BM_gemv_<type>/<M>x<K>/isa:<isa>/threads:T       y = W x, W: M rows x K, one token
 //   BM_gemm_<type>/<M>x<K>/<N>/isa:<isa>/threads:T   N tokens at once
 //
+//   .../cold/...                                     the same with the buffer taken in turn from
+//                                                    copies totalling 256 MB: read from DRAM
+//
 // Counters (from process CPU time / threads, see CpuTimer): weight_GBps (packed weight bytes / s),
 // GOPS (2 M N K / s), efficiency (GEMV weight_GBps / the median BM_stream_read GB/s of the same
-// byte count and thread count), vs_gemv (GEMM only: N x the median GEMV time of the same shape, ISA
-// and threads / the GEMM time = how much faster per token than calling GEMV N times).
+// byte count, thread count and temperature), vs_gemv (GEMM only: N x the median GEMV time of the
+// same shape, ISA and threads / the GEMM time = how much faster per token than calling GEMV N
+// times), vs_cold_gemv (the same against the cold GEMV, when it ran).
 //
 // Options (before the Google Benchmark flags): --isa=avx2,avx512vnni,... (default: every path
 // the CPU has except ref; PIQUANT_BENCH_ISA does the same), --threads=1,2 (default 1,2),
@@ -89,9 +93,17 @@ piquant::ThreadPool& pool(int threads) {
   return *p;
 }
 
+// "cold" variants: the buffer (weights, or the streaming read's bytes) is one of several copies
+// that together take kColdBytes, used in turn, so every call reads it from DRAM as decode does
+// (a model's weights pass once per token and do not stay in any cache). Without it a matrix that
+// fits the last-level cache (5632x2048 q4 is 6.5 MB; this box has a 32 MB L3) is read from there.
+constexpr size_t kColdBytes = size_t(256) << 20;
+size_t cold_copies(size_t bytes) { return std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes); }
+
 // Seconds per iteration of earlier benchmarks of this run, for the ratio counters.
-std::map<std::pair<size_t, int>, std::vector<double>> g_stream_gbps;  // (bytes, threads)
+std::map<std::tuple<size_t, int, bool>, std::vector<double>> g_stream_gbps;  // bytes, threads, cold
 std::map<std::string, std::vector<double>> g_gemv_secs;               // "q4/MxK/isa/T"
+std::map<std::string, std::vector<double>> g_cold_gemv_secs;          // the same, cold
 
 // --- the streaming-read baseline -----------------------------------------------------------
 #if defined(__x86_64__)
@@ -145,34 +157,48 @@ void stream_pass(const AlignedBytes& buf, piquant::ThreadPool& tp) {
   benchmark::DoNotOptimize(sink.load());
 }
 
-void bm_stream(benchmark::State& st, size_t bytes, int threads) {
-  AlignedBytes buf(bytes / 64 * 64);
-  for (size_t i = 0; i < buf.size(); i += 4096) buf[i] = static_cast<uint8_t>(i >> 12);
-  piquant::ThreadPool& tp = pool(threads);
-  stream_pass(buf, tp);  // touch the pages
-  const CpuTimer timer;
-  for (auto _ : st) stream_pass(buf, tp);
-  const double secs = timer.per_call(st.iterations(), threads);
-  st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(buf.size()));
-  const double gbps = static_cast<double>(buf.size()) / secs * 1e-9;
-  st.counters["GBps"] = gbps;
-  g_stream_gbps[{bytes, threads}].push_back(gbps);
+// `copies` buffers of `bytes` (rounded down to 64), pages touched.
+std::vector<AlignedBytes> stream_buffers(size_t bytes, size_t copies) {
+  std::vector<AlignedBytes> bufs(copies);
+  for (AlignedBytes& b : bufs) {
+    b.resize(bytes / 64 * 64);
+    std::memset(b.data(), 1, b.size());
+  }
+  return bufs;
 }
 
-// Baseline GB/s for `bytes` and `threads`: the median of this run's BM_stream_read results, or
-// (when the filter skipped them) a quick median of 7 passes.
-double stream_baseline(size_t bytes, int threads) {
-  auto it = g_stream_gbps.find({bytes, threads});
+void bm_stream(benchmark::State& st, size_t bytes, int threads, bool cold) {
+  const std::vector<AlignedBytes> bufs = stream_buffers(bytes, cold ? cold_copies(bytes) : 1);
+  piquant::ThreadPool& tp = pool(threads);
+  stream_pass(bufs[0], tp);
+  size_t next = 0;
+  const CpuTimer timer;
+  for (auto _ : st) {
+    stream_pass(bufs[next], tp);
+    next = next + 1 == bufs.size() ? 0 : next + 1;
+  }
+  const double secs = timer.per_call(st.iterations(), threads);
+  const size_t size = bufs[0].size();
+  st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(size));
+  const double gbps = static_cast<double>(size) / secs * 1e-9;
+  st.counters["GBps"] = gbps;
+  g_stream_gbps[{bytes, threads, cold}].push_back(gbps);
+}
+
+// Baseline GB/s for `bytes`, `threads` and `cold`: the median of this run's BM_stream_read
+// results, or (when the filter skipped them) a quick median of 7 passes (over the copies).
+double stream_baseline(size_t bytes, int threads, bool cold) {
+  auto it = g_stream_gbps.find({bytes, threads, cold});
   if (it != g_stream_gbps.end() && !it->second.empty()) return median(it->second);
-  AlignedBytes buf(bytes / 64 * 64);
-  std::memset(buf.data(), 1, buf.size());
+  const size_t copies = cold ? cold_copies(bytes) : 1;
+  const std::vector<AlignedBytes> bufs = stream_buffers(bytes, copies);
   piquant::ThreadPool& tp = pool(threads);
   std::vector<double> v;
-  for (int r = 0; r < 8; ++r) {
+  for (size_t r = 0; r < 8 * copies; ++r) {
     const CpuTimer timer;
-    stream_pass(buf, tp);
+    stream_pass(bufs[r % copies], tp);
     const double s = timer.per_call(1, threads);
-    if (r > 0) v.push_back(static_cast<double>(buf.size()) / s * 1e-9);
+    if (r > 0) v.push_back(static_cast<double>(bufs[0].size()) / s * 1e-9);
   }
   return median(v);
 }
@@ -241,6 +267,7 @@ struct Case {
   Shape shape;
   size_t n;
   int threads;
+  bool cold = false;
   std::string key() const {
     return std::string(k::to_string(type)) + "/" + std::to_string(shape.m) + "x" +
            std::to_string(shape.k) + "/" + isa + "/" + std::to_string(threads);
@@ -270,9 +297,17 @@ void bm_matmul(benchmark::State& st, Case c) {
   args.dst = y.data();
   args.dst_stride = c.shape.m;
   piquant::ThreadPool& tp = pool(c.threads);
+  std::vector<AlignedBytes> copies;  // cold: the weights again, used in turn after w.packed
+  for (size_t i = 1; c.cold && i < cold_copies(w.packed.size()); ++i) {
+    copies.emplace_back(w.packed.size());
+    std::memcpy(copies.back().data(), w.packed.data(), w.packed.size());
+  }
   run_matmul(*c.kernel, args, c.shape.m, tp);  // warm-up
+  size_t next = 0;
   const CpuTimer timer;
   for (auto _ : st) {
+    args.wt = next == 0 ? w.packed.data() : copies[next - 1].data();
+    next = next == copies.size() ? 0 : next + 1;
     run_matmul(*c.kernel, args, c.shape.m, tp);
     benchmark::ClobberMemory();
   }
@@ -284,8 +319,9 @@ void bm_matmul(benchmark::State& st, Case c) {
   st.counters["GOPS"] = ops / secs * 1e-9;
   st.SetLabel(c.kernel->name);
   if (c.n == 1) {
-    g_gemv_secs[c.key()].push_back(secs);
-    st.counters["efficiency"] = bytes / secs * 1e-9 / stream_baseline(w.packed.size(), c.threads);
+    (c.cold ? g_cold_gemv_secs : g_gemv_secs)[c.key()].push_back(secs);
+    st.counters["efficiency"] =
+        bytes / secs * 1e-9 / stream_baseline(w.packed.size(), c.threads, c.cold);
   } else {
     double gemv = median(g_gemv_secs[c.key()]);
     if (gemv == 0) {  // GEMV not run in this process (filtered): time it here
@@ -295,6 +331,8 @@ void bm_matmul(benchmark::State& st, Case c) {
       gemv = time_calls([&] { run_matmul(v, a1, c.shape.m, tp); }, 20, c.threads);
     }
     st.counters["vs_gemv"] = gemv * static_cast<double>(c.n) / secs;
+    const double cold = median(g_cold_gemv_secs[c.key()]);
+    if (cold > 0) st.counters["vs_cold_gemv"] = cold * static_cast<double>(c.n) / secs;
   }
 }
 
@@ -371,28 +409,39 @@ int main(int argc, char** argv) {
     for (const Shape& s : kShapes) {
       const std::string shape = std::to_string(s.m) + "x" + std::to_string(s.k);
       const size_t bytes = k::packed_size(t, s.m, s.k);
-      for (int th : threads) {
-        benchmark::RegisterBenchmark(
-            ("BM_stream_read/" + std::to_string(bytes) + "/threads:" + std::to_string(th)).c_str(),
-            bm_stream, bytes, th)
-            ->MeasureProcessCPUTime()
-            ->Unit(benchmark::kMicrosecond);
+      // Cold variants only where the copies make a difference (smaller than kColdBytes).
+      std::vector<bool> stream_temps = {false};
+      if (cold_copies(bytes) > 1) stream_temps.push_back(true);
+      for (bool cold : stream_temps) {
+        for (int th : threads) {
+          benchmark::RegisterBenchmark(("BM_stream_read/" + std::to_string(bytes) +
+                                        (cold ? "/cold" : "") + "/threads:" + std::to_string(th))
+                                           .c_str(),
+                                       bm_stream, bytes, th, cold)
+              ->MeasureProcessCPUTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
       for (k::MatmulOp op : {k::MatmulOp::kGemv, k::MatmulOp::kGemm}) {
         for (size_t i = 0; i < count; ++i) {
           const k::GemmKernel& kr = table[i];
           if (kr.op != op || kr.weights != t || !wanted(kr)) continue;
-          const std::vector<size_t> ns = op == k::MatmulOp::kGemv ? std::vector<size_t>{1} : gemm_n;
+          const bool gemv = op == k::MatmulOp::kGemv;
+          const std::vector<size_t> ns = gemv ? std::vector<size_t>{1} : gemm_n;
+          std::vector<bool> temps = {false};
+          if (gemv && cold_copies(bytes) > 1) temps.push_back(true);
           for (size_t n : ns) {
-            for (int th : threads) {
-              Case c{&kr, isa_of(kr), t, s, n, th};
-              std::string name = "BM_" + std::string(op == k::MatmulOp::kGemv ? "gemv_" : "gemm_") +
-                                 ts + "/" + shape;
-              if (n > 1) name += "/" + std::to_string(n);
-              name += "/isa:" + c.isa + "/threads:" + std::to_string(th);
-              benchmark::RegisterBenchmark(name.c_str(), bm_matmul, c)
-                  ->MeasureProcessCPUTime()
-                  ->Unit(benchmark::kMicrosecond);
+            for (bool cold : temps) {
+              for (int th : threads) {
+                Case c{&kr, isa_of(kr), t, s, n, th, cold};
+                std::string name = "BM_" + std::string(gemv ? "gemv_" : "gemm_") + ts + "/" + shape;
+                if (n > 1) name += "/" + std::to_string(n);
+                if (cold) name += "/cold";
+                name += "/isa:" + c.isa + "/threads:" + std::to_string(th);
+                benchmark::RegisterBenchmark(name.c_str(), bm_matmul, c)
+                    ->MeasureProcessCPUTime()
+                    ->Unit(benchmark::kMicrosecond);
+              }
             }
           }
         }
