@@ -7,6 +7,8 @@
 // repetitions unless --no-warmup.
 #include <piquant/piquant.hpp>
 
+#include "util/cli.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -36,10 +38,7 @@ const char* kUsage = R"(usage: piquant-bench [options]
   -h, --help
 )";
 
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "piquant-bench: error: %s\n", msg.c_str());
-  std::exit(1);
-}
+[[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-bench", msg); }
 
 std::vector<int> parse_list(const std::string& flag, const std::string& v) {
   std::vector<int> out;
@@ -205,24 +204,18 @@ std::string cpu_description() {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (f == "-m" || f == "--model") {
-      for (auto& m : split(value())) a.models.push_back(m);
-    } else if (f == "-z" || f == "--tokenizer") a.tokenizer = value();
-    else if (f == "-p" || f == "--n-prompt") a.n_prompt = parse_list(f, value());
-    else if (f == "-n" || f == "--n-gen") a.n_gen = parse_list(f, value());
-    else if (f == "-d" || f == "--n-depth") a.n_depth = parse_list(f, value());
-    else if (f == "-t" || f == "--threads") a.threads = parse_list(f, value());
-    else if (f == "-r" || f == "--repetitions") a.reps = parse_list(f, value()).at(0);
-    else if (f == "-o" || f == "--output") a.output = value();
+  piquant::cli::ArgReader args("piquant-bench", kUsage, argc, argv);
+  while (args.next()) {
+    const std::string f = args.arg();
+    if (f == "-m" || f == "--model") {
+      for (auto& m : split(args.value())) a.models.push_back(m);
+    } else if (f == "-z" || f == "--tokenizer") a.tokenizer = args.value();
+    else if (f == "-p" || f == "--n-prompt") a.n_prompt = parse_list(f, args.value());
+    else if (f == "-n" || f == "--n-gen") a.n_gen = parse_list(f, args.value());
+    else if (f == "-d" || f == "--n-depth") a.n_depth = parse_list(f, args.value());
+    else if (f == "-t" || f == "--threads") a.threads = parse_list(f, args.value());
+    else if (f == "-r" || f == "--repetitions") a.reps = parse_list(f, args.value()).at(0);
+    else if (f == "-o" || f == "--output") a.output = args.value();
     else if (f == "--json") a.output = "json";
     else if (f == "--no-warmup") a.warmup = false;
     else die("unknown option '" + f + "' (see --help)");

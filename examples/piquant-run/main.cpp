@@ -4,6 +4,7 @@
 #include <piquant/piquant.hpp>
 
 #include "chat_loop.hpp"
+#include "util/cli.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -50,33 +51,18 @@ const char* kUsage = R"(usage: piquant-run [options]
   -h, --help              this text
 )";
 
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "piquant-run: error: %s\n", msg.c_str());
-  std::exit(1);
-}
+[[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-run", msg); }
 
-long parse_int(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v.c_str(), &end, 0);
-  if (v.empty() || *end != '\0' || errno != 0) die(flag + " expects an integer, got '" + v + "'");
-  return x;
-}
-
-float parse_float(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  const float x = std::strtof(v.c_str(), &end);
-  if (v.empty() || *end != '\0') die(flag + " expects a number, got '" + v + "'");
-  return x;
-}
-
-std::vector<piquant::TokenId> parse_ids(const std::string& v) {
+std::vector<piquant::TokenId> parse_ids(const piquant::cli::ArgReader& args, const std::string& v) {
   std::vector<piquant::TokenId> ids;
   size_t i = 0;
   while (i <= v.size()) {
     size_t j = v.find_first_of(", ", i);
     if (j == std::string::npos) j = v.size();
-    if (j > i) ids.push_back(static_cast<piquant::TokenId>(parse_int("--prompt-ids", v.substr(i, j - i))));
+    if (j > i) {
+      ids.push_back(
+          static_cast<piquant::TokenId>(args.parse_int("--prompt-ids", v.substr(i, j - i))));
+    }
     i = j + 1;
   }
   if (ids.empty()) die("--prompt-ids needs at least one id");
@@ -99,49 +85,43 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (f == "-m" || f == "--model") a.model = value();
-    else if (f == "-z" || f == "--tokenizer") a.tokenizer = value();
-    else if (f == "-p" || f == "--prompt") a.prompt = value(), a.prompt_given = true;
-    else if (f == "--prompt-ids") a.prompt_ids = parse_ids(value());
-    else if (f == "-n" || f == "--n-predict") a.n_predict = static_cast<int>(parse_int(f, value()));
-    else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(parse_int(f, value()));
-    else if (f == "-t" || f == "--threads") a.threads = static_cast<int>(parse_int(f, value()));
-    else if (f == "--temp") a.sampler.temperature = parse_float(f, value());
-    else if (f == "--top-k") a.sampler.top_k = static_cast<int>(parse_int(f, value()));
-    else if (f == "--top-p") a.sampler.top_p = parse_float(f, value());
-    else if (f == "--min-p") a.sampler.min_p = parse_float(f, value());
-    else if (f == "--repeat-penalty") a.sampler.repeat_penalty = parse_float(f, value());
-    else if (f == "--repeat-last-n") a.sampler.repeat_last_n = static_cast<int>(parse_int(f, value()));
-    else if (f == "--presence-penalty") a.sampler.presence_penalty = parse_float(f, value());
-    else if (f == "--frequency-penalty") a.sampler.frequency_penalty = parse_float(f, value());
-    else if (f == "-s" || f == "--seed") a.sampler.seed = static_cast<uint64_t>(parse_int(f, value()));
+  piquant::cli::ArgReader args("piquant-run", kUsage, argc, argv);
+  while (args.next()) {
+    const std::string f = args.arg();
+    if (f == "-m" || f == "--model") a.model = args.value();
+    else if (f == "-z" || f == "--tokenizer") a.tokenizer = args.value();
+    else if (f == "-p" || f == "--prompt") a.prompt = args.value(), a.prompt_given = true;
+    else if (f == "--prompt-ids") a.prompt_ids = parse_ids(args, args.value());
+    else if (f == "-n" || f == "--n-predict") a.n_predict = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "-t" || f == "--threads") a.threads = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "--temp") a.sampler.temperature = args.parse_float(f, args.value());
+    else if (f == "--top-k") a.sampler.top_k = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "--top-p") a.sampler.top_p = args.parse_float(f, args.value());
+    else if (f == "--min-p") a.sampler.min_p = args.parse_float(f, args.value());
+    else if (f == "--repeat-penalty") a.sampler.repeat_penalty = args.parse_float(f, args.value());
+    else if (f == "--repeat-last-n") a.sampler.repeat_last_n = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "--presence-penalty") a.sampler.presence_penalty = args.parse_float(f, args.value());
+    else if (f == "--frequency-penalty") a.sampler.frequency_penalty = args.parse_float(f, args.value());
+    else if (f == "-s" || f == "--seed") a.sampler.seed = static_cast<uint64_t>(args.parse_int(f, args.value()));
     else if (f == "--ignore-eos") a.ignore_eos = true;
     else if (f == "--ids") a.ids = true;
-    else if (f == "--logits-out") a.logits_out = value();
+    else if (f == "--logits-out") a.logits_out = args.value();
     else if (f == "--chat" || f == "-cnv" || f == "--conversation") a.chat = true;
-    else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = value();
-    else if (f == "--chat-template") a.chat_args.template_name = value();
+    else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = args.value();
+    else if (f == "--chat-template") a.chat_args.template_name = args.value();
     else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = true;
     else if (f == "-ctk" || f == "--cache-type-k" || f == "--kv-type") {
-      const std::string v = value();
+      const std::string v = args.value();
       if (v == "f16") a.kv_type = piquant::KvCacheType::kF16;
       else if (v == "q8" || v == "q8_0") a.kv_type = piquant::KvCacheType::kQ8;
       else if (v == "f32") a.kv_type = piquant::KvCacheType::kF32;
       else die(f + " expects f16, q8 or f32, got '" + v + "'");
     }
-    else if (f == "--lora") a.loras.emplace_back(value(), 1.0f);
+    else if (f == "--lora") a.loras.emplace_back(args.value(), 1.0f);
     else if (f == "--lora-scale") {
       if (a.loras.empty()) die(f + " must follow a --lora FILE");
-      a.loras.back().second = parse_float(f, value());
+      a.loras.back().second = args.parse_float(f, args.value());
     }
     else if (f == "-v" || f == "--verbose") a.verbose = true;
     else die("unknown option '" + f + "' (see --help)");

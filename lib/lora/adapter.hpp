@@ -4,12 +4,14 @@
 // the kernels' layout), merging into f32 weights and writing .piq adapters (for the converter).
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "lora/lora.hpp"
 #include "model/model_impl.hpp"
+#include "piquant/error.hpp"
 #include "piquant/lora.hpp"
 
 namespace piquant {
@@ -70,6 +72,46 @@ struct LoraSource {
   bool all_f32 = true;                        ///< every tensor was f32 in the file
   std::vector<LoraSourceMatrix> matrices;
 };
+
+/// A and B tensors of one adapted matrix, as a loader finds them in its file.
+template <class Tensor>
+struct LoraTensorPair {
+  const Tensor* a = nullptr;
+  const Tensor* b = nullptr;
+  int layer = 0;
+  LoraTarget target = LoraTarget::kQ;
+};
+/// By base name, sorted: deterministic order.
+template <class Tensor>
+using LoraTensorPairs = std::map<std::string, LoraTensorPair<Tensor>>;
+
+/// Records `t` as the A (is_a) or B tensor of `base`, the `target` matrix of `layer`.
+template <class Tensor>
+void add_lora_tensor(LoraTensorPairs<Tensor>& pairs, const std::string& base, bool is_a,
+                     const Tensor& t, int layer, LoraTarget target) {
+  LoraTensorPair<Tensor>& p = pairs[base];
+  (is_a ? p.a : p.b) = &t;
+  p.layer = layer;
+  p.target = target;
+}
+
+/// The matrix of `base` with its layer, target and name set; Error(kFormat) "<source>: <base>: has
+/// lora_A but no lora_B" (or the other way round) when one is missing. `a_name`, `b_name`: the
+/// file format's names for them ("lora_A" / "lora_B" in PEFT, "lora_a" / "lora_b" in GGUF).
+template <class Tensor>
+LoraSourceMatrix lora_source_matrix(const std::string& source, const std::string& base,
+                                    const LoraTensorPair<Tensor>& p, const char* a_name,
+                                    const char* b_name) {
+  if (p.a == nullptr || p.b == nullptr) {
+    throw Error(ErrorCode::kFormat, source + ": " + base + ": has " + (p.a ? a_name : b_name) +
+                                        " but no " + (p.a ? b_name : a_name));
+  }
+  LoraSourceMatrix m;
+  m.layer = p.layer;
+  m.target = p.target;
+  m.name = base;
+  return m;
+}
 
 /// Reads any supported adapter file (see LoraAdapter::load), nothing checked against a model yet
 /// except what the file itself must satisfy.

@@ -4,7 +4,6 @@
 // stores Q/K rows as the base GGUF does for the architecture: adjacent pairs for llama,
 // halves for qwen2/qwen3/exaone. scale = alpha / r (llama.cpp: alpha 0 means scale 1).
 #include <cmath>
-#include <map>
 
 #include "format/dtype_convert.hpp"
 #include "format/gguf.hpp"
@@ -59,13 +58,7 @@ LoraSource read_gguf_lora(const std::string& path) {
   const std::string arch(f.get_string("general.architecture", "llama"));
   src.b_layout = arch == "llama" ? RopeLayout::kPairs : RopeLayout::kHalves;
 
-  struct Pair {
-    const GgufTensorInfo* a = nullptr;
-    const GgufTensorInfo* b = nullptr;
-    int layer = 0;
-    LoraTarget target = LoraTarget::kQ;
-  };
-  std::map<std::string, Pair> pairs;
+  LoraTensorPairs<GgufTensorInfo> pairs;
   for (const GgufTensorInfo& t : f.tensors()) {
     const std::string& n = t.name;
     const bool is_a = n.size() > 7 && n.compare(n.size() - 7, 7, ".lora_a") == 0;
@@ -97,21 +90,11 @@ LoraSource read_gguf_lora(const std::string& path) {
                                         "ffn_up/ffn_down.weight)");
     }
     if (t.dims.size() != 2) bad(path, "tensor " + n + " must have 2 dimensions");
-    Pair& p = pairs[base];
-    (is_a ? p.a : p.b) = &t;
-    p.layer = layer;
-    p.target = static_cast<LoraTarget>(target);
+    add_lora_tensor(pairs, base, is_a, t, layer, static_cast<LoraTarget>(target));
   }
   src.all_f32 = true;
   for (const auto& [base, p] : pairs) {
-    if (p.a == nullptr || p.b == nullptr) {
-      bad(path, base + ": has lora_" + std::string(p.a ? "a" : "b") + " but no lora_" +
-                    (p.a ? "b" : "a"));
-    }
-    LoraSourceMatrix m;
-    m.layer = p.layer;
-    m.target = p.target;
-    m.name = base;
+    LoraSourceMatrix m = lora_source_matrix(path, base, p, "lora_a", "lora_b");
     m.r = static_cast<int64_t>(p.a->dims[1]);
     m.in = static_cast<int64_t>(p.a->dims[0]);
     m.out = static_cast<int64_t>(p.b->dims[1]);

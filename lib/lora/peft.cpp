@@ -7,7 +7,6 @@
 // architecture piquant runs, PEFT ignores it and A/B keep their nn.Linear shapes.
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "format/safetensors.hpp"
@@ -159,13 +158,7 @@ LoraSource read_peft(const std::string& st_path, const std::string& config_path)
   src.alpha = cfg.alpha;
   src.rslora = cfg.rslora;
   src.b_layout = RopeLayout::kHalves;
-  struct Pair {
-    const TensorView* a = nullptr;
-    const TensorView* b = nullptr;
-    int layer = 0;
-    LoraTarget target = LoraTarget::kQ;
-  };
-  std::map<std::string, Pair> pairs;  // by base name, sorted: deterministic order
+  LoraTensorPairs<TensorView> pairs;
   for (const TensorView& t : file.tensors()) {
     const std::string& n = t.name;
     if (n.find("lora_embedding") != std::string::npos || (is_embedding(n) && n.find("lora_") != std::string::npos)) {
@@ -200,20 +193,10 @@ LoraSource read_peft(const std::string& st_path, const std::string& config_path)
     if (t.shape.size() != 2) {
       bad(st_path, "tensor " + n + " has shape " + t.shape_string() + ", expected 2 dimensions");
     }
-    Pair& p = pairs[base];
-    (is_a ? p.a : p.b) = &t;
-    p.layer = layer;
-    p.target = mod->target;
+    add_lora_tensor(pairs, base, is_a, t, layer, mod->target);
   }
   for (const auto& [base, p] : pairs) {
-    if (p.a == nullptr || p.b == nullptr) {
-      bad(st_path, base + ": has lora_" + std::string(p.a ? "A" : "B") + " but no lora_" +
-                       (p.a ? "B" : "A"));
-    }
-    LoraSourceMatrix m;
-    m.layer = p.layer;
-    m.target = p.target;
-    m.name = base;
+    LoraSourceMatrix m = lora_source_matrix(st_path, base, p, "lora_A", "lora_B");
     m.r = p.a->shape[0];
     m.in = p.a->shape[1];
     m.out = p.b->shape[0];

@@ -1,8 +1,6 @@
 // piquant-convert: Hugging Face directories, GGUF files and llama2.c checkpoints in, one .piq
 // file out (quantized, packed for the kernels, with tokenizer, chat template and provenance).
 // A thin main over lib/convert/ (docs/converter.md).
-#include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,6 +12,7 @@
 #include "format/safetensors.hpp"
 #include "lora/adapter.hpp"
 #include "piquant/piquant.hpp"
+#include "util/cli.hpp"
 
 namespace {
 
@@ -49,30 +48,7 @@ LoRA adapters (PEFT directory, adapter safetensors, GGUF adapter or .piq adapter
       --lora-type T       A/B storage of --lora: f16 (default) or q8 (int8, scale per row)
 )";
 
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "piquant-convert: error: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-int parse_int(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno != 0 || x < 0 || x > (1L << 30)) {
-    die(flag + " expects a non-negative integer, got '" + v + "'");
-  }
-  return static_cast<int>(x);
-}
-
-float parse_float(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  const float x = std::strtof(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno != 0 || !std::isfinite(x)) {
-    die(flag + " expects a number, got '" + v + "'");
-  }
-  return x;
-}
+[[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-convert", msg); }
 
 int verify(const std::string& path) {
   const piquant::PiqFile f(path);
@@ -113,48 +89,42 @@ int main(int argc, char** argv) {
   bool report = false;
   int calib_tokens = 8192;
   piquant::ConvertOptions o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(f + " needs a value");
-      return argv[++i];
-    };
-    if (f == "-h" || f == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (f == "-o" || f == "--output")
-      output = value();
+  piquant::cli::ArgReader args("piquant-convert", kUsage, argc, argv);
+  while (args.next()) {
+    const std::string f = args.arg();
+    if (f == "-o" || f == "--output")
+      output = args.value();
     else if (f == "--type" || f == "--outtype")
-      o.type = value();
+      o.type = args.value();
     else if (f == "-z" || f == "--tokenizer")
-      tokenizer = value();
+      tokenizer = args.value();
     else if (f == "--block-size")
-      o.block_size = parse_int(f, value());
+      o.block_size = args.parse_count(f, args.value());
     else if (f == "--no-search")
       o.search = false;
     else if (f == "--calibrate")
-      calib_file = value();
+      calib_file = args.value();
     else if (f == "--calib-tokens")
-      calib_tokens = parse_int(f, value());
+      calib_tokens = args.parse_count(f, args.value());
     else if (f == "--calib-window")
-      o.calibration_window = parse_int(f, value());
+      o.calibration_window = args.parse_count(f, args.value());
     else if (f == "--report")
       report = true;
     else if (f == "--verify")
-      verify_file = value();
+      verify_file = args.value();
     else if (f == "-t" || f == "--threads")
-      o.threads = parse_int(f, value());
+      o.threads = args.parse_count(f, args.value());
     else if (f == "-q" || f == "--quiet")
       o.progress = false;
     else if (f == "--merge-lora")
-      merges.emplace_back(value(), 1.0f);
+      merges.emplace_back(args.value(), 1.0f);
     else if (f == "--lora-scale") {
       if (merges.empty()) die("--lora-scale applies to a preceding --merge-lora");
-      merges.back().second = parse_float(f, value());
+      merges.back().second = args.parse_finite_float(f, args.value());
     } else if (f == "--lora")
-      lora_file = value();
+      lora_file = args.value();
     else if (f == "--lora-type")
-      lora_type = value();
+      lora_type = args.value();
     else if (!f.empty() && f[0] == '-')
       die("unknown option '" + f + "' (see --help)");
     else if (input.empty())

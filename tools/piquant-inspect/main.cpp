@@ -40,6 +40,23 @@ std::string one_line(const std::string& s, size_t max) {
   return r.size() > max ? r.substr(0, max) + "..." : r;
 }
 
+using TypeSizes = std::map<std::string, std::pair<uint64_t, uint64_t>>;  // type -> (params, bytes)
+
+// After the tensor table: weights, bytes and bits per weight for each type (names padded to
+// `type_width`), then in total.
+void print_sizes(const TypeSizes& by_type, int type_width, size_t n_tensors, uint64_t params,
+                 uint64_t bytes) {
+  for (const auto& [type, pb] : by_type) {
+    std::printf("  %-*s %12llu weights %12s  %.3f bits/weight\n", type_width, type.c_str(),
+                static_cast<unsigned long long>(pb.first), piquant::format_bytes(pb.second).c_str(),
+                pb.first ? 8.0 * double(pb.second) / double(pb.first) : 0.0);
+  }
+  std::printf("total: %zu tensors, %llu weights, %s of tensor data, %.3f bits per weight\n",
+              n_tensors, static_cast<unsigned long long>(params),
+              piquant::format_bytes(bytes).c_str(),
+              params ? 8.0 * double(bytes) / double(params) : 0.0);
+}
+
 int inspect_piq(const std::string& path, bool json_only, bool verify, bool tensors) {
   const piquant::PiqFile f(path);
   const piquant::PiqHeader& h = f.header();
@@ -75,7 +92,7 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
                                                .c_str());
   std::printf("generation: %s\n", piquant::generation_to_json(m.generation).dump().c_str());
   std::printf("provenance: %s\n", m.provenance.dump(2).c_str());
-  std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // type -> (params, bytes)
+  TypeSizes by_type;
   uint64_t params = 0, bytes = 0;
   if (tensors) {
     std::printf("%-34s %-5s %-6s %-14s %12s %12s  %s\n", "tensor", "type", "layout", "shape",
@@ -96,15 +113,7 @@ int inspect_piq(const std::string& path, bool json_only, bool verify, bool tenso
                   static_cast<unsigned long long>(t.checksum));
     }
   }
-  for (const auto& [type, pb] : by_type) {
-    std::printf("  %-4s %12llu weights %12s  %.3f bits/weight\n", type.c_str(),
-                static_cast<unsigned long long>(pb.first), piquant::format_bytes(pb.second).c_str(),
-                pb.first ? 8.0 * double(pb.second) / double(pb.first) : 0.0);
-  }
-  std::printf("total: %zu tensors, %llu weights, %s of tensor data, %.3f bits per weight\n",
-              f.tensors().size(), static_cast<unsigned long long>(params),
-              piquant::format_bytes(bytes).c_str(),
-              params ? 8.0 * double(bytes) / double(params) : 0.0);
+  print_sizes(by_type, 4, f.tensors().size(), params, bytes);
   if (verify) {
     const auto r = f.verify();
     for (const std::string& s : r.mismatched) std::printf("MISMATCH %s\n", s.c_str());
@@ -125,7 +134,7 @@ int inspect_gguf(const std::string& path, bool tensors) {
   for (const auto& kv : f.metadata()) {
     std::printf("  %-44s %s\n", kv.key.c_str(), one_line(kv.value.describe(), 100).c_str());
   }
-  std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;
+  TypeSizes by_type;
   uint64_t params = 0, bytes = 0;
   if (tensors) {
     std::printf("%-34s %-6s %-20s %12s %12s\n", "tensor", "type", "dims (ne0 first)", "offset",
@@ -145,15 +154,7 @@ int inspect_gguf(const std::string& path, bool tensors) {
                   static_cast<unsigned long long>(t.n_bytes));
     }
   }
-  for (const auto& [type, pb] : by_type) {
-    std::printf("  %-6s %12llu weights %12s  %.3f bits/weight\n", type.c_str(),
-                static_cast<unsigned long long>(pb.first), piquant::format_bytes(pb.second).c_str(),
-                pb.first ? 8.0 * double(pb.second) / double(pb.first) : 0.0);
-  }
-  std::printf("total: %zu tensors, %llu weights, %s of tensor data, %.3f bits per weight\n",
-              f.tensors().size(), static_cast<unsigned long long>(params),
-              piquant::format_bytes(bytes).c_str(),
-              params ? 8.0 * double(bytes) / double(params) : 0.0);
+  print_sizes(by_type, 6, f.tensors().size(), params, bytes);
   return 0;
 }
 

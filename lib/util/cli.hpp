@@ -1,0 +1,95 @@
+#pragma once
+// Command-line helpers for the programs (piquant-run, piquant-convert, piquant-bench): they walk
+// argv the same way and report a bad command line as one line "<prog>: error: <message>" on
+// stderr, exit status 1. Header-only and not part of the library, which never exits on input.
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace piquant::cli {
+
+/// Prints "<prog>: error: <msg>" to stderr and exits with status 1.
+[[noreturn]] inline void die(const char* prog, const std::string& msg) {
+  std::fprintf(stderr, "%s: error: %s\n", prog, msg.c_str());
+  std::exit(1);
+}
+
+/// One program's arguments, one at a time: `while (args.next()) { ... args.arg() ... }`.
+class ArgReader {
+ public:
+  /// `usage` is what -h / --help print.
+  ArgReader(const char* prog, const char* usage, int argc, char** argv)
+      : prog_(prog), usage_(usage), argc_(argc), argv_(argv) {}
+
+  /// Moves to the next argument; false after the last. -h / --help print the usage to stdout and
+  /// exit with status 0.
+  bool next() {
+    if (++i_ >= argc_) return false;
+    arg_ = argv_[i_];
+    if (arg_ == "-h" || arg_ == "--help") {
+      std::fputs(usage_, stdout);
+      std::exit(0);
+    }
+    return true;
+  }
+  /// The current argument.
+  const std::string& arg() const { return arg_; }
+  /// The argument after the current one (a flag's value, consumed), or dies "<flag> needs a value".
+  std::string value() {
+    if (i_ + 1 >= argc_) die(arg_ + " needs a value");
+    return argv_[++i_];
+  }
+
+  [[noreturn]] void die(const std::string& msg) const { cli::die(prog_, msg); }
+  /// All of `v` as an integer (strtol base 0: 0x1f and 017 too), or dies
+  /// "<flag> expects an integer, got '<v>'".
+  long parse_int(const std::string& flag, const std::string& v) const {
+    char* end = nullptr;
+    errno = 0;
+    const long x = std::strtol(v.c_str(), &end, 0);
+    if (v.empty() || *end != '\0' || errno != 0) die(flag + " expects an integer, got '" + v + "'");
+    return x;
+  }
+  /// All of `v` as a decimal integer in [0, 2^30], or dies
+  /// "<flag> expects a non-negative integer, got '<v>'".
+  int parse_count(const std::string& flag, const std::string& v) const {
+    char* end = nullptr;
+    errno = 0;
+    const long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno != 0 || x < 0 || x > (1L << 30)) {
+      die(flag + " expects a non-negative integer, got '" + v + "'");
+    }
+    return static_cast<int>(x);
+  }
+  /// All of `v` as a number (strtof: inf and nan too), or dies
+  /// "<flag> expects a number, got '<v>'".
+  float parse_float(const std::string& flag, const std::string& v) const {
+    return to_float(flag, v, false);
+  }
+  /// parse_float, for finite numbers within float's range only.
+  float parse_finite_float(const std::string& flag, const std::string& v) const {
+    return to_float(flag, v, true);
+  }
+
+ private:
+  float to_float(const std::string& flag, const std::string& v, bool finite) const {
+    char* end = nullptr;
+    errno = 0;
+    const float x = std::strtof(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || (finite && (errno != 0 || !std::isfinite(x)))) {
+      die(flag + " expects a number, got '" + v + "'");
+    }
+    return x;
+  }
+
+  const char* prog_;
+  const char* usage_;
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+  std::string arg_;
+};
+
+}  // namespace piquant::cli
