@@ -207,10 +207,7 @@ void gemm(const GemmArgs& a) {
     r.m1 = row + kRows < a.m1 ? row + kRows : a.m1;
     size_t n = a.n0;
     for (; n + kNt <= a.n1; n += kNt) tile_rows<T, kNt>(r, n);
-    switch (a.n1 - n) {
-      case 4:
-        tile_rows<T, 4>(r, n);
-        break;
+    switch (a.n1 - n) {  // fewer than kNt tokens left
       case 3:
         tile_rows<T, 3>(r, n);
         break;
