@@ -130,45 +130,65 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = m_.layers[static_cast<size_t>(l)];
+    // Tokens [t0, T) need this layer's output. In the last layer that is only the tokens whose
+    // logits are asked for (none in a chunk without logits, else the last one unless `all`):
+    // every token's K and V still go into the cache, the rest of the layer (Q, attention, O,
+    // FFN) runs for those tokens alone. Each token's arithmetic is the same either way.
+    const size_t t0 = l + 1 < c.n_layers ? 0 : logits == nullptr ? T : all ? 0 : T - 1;
+    const int nq = static_cast<int>(T - t0);
     for (size_t t = 0; t < T; ++t) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.attn_norm.f32(), dim, eps);
     }
-    matmul({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
-    lora(l, LoraTarget::kQ, xb_.data(), n, q_.data());
+    if (t0 == 0) {
+      matmul({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
+    } else {
+      matmul({{&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
+      if (nq > 0) matmul(w.wq, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
+    }
+    if (nq > 0) lora(l, LoraTarget::kQ, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
     lora(l, LoraTarget::kK, xb_.data(), n, k_.data());
     lora(l, LoraTarget::kV, xb_.data(), n, v_.data());
     for (size_t t = 0; t < T; ++t) {
       float* qt = q_.data() + t * qd;
       float* kt = k_.data() + t * kvd;
+      const bool with_q = t >= t0;
       if (!w.bq.empty()) {
-        vk.add(qt, w.bq.f32(), qd);
+        if (with_q) vk.add(qt, w.bq.f32(), qd);
         vk.add(kt, w.bk.f32(), kvd);
         vk.add(v_.data() + t * kvd, w.bv.f32(), kvd);
       }
       if (!w.q_norm.empty()) {
-        for (int h = 0; h < c.n_heads; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
+        if (with_q) {
+          for (int h = 0; h < c.n_heads; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
+        }
         for (int h = 0; h < c.n_kv_heads; ++h) vk.rmsnorm(kt + h * hd, kt + h * hd, w.k_norm.f32(), hd, eps);
       }
-      rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
+      if (with_q) {
+        rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
+      }
       rope(kt, static_cast<size_t>(c.n_kv_heads), hd, cos_.data() + t * half,
            sin_.data() + t * half);
     }
     kv_.append(l, pos, n, k_.data(), v_.data());
-    kv_.attend(l, q_.data(), c.n_heads, pos, n, att_.data(), &pool_);
-    matmul(w.wo, att_.data(), n, xb_.data());
-    lora(l, LoraTarget::kO, att_.data(), n, xb_.data());
-    vk.add(x_.data(), xb_.data(), T * dim);
+    if (nq == 0) continue;
+    float* x = x_.data() + t0 * dim;
+    float* xb = xb_.data() + t0 * dim;
+    const size_t tq = static_cast<size_t>(nq);
+    kv_.attend(l, q_.data() + t0 * qd, c.n_heads, pos + static_cast<int>(t0), nq, att_.data(), &pool_);
+    matmul(w.wo, att_.data(), nq, xb);
+    lora(l, LoraTarget::kO, att_.data(), nq, xb);
+    vk.add(x, xb, tq * dim);
 
-    for (size_t t = 0; t < T; ++t) {
-      vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.ffn_norm.f32(), dim, eps);
+    for (size_t t = 0; t < tq; ++t) {
+      vk.rmsnorm(xb + t * dim, x + t * dim, w.ffn_norm.f32(), dim, eps);
     }
-    matmul({{&w.w_gate, hb_.data()}, {&w.w_up, hb2_.data()}}, xb_.data(), n);
-    lora(l, LoraTarget::kGate, xb_.data(), n, hb_.data());
-    lora(l, LoraTarget::kUp, xb_.data(), n, hb2_.data());
-    vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), T * hidden);
-    matmul(w.w_down, hb_.data(), n, xb_.data());
-    lora(l, LoraTarget::kDown, hb_.data(), n, xb_.data());
-    vk.add(x_.data(), xb_.data(), T * dim);
+    matmul({{&w.w_gate, hb_.data()}, {&w.w_up, hb2_.data()}}, xb, nq);
+    lora(l, LoraTarget::kGate, xb, nq, hb_.data());
+    lora(l, LoraTarget::kUp, xb, nq, hb2_.data());
+    vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), tq * hidden);
+    matmul(w.w_down, hb_.data(), nq, xb);
+    lora(l, LoraTarget::kDown, hb_.data(), nq, xb);
+    vk.add(x, xb, tq * dim);
   }
   if (logits == nullptr) return;
   // Classifier: every token's logits, or just the last one's.

@@ -104,6 +104,40 @@ TEST_CASE("prefill in chunks gives the logits of token-by-token decode", "[lib][
   CHECK(qworst < 1e-3);
 }
 
+TEST_CASE("a prefill asking only for the last logits continues like token-by-token decode",
+          "[lib][forward]") {
+  // Without all_logits the last layer runs Q, attention, O and the FFN for the last prompt
+  // token alone (chunks before it: for none) but still stores every token's K and V; the decode
+  // steps after the prompt read those.
+  auto model = f32_model(15);
+  const auto toks = tokens(150, 9);
+  const std::vector<piquant::TokenId> prompt(toks.begin(), toks.end() - 10);  // 140: 3 chunks
+  for (auto t : {piquant::DType::kF32, piquant::DType::kQ8, piquant::DType::kQ4}) {
+    CAPTURE(piquant::to_string(t));
+    auto m = t == piquant::DType::kF32 ? model : quantized(*model, t);
+    piquant::SessionOptions so;
+    so.n_threads = 2;
+    piquant::Session pre(m, so), seq(m, so);
+    const size_t vocab = 300;
+    const float* lp = pre.eval(prompt);
+    std::vector<float> got(lp, lp + vocab), want;
+    for (auto tok : prompt) {
+      const float* ls = seq.eval({tok});
+      want.assign(ls, ls + vocab);
+    }
+    for (size_t i = prompt.size(); i < toks.size(); ++i) {
+      const float* a = pre.eval({toks[i]});
+      const float* b = seq.eval({toks[i]});
+      got.insert(got.end(), a, a + vocab);
+      want.insert(want.end(), b, b + vocab);
+    }
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+    INFO("worst |prefill+decode - sequential| = " << worst);
+    CHECK(worst < (t == piquant::DType::kF32 ? 1e-4 : 1e-3));
+  }
+}
+
 TEST_CASE("logits are bit-identical for any thread count", "[lib][forward]") {
   auto model = f32_model(13);
   const auto toks = tokens(70, 7);
