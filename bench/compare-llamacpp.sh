@@ -18,6 +18,8 @@
 #   REPS           interleaved repetitions per cell (default 3)
 #   N_PROMPT       prefill length (default 128)
 #   N_GEN          decoded tokens per run (default 32)
+#   RAW_OUT        also keep every repetition's tokens/s there (JSON lines: who, isa, type,
+#                  threads, rep, test, ts) to look at the spread behind the medians
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -152,3 +154,4 @@ jq -rs --argjson reps "$reps" '
    (map(select(.who == "llama.cpp") | .ts) | median) as $b |
    "| \(.[0].isa) | \(.[0].type) | \(.[0].threads) | \(if .[0].test == "pp" then "prefill" else "decode" end) | \($a | fmt) | \($b | fmt) | \(if $a and $b then ($a / $b * 100 | round / 100 | tostring) + "x" else "-" end) |")
 ' "$raw"
+[ -z "${RAW_OUT:-}" ] || cp "$raw" "$RAW_OUT"
