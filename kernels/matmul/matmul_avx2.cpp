@@ -16,8 +16,8 @@
 // float accumulator per token; a lone group at the end of a range goes through the same lane
 // operations paired with itself, so results do not depend on the split into tiles or threads,
 // and GEMV and GEMM give identical bits. Counts (callgrind, per (group block, token)): GEMV q4
-// 29.5 (with the prefetches), GEMM q4 17.4 (was 21.7 with 4-row tiles), GEMM q8 21.7 (was
-// 26.1); docs/kernels.md.
+// 29.5 (with the prefetches), GEMM q4 17.4 (was 21.7 with 4-row tiles), GEMM q8 25.9 (22.9 with
+// vphaddd in place of reduce4: more instructions, but faster); docs/kernels.md.
 #include <immintrin.h>
 
 #include "common/pack.hpp"
@@ -93,8 +93,9 @@ struct Unpacked {
 
 // Four vectors of per-row partial sums, [a x4 | b x4] each, -> one full sum per row:
 // [p_lo q_lo r_lo u_lo | p_hi q_hi r_hi u_hi]. Unpacks and adds rather than vphaddd: on Zen 3 a
-// ymm vphaddd issues once per 2 cycles, and the q8 GEMM (three vphaddd per 8 rows and token) was
-// measured 5-10 % faster this way (same integers, so the same bits).
+// ymm vphaddd issues once per 2 cycles, and the q8 GEMM (three vphaddd per 8 rows and token)
+// measured faster this way (2048x5632/128, 1 thread, median of 12 interleaved runs: 69 -> 83
+// GOP/s; docs/kernels.md). Same integers, so the same bits.
 inline __m256i reduce4(__m256i p, __m256i q, __m256i r, __m256i u) {
   const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(p, q), _mm256_unpackhi_epi32(p, q));
   const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(r, u), _mm256_unpackhi_epi32(r, u));
@@ -102,7 +103,7 @@ inline __m256i reduce4(__m256i p, __m256i q, __m256i r, __m256i u) {
 }
 
 // [a0 a1 a2 a3], [b0 b1 b2 b3] -> [a0 a2 b0 b2 | a1 a3 b1 b3]: the lane order of one vphaddd of
-// two groups' half-sums (below).
+// two groups' half-sums (q4) and of reduce4 (q8), below.
 inline __m256 lane_order(__m128 a, __m128 b) {
   const __m256 ab = _mm256_insertf128_ps(_mm256_castps128_ps256(a), b, 1);
   return _mm256_permutevar8x32_ps(ab, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));

@@ -135,7 +135,8 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
     // every token's K and V still go into the cache, the rest of the layer (Q, attention, O,
     // FFN) runs for those tokens alone. Each token's arithmetic is the same either way.
     const size_t t0 = l + 1 < c.n_layers ? 0 : logits == nullptr ? T : all ? 0 : T - 1;
-    const int nq = static_cast<int>(T - t0);
+    const size_t tq = T - t0;
+    const int nq = static_cast<int>(tq);
     for (size_t t = 0; t < T; ++t) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.attn_norm.f32(), dim, eps);
     }
@@ -148,32 +149,30 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
     if (nq > 0) lora(l, LoraTarget::kQ, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
     lora(l, LoraTarget::kK, xb_.data(), n, k_.data());
     lora(l, LoraTarget::kV, xb_.data(), n, v_.data());
-    for (size_t t = 0; t < T; ++t) {
-      float* qt = q_.data() + t * qd;
+    for (size_t t = 0; t < T; ++t) {  // K and V of every token
       float* kt = k_.data() + t * kvd;
-      const bool with_q = t >= t0;
-      if (!w.bq.empty()) {
-        if (with_q) vk.add(qt, w.bq.f32(), qd);
+      if (!w.bk.empty()) {
         vk.add(kt, w.bk.f32(), kvd);
         vk.add(v_.data() + t * kvd, w.bv.f32(), kvd);
       }
-      if (!w.q_norm.empty()) {
-        if (with_q) {
-          for (int h = 0; h < c.n_heads; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
-        }
+      if (!w.k_norm.empty()) {
         for (int h = 0; h < c.n_kv_heads; ++h) vk.rmsnorm(kt + h * hd, kt + h * hd, w.k_norm.f32(), hd, eps);
-      }
-      if (with_q) {
-        rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
       }
       rope(kt, static_cast<size_t>(c.n_kv_heads), hd, cos_.data() + t * half,
            sin_.data() + t * half);
+    }
+    for (size_t t = t0; t < T; ++t) {  // Q of the tokens that need this layer's output
+      float* qt = q_.data() + t * qd;
+      if (!w.bq.empty()) vk.add(qt, w.bq.f32(), qd);
+      if (!w.q_norm.empty()) {
+        for (int h = 0; h < c.n_heads; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
+      }
+      rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
     }
     kv_.append(l, pos, n, k_.data(), v_.data());
     if (nq == 0) continue;
     float* x = x_.data() + t0 * dim;
     float* xb = xb_.data() + t0 * dim;
-    const size_t tq = static_cast<size_t>(nq);
     kv_.attend(l, q_.data() + t0 * qd, c.n_heads, pos + static_cast<int>(t0), nq, att_.data(), &pool_);
     matmul(w.wo, att_.data(), nq, xb);
     lora(l, LoraTarget::kO, att_.data(), nq, xb);

@@ -3,8 +3,8 @@
 // quantized (or f32/f16) matrix (kernels/common/pack.hpp: the .piq on-disk layout); x holds
 // n_tokens rows of f32 activations. Activations are quantized once (q8 blocks), then output
 // rows are split across the thread pool in multiples of linear_chunk_rows() (two row groups of
-// the packing's interleave for quantized types), and each range runs the chosen GEMV (n_tokens == 1) or GEMM kernel. Results are bit-identical for
-// any thread count.
+// the packing's interleave for quantized types), and each range runs the chosen GEMV
+// (n_tokens == 1) or GEMM kernel. Results are bit-identical for any thread count.
 #include <cstddef>
 #include <cstdint>
 #include <string>

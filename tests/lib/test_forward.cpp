@@ -46,6 +46,13 @@ std::vector<piquant::TokenId> tokens(size_t n, uint32_t seed) {
   return t;
 }
 
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+  return worst;
+}
+
 std::vector<float> run(const std::shared_ptr<const piquant::Model>& m,
                        const std::vector<piquant::TokenId>& toks, bool batched, int threads,
                        piquant::KvCacheType kv = piquant::KvCacheType::kAuto) {
@@ -87,19 +94,14 @@ TEST_CASE("prefill in chunks gives the logits of token-by-token decode", "[lib][
   const auto toks = tokens(150, 6);  // > 2 chunks of 64
   const auto one = run(model, toks, false, 1);
   const auto batch = run(model, toks, true, 1);
-  REQUIRE(one.size() == batch.size());
-  double worst = 0;
-  for (size_t i = 0; i < one.size(); ++i) worst = std::max(worst, double(std::abs(one[i] - batch[i])));
+  const double worst = max_abs_diff(one, batch);
   INFO("worst |batched - sequential| = " << worst);
   CHECK(worst < 1e-4);
   // Quantized weights: the integer kernels make GEMM and GEMV agree to float rounding.
   auto q4 = quantized(*model, piquant::DType::kQ4);
   const auto q_one = run(q4, toks, false, 1);
   const auto q_batch = run(q4, toks, true, 1);
-  double qworst = 0;
-  for (size_t i = 0; i < q_one.size(); ++i) {
-    qworst = std::max(qworst, double(std::abs(q_one[i] - q_batch[i])));
-  }
+  const double qworst = max_abs_diff(q_one, q_batch);
   INFO("q4: worst |batched - sequential| = " << qworst);
   CHECK(qworst < 1e-3);
 }
@@ -118,7 +120,7 @@ TEST_CASE("a prefill asking only for the last logits continues like token-by-tok
     piquant::SessionOptions so;
     so.n_threads = 2;
     piquant::Session pre(m, so), seq(m, so);
-    const size_t vocab = 300;
+    const size_t vocab = static_cast<size_t>(cfg().vocab_size);
     const float* lp = pre.eval(prompt);
     std::vector<float> got(lp, lp + vocab), want;
     for (auto tok : prompt) {
@@ -131,8 +133,7 @@ TEST_CASE("a prefill asking only for the last logits continues like token-by-tok
       got.insert(got.end(), a, a + vocab);
       want.insert(want.end(), b, b + vocab);
     }
-    double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+    const double worst = max_abs_diff(got, want);
     INFO("worst |prefill+decode - sequential| = " << worst);
     CHECK(worst < (t == piquant::DType::kF32 ? 1e-4 : 1e-3));
   }
