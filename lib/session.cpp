@@ -6,6 +6,7 @@
 #include "piquant/error.hpp"
 #include "model/model_impl.hpp"
 #include "threads/thread_pool.hpp"
+#include "util/stop_filter.hpp"
 
 namespace piquant {
 
@@ -155,9 +156,9 @@ const float* Session::eval(const std::vector<TokenId>& tokens, std::vector<float
   return s.logits.data();
 }
 
-GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
-                                     const TokenCallback& on_token,
-                                     const GenerateOptions& options) {
+GenerateResult Session::generate_core(const std::vector<TokenId>& prompt_ids,
+                                      const TokenCallback& on_token,
+                                      const GenerateOptions& options) {
   GenerateResult r;
   r.prompt_ids = prompt_ids;
   Sampler sampler(options.sampler);
@@ -200,53 +201,75 @@ GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
   return r;
 }
 
+GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
+                                     const TokenCallback& on_token,
+                                     const GenerateOptions& options) {
+  const Model& m = *impl_->model;
+  StopFilter filter(options.stop);
+  if (options.stop.empty()) return generate_core(prompt_ids, on_token, options);
+  if (!m.has_tokenizer()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "generate_ids: stop strings need a model with a tokenizer");
+  }
+  TokenStream stream(m.tokenizer());
+  bool user_stop = false;
+  GenerateResult r = generate_core(prompt_ids, [&](TokenId id) {
+    if (on_token && !on_token(id)) {
+      user_stop = true;
+      return false;
+    }
+    filter.push(stream.push(id));
+    return !filter.stopped();
+  }, options);
+  if (filter.stopped() && !user_stop) r.stop = GenerateResult::StopReason::kStopString;
+  return r;
+}
+
 GenerateResult Session::generate(std::string_view prompt, const PieceCallback& on_piece,
                                  const GenerateOptions& options) {
-  const Tokenizer& tok = impl_->model->tokenizer();
-  const std::vector<TokenId> ids = tok.encode(prompt, options.encode);
+  const std::vector<TokenId> ids = impl_->model->tokenizer().encode(prompt, options.encode);
   if (ids.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "generate: the prompt is empty and adds no BOS");
   }
-  TokenStream stream(tok);
-  std::string text;
-  GenerateResult::StopReason early = GenerateResult::StopReason::kMaxTokens;
-  bool stopped = false;
-  auto on_token = [&](TokenId id) {
-    const std::string piece = stream.push(id);
-    if (piece.empty()) return true;
-    const size_t before = text.size();
-    text += piece;
-    for (const std::string& stop : options.stop) {
-      if (stop.empty()) continue;
-      // Search only where a new match can start.
-      const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
-      const size_t at = text.find(stop, from);
-      if (at != std::string::npos) {
-        if (at > before && on_piece) on_piece(std::string_view(text).substr(before, at - before));
-        text.resize(at);
-        early = GenerateResult::StopReason::kStopString;
-        stopped = true;
-        return false;
-      }
-    }
-    if (on_piece && !on_piece(piece)) {
-      early = GenerateResult::StopReason::kCallback;
-      stopped = true;
-      return false;
-    }
-    return true;
-  };
-  GenerateResult r = generate_ids(ids, on_token, options);
-  if (!stopped) {
-    const std::string tail = stream.flush();
-    if (!tail.empty()) {
-      text += tail;
-      if (on_piece) on_piece(tail);
-    }
-  } else {
-    r.stop = early;
+  return generate(ids, on_piece, options);
+}
+
+GenerateResult Session::generate(const std::vector<TokenId>& prompt_ids,
+                                 const PieceCallback& on_piece, const GenerateOptions& options) {
+  if (!impl_->model->has_tokenizer()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "generate: this model has no tokenizer; use generate_ids for token ids");
   }
-  r.text = std::move(text);
+  // The text continues the prompt: the stream starts after its last token, so the first word
+  // generated keeps its leading space (SentencePiece drops it only at the start of a text).
+  TokenStream stream(impl_->model->tokenizer());
+  if (!prompt_ids.empty()) {
+    stream.push(prompt_ids.back());
+    stream.flush();
+  }
+  StopFilter filter(options.stop);
+  bool user_stop = false;
+  // Shows the filter's output; false when the caller asks to stop.
+  auto show = [&](const std::string& text) {
+    if (text.empty() || !on_piece || on_piece(text)) return true;
+    user_stop = true;
+    return false;
+  };
+  GenerateResult r = generate_core(prompt_ids, [&](TokenId id) {
+    const std::string out = filter.push(stream.push(id));
+    return show(out) && !filter.stopped();
+  }, options);
+  if (!filter.stopped() && !user_stop) {
+    std::string tail = filter.push(stream.flush());
+    tail += filter.finish();
+    if (!tail.empty() && on_piece) on_piece(tail);  // generation is over either way
+  }
+  if (user_stop) {
+    r.stop = GenerateResult::StopReason::kCallback;
+  } else if (filter.stopped()) {
+    r.stop = GenerateResult::StopReason::kStopString;
+  }
+  r.text = filter.text();
   return r;
 }
 

@@ -6,12 +6,14 @@
 #include "chat_loop.hpp"
 #include "util/cli.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +25,7 @@ const char* kUsage = R"(usage: piquant-run [options]
                           random demo model
   -z, --tokenizer FILE    tokenizer file (llama2.c tokenizer.bin) for models without one
   -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
+  -f, --file FILE         read the prompt text from FILE (as is: no escapes)
       --prompt-ids LIST   prompt as token ids, e.g. 1,450,2635 (no BOS is added)
   -n, --n-predict N       tokens to generate (default 128)
   -c, --ctx-size N        context length (default: the model's)
@@ -35,6 +38,8 @@ const char* kUsage = R"(usage: piquant-run [options]
       --repeat-last-n N   tokens the penalties look back over (default 64)
       --presence-penalty F, --frequency-penalty F
   -s, --seed S            sampling seed (default 0xC0FFEE)
+  -r, --reverse-prompt T  stop generating when the text T appears (T itself is not printed);
+                          repeatable; in --chat it ends the reply
       --ignore-eos        keep generating after end-of-generation tokens
       --ids               print prompt and generated token ids (space separated) instead of text
       --logits-out FILE   write the logits of every evaluated position (float32 LE, n_vocab each)
@@ -47,6 +52,8 @@ const char* kUsage = R"(usage: piquant-run [options]
                           repeatable: several adapters add up
       --lora-scale S      scale of the preceding --lora (default 1; multiplies alpha / r)
   -ctk, --kv-type T       KV cache type: f16, q8 or f32 (default: f32 for f32 models, else f16)
+      --no-escape         take -p, -r and --system literally (default: \n \t \r \\ \" \'
+                          and \xHH in them are turned into the characters, as llama.cpp does)
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
 )";
@@ -69,17 +76,44 @@ std::vector<piquant::TokenId> parse_ids(const piquant::cli::ArgReader& args, con
   return ids;
 }
 
+// llama.cpp's escape processing of -p / -r / --system: \n \r \t \\ \' \" and \xHH; any other
+// backslash stays as written.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      out += s[i];
+      continue;
+    }
+    const char c = s[i + 1];
+    const char* simple = std::strchr("nrt\\'\"", c);
+    if (c != '\0' && simple != nullptr) {
+      out += c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c;
+      ++i;
+    } else if (c == 'x' && i + 3 < s.size() &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 2])) &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 3]))) {
+      out += static_cast<char>(std::stoi(s.substr(i + 2, 2), nullptr, 16));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 struct Args {
   std::string model, tokenizer, logits_out;
   std::string prompt;
   bool prompt_given = false;
   std::vector<piquant::TokenId> prompt_ids;
   int n_predict = 128, n_ctx = 0, threads = 0;
-  bool ids = false, verbose = false, ignore_eos = false;
+  bool ids = false, verbose = false, ignore_eos = false, escape = true, prompt_from_file = false;
   bool chat = false;
   piquant::KvCacheType kv_type = piquant::KvCacheType::kAuto;
   ChatArgs chat_args;
   piquant::SamplerOptions sampler;
+  std::vector<std::string> stop;  // -r
   std::vector<std::pair<std::string, float>> loras;  // file, scale
 };
 
@@ -90,7 +124,25 @@ Args parse(int argc, char** argv) {
     const std::string f = args.arg();
     if (f == "-m" || f == "--model") a.model = args.value();
     else if (f == "-z" || f == "--tokenizer") a.tokenizer = args.value();
-    else if (f == "-p" || f == "--prompt") a.prompt = args.value(), a.prompt_given = true;
+    else if (f == "-p" || f == "--prompt") {
+      if (a.prompt_given) die("give the prompt once: -p or -f");
+      a.prompt = args.value(), a.prompt_given = true;
+    }
+    else if (f == "-f" || f == "--file") {
+      if (a.prompt_given) die("give the prompt once: -p or -f");
+      const std::string path = args.value();
+      std::ifstream in(path, std::ios::binary);
+      if (!in) die(path + ": cannot open the prompt file");
+      std::ostringstream text;
+      text << in.rdbuf();
+      if (in.bad()) die(path + ": read error");
+      a.prompt = text.str();
+      a.prompt_given = a.prompt_from_file = true;
+    }
+    else if (f == "-r" || f == "--reverse-prompt") {
+      a.stop.push_back(args.value());
+      if (a.stop.back().empty()) die(f + " needs a non-empty text");
+    }
     else if (f == "--prompt-ids") a.prompt_ids = parse_ids(args, args.value());
     else if (f == "-n" || f == "--n-predict") a.n_predict = static_cast<int>(args.parse_int(f, args.value()));
     else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(args.parse_int(f, args.value()));
@@ -123,8 +175,15 @@ Args parse(int argc, char** argv) {
       if (a.loras.empty()) die(f + " must follow a --lora FILE");
       a.loras.back().second = args.parse_float(f, args.value());
     }
+    else if (f == "-e" || f == "--escape") a.escape = true;
+    else if (f == "--no-escape") a.escape = false;
     else if (f == "-v" || f == "--verbose") a.verbose = true;
     else die("unknown option '" + f + "' (see --help)");
+  }
+  if (a.escape) {
+    if (!a.prompt_from_file) a.prompt = unescape(a.prompt);
+    for (std::string& stop : a.stop) stop = unescape(stop);
+    a.chat_args.system_prompt = unescape(a.chat_args.system_prompt);
   }
   if (a.n_predict < 0) die("-n must be >= 0");
   if (a.threads < 0) die("-t must be >= 0");
@@ -191,6 +250,7 @@ int run(const Args& a) {
   go.max_tokens = a.n_predict;
   go.sampler = a.sampler;
   go.stop_at_end_of_generation = !a.ignore_eos;
+  go.stop = a.stop;
   std::ofstream logits_file;
   if (!a.logits_out.empty()) {
     logits_file.open(a.logits_out, std::ios::binary);
@@ -221,21 +281,21 @@ int run(const Args& a) {
     }, go);
     std::printf("\n");
   } else {
-    piquant::TokenStream stream(model->tokenizer());
     if (!a.prompt_ids.empty()) {
       // Echo the prompt given as ids, so the output reads as one text.
+      piquant::TokenStream stream(model->tokenizer());
       for (piquant::TokenId id : prompt_ids) std::cout << stream.push(id);
+      std::cout << stream.flush();
     } else {
-      std::cout << prompt;  // echo as typed; the stream only needs the prompt's last token
-      for (piquant::TokenId id : prompt_ids) stream.push(id);
+      std::cout << prompt;  // echo as typed
     }
     std::cout << std::flush;
-    r = session.generate_ids(prompt_ids, [&](piquant::TokenId id) {
-      if (model->tokenizer().is_end_of_generation(id)) return true;
-      std::cout << stream.push(id) << std::flush;
+    // The continuation as text; the library holds back anything that could begin a -r string.
+    r = session.generate(prompt_ids, [](std::string_view piece) {
+      std::cout << piece << std::flush;
       return true;
     }, go);
-    std::cout << stream.flush() << std::endl;
+    std::cout << std::endl;
   }
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;

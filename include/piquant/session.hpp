@@ -28,7 +28,11 @@ struct SessionOptions {
 struct GenerateOptions {
   int max_tokens = 256;               ///< tokens to generate at most
   SamplerOptions sampler;
-  std::vector<std::string> stop;      ///< stop when the generated text contains one of these
+  /// Stop when the generated text contains one of these. The text API (generate) never streams
+  /// any part of a stop string: text that could begin one is held back until it is decided, and
+  /// GenerateResult::text ends just before the match. generate_ids reports every sampled id and
+  /// stops after the one that completes a match (needs a model with a tokenizer).
+  std::vector<std::string> stop;
   bool stop_at_end_of_generation = true;  ///< stop at EOS / end-of-turn tokens
   EncodeOptions encode;               ///< how the prompt text is tokenized
   /// Sees the logits of every evaluated position (prompt tokens included), before sampling.
@@ -65,6 +69,9 @@ class Session {
   /// Tokenizes `prompt`, evaluates it and generates; streams text through on_piece.
   GenerateResult generate(std::string_view prompt, const PieceCallback& on_piece,
                           const GenerateOptions& options = {});
+  /// Same from prompt ids (no BOS is added), streaming text.
+  GenerateResult generate(const std::vector<TokenId>& prompt_ids, const PieceCallback& on_piece,
+                          const GenerateOptions& options = {});
   /// Same from prompt ids; on_token sees each generated id.
   GenerateResult generate_ids(const std::vector<TokenId>& prompt_ids, const TokenCallback& on_token,
                               const GenerateOptions& options = {});
@@ -87,6 +94,9 @@ class Session {
                                                 const std::vector<TokenId>& tokens);
 
  private:
+  /// generate_ids without stop strings.
+  GenerateResult generate_core(const std::vector<TokenId>& prompt_ids, const TokenCallback& on_token,
+                               const GenerateOptions& options);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -231,56 +231,26 @@ GenerateResult Conversation::send(std::string_view user_message, const PieceCall
   }
   options.stop.push_back(template_.end_of_turn());
   options.encode.add_bos = false;
-  const std::vector<TokenId> prompt = ids;
-  std::string reply;
-  GenerateResult r;
-  std::vector<TokenId> evaluated;
-  {
-    // generate_ids streams ids; text assembly and stop strings are done as Session::generate
-    // does, through a TokenStream, so pieces stay whole UTF-8 characters.
-    const Tokenizer& tok = session_.model().tokenizer();
-    TokenStream stream(tok);
-    bool stopped = false;
-    auto on_token = [&](TokenId id) {
-      if (stopped) return false;
-      evaluated.push_back(id);
-      const std::string piece = stream.push(id);
+  // Streams text, holding back anything that could be the start of a stop string (the
+  // template's end of turn among them). Session::generate continues the prompt's text; a reply
+  // is a message of its own, so one space at its very start is dropped (as a SentencePiece
+  // decode of the reply alone does: "[/INST]" is followed by "▁Hello").
+  bool at_start = true;
+  GenerateResult r = session_.generate(ids, [&](std::string_view piece) {
+    if (at_start) {
+      at_start = false;
+      if (piece.front() == ' ') piece.remove_prefix(1);
       if (piece.empty()) return true;
-      const size_t before = reply.size();
-      reply += piece;
-      for (const std::string& stop : options.stop) {
-        if (stop.empty()) continue;
-        const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
-        const size_t at = reply.find(stop, from);
-        if (at != std::string::npos) {
-          if (at > before && on_piece) on_piece(std::string_view(reply).substr(before, at - before));
-          reply.resize(at);
-          stopped = true;
-          return false;
-        }
-      }
-      if (on_piece && !on_piece(piece)) {
-        stopped = true;
-        return false;
-      }
-      return true;
-    };
-    r = session_.generate_ids(prompt, on_token, options);
-    if (!stopped) {
-      const std::string tail = stream.flush();
-      reply += tail;
-      if (on_piece && !tail.empty()) on_piece(tail);
-    } else {
-      r.stop = GenerateResult::StopReason::kStopString;
     }
-    // The KV cache holds the prompt and every generated token but the last one sampled.
-    if (!evaluated.empty() && r.stop != GenerateResult::StopReason::kEndOfGeneration) {
-      evaluated.pop_back();
-    }
-    rendered_ = full + tok.decode(evaluated);
-  }
-  r.text = reply;
-  messages_.push_back({"assistant", reply});
+    return !on_piece || on_piece(piece);
+  }, options);
+  if (!r.text.empty() && r.text.front() == ' ') r.text.erase(0, 1);
+  // The KV cache holds the prompt and every generated token but the last one sampled (which
+  // ended the reply: end of generation, a stop string, the token limit or a full context).
+  std::vector<TokenId> evaluated = r.generated_ids;
+  if (!evaluated.empty()) evaluated.pop_back();
+  rendered_ = full + session_.model().tokenizer().decode(evaluated);
+  messages_.push_back({"assistant", r.text});
   return r;
 }
 
