@@ -175,6 +175,15 @@ bool PtyProgram::wait_for(const std::string& marker, int count, int timeout_seco
   return true;
 }
 
+bool PtyProgram::wait_for_output(size_t bytes, int timeout_seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  while (out_.size() < bytes) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    pump(100);
+  }
+  return true;
+}
+
 int PtyProgram::wait_exit(int timeout_seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -184,7 +193,7 @@ int PtyProgram::wait_exit(int timeout_seconds) {
     if (r == pid_) {
       pid_ = -1;
       for (int i = 0; i < 5; ++i) pump(10);
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
   }
   return -1;

@@ -43,7 +43,10 @@ class PtyProgram {
   /// Reads until `marker` has appeared `count` times in all output so far, or the timeout;
   /// returns whether it did.
   bool wait_for(const std::string& marker, int count = 1, int timeout_seconds = 60);
-  /// Waits for the program to end; returns its exit status (-1: killed or still running).
+  /// Reads until the output so far is at least `bytes` long, or the timeout; returns whether.
+  bool wait_for_output(size_t bytes, int timeout_seconds = 60);
+  /// Waits for the program to end; returns its exit status, 128 + the signal when a signal
+  /// ended it (as a shell reports it), -1 when it is still running.
   int wait_exit(int timeout_seconds = 60);
   const std::string& output() const { return out_; }
 

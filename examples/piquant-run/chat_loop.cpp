@@ -1,5 +1,7 @@
 #include "chat_loop.hpp"
 
+#include "interrupt.hpp"
+
 #include <cstdio>
 #include <iostream>
 
@@ -35,8 +37,8 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
   piquant::Conversation chat(session, tmpl, co);
   std::fprintf(stderr,
                "piquant-run: chat (template %s, context %d tokens). Type a message and press "
-               "Enter; end a line with \\ to continue it; /reset starts over, /exit or Ctrl-D "
-               "quits.\n",
+               "Enter; end a line with \\ to continue it; Ctrl-C stops a reply; /reset starts "
+               "over, /exit or Ctrl-D quits.\n",
                tmpl.name(), session.n_ctx());
 
   std::string msg = a.first_message;
@@ -56,11 +58,17 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
     if (msg.empty()) continue;
     try {
       const int dropped = chat.dropped_turns();
-      const piquant::GenerateResult r = chat.send(msg, [](std::string_view piece) {
-        std::cout << piece << std::flush;
-        return true;
-      }, go);
+      clear_interrupted();
+      piquant::GenerateResult r;
+      {
+        const GeneratingScope generating;  // Ctrl-C ends the reply, not the chat
+        r = chat.send(msg, [](std::string_view piece) {
+          std::cout << piece << std::flush;
+          return !interrupted();
+        }, go);
+      }
       std::cout << std::endl;
+      if (interrupted()) std::cout << "[interrupted]" << std::endl;
       if (chat.dropped_turns() > dropped) {
         std::fprintf(stderr, "piquant-run: context full: dropped the %d oldest turn(s)\n",
                      chat.dropped_turns() - dropped);

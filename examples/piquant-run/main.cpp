@@ -4,6 +4,7 @@
 #include <piquant/piquant.hpp>
 
 #include "chat_loop.hpp"
+#include "interrupt.hpp"
 #include "util/cli.hpp"
 
 #include <cctype>
@@ -56,6 +57,8 @@ const char* kUsage = R"(usage: piquant-run [options]
                           and \xHH in them are turned into the characters, as llama.cpp does)
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
+Ctrl-C stops the text being generated (in --chat: the reply; the chat goes on); at the chat
+prompt, or pressed again, it quits.
 )";
 
 [[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-run", msg); }
@@ -270,6 +273,7 @@ int run(const Args& a) {
   if (prompt_ids.empty()) die("the prompt is empty and the tokenizer adds no BOS");
 
   piquant::GenerateResult r;
+  const GeneratingScope generating;  // Ctrl-C now stops the generation (interrupt.hpp)
   if (a.ids) {
     const char* sep = "";
     for (piquant::TokenId id : prompt_ids) std::printf("%s%d", sep, id), sep = " ";
@@ -277,7 +281,7 @@ int run(const Args& a) {
     r = session.generate_ids(prompt_ids, [](piquant::TokenId id) {
       std::printf(" %d", id);
       std::fflush(stdout);
-      return true;
+      return !interrupted();
     }, go);
     std::printf("\n");
   } else {
@@ -293,10 +297,11 @@ int run(const Args& a) {
     // The continuation as text; the library holds back anything that could begin a -r string.
     r = session.generate(prompt_ids, [](std::string_view piece) {
       std::cout << piece << std::flush;
-      return true;
+      return !interrupted();
     }, go);
     std::cout << std::endl;
   }
+  if (interrupted()) std::fprintf(stderr, "piquant-run: interrupted (Ctrl-C)\n");
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;
   std::fprintf(stderr,
@@ -306,13 +311,14 @@ int run(const Args& a) {
                r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
                r.generated_ids.size(), gen_tps,
                a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()));
-  return 0;
+  return interrupted() ? 130 : 0;  // 128 + SIGINT, as a shell reports a Ctrl-C
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
+  install_interrupt_handler();
   try {
     return run(args);
   } catch (const piquant::Error& e) {
