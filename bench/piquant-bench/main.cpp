@@ -36,6 +36,7 @@ const char* kUsage = R"(usage: piquant-bench [options]
   -o, --output FORMAT       md (default), json, jsonl or csv
       --json                same as -o json
   -h, --help
+      --version
 )";
 
 [[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-bench", msg); }

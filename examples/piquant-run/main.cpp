@@ -57,6 +57,7 @@ const char* kUsage = R"(usage: piquant-run [options]
                           and \xHH in them are turned into the characters, as llama.cpp does)
   -v, --verbose           print model and kernel details to stderr
   -h, --help              this text
+      --version           the version
 Ctrl-C stops the text being generated (in --chat: the reply; the chat goes on); at the chat
 prompt, or pressed again, it quits.
 )";

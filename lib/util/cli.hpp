@@ -8,12 +8,20 @@
 #include <cstdlib>
 #include <string>
 
+#include "piquant/version.hpp"
+
 namespace piquant::cli {
 
 /// Prints "<prog>: error: <msg>" to stderr and exits with status 1.
 [[noreturn]] inline void die(const char* prog, const std::string& msg) {
   std::fprintf(stderr, "%s: error: %s\n", prog, msg.c_str());
   std::exit(1);
+}
+
+/// "<prog> (piquant 0.1.0)" on stdout, exit status 0.
+[[noreturn]] inline void print_version_and_exit(const char* prog) {
+  std::printf("%s (piquant %s)\n", prog, piquant::version());
+  std::exit(0);
 }
 
 /// One program's arguments, one at a time: `while (args.next()) { ... args.arg() ... }`.
@@ -23,8 +31,8 @@ class ArgReader {
   ArgReader(const char* prog, const char* usage, int argc, char** argv)
       : prog_(prog), usage_(usage), argc_(argc), argv_(argv) {}
 
-  /// Moves to the next argument; false after the last. -h / --help print the usage to stdout and
-  /// exit with status 0.
+  /// Moves to the next argument; false after the last. -h / --help print the usage, --version
+  /// the program's and the library's version, to stdout and exit with status 0.
   bool next() {
     if (++i_ >= argc_) return false;
     arg_ = argv_[i_];
@@ -32,6 +40,7 @@ class ArgReader {
       std::fputs(usage_, stdout);
       std::exit(0);
     }
+    if (arg_ == "--version") print_version_and_exit(prog_);
     return true;
   }
   /// The current argument.

@@ -40,6 +40,7 @@ given with -z).
   -t, --threads N         threads (default: all cores)
   -q, --quiet             no progress output
   -h, --help              this text
+      --version           the version
 LoRA adapters (PEFT directory, adapter safetensors, GGUF adapter or .piq adapter):
       --merge-lora FILE   merge the adapter into the weights before quantizing (repeatable)
       --lora-scale S      scale of the preceding --merge-lora (default 1; multiplies alpha / r)

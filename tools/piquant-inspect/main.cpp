@@ -11,6 +11,7 @@
 #include "format/piq.hpp"
 #include "format/piq_model.hpp"
 #include "piquant/piquant.hpp"
+#include "util/cli.hpp"
 #include "util/progress.hpp"
 
 namespace {
@@ -21,6 +22,7 @@ FILE is a piquant .piq file or a GGUF file.
       --verify     .piq: also recompute every tensor's checksum
       --no-tensors leave out the tensor table
   -h, --help       this text
+      --version    the version
 )";
 
 [[noreturn]] void die(const std::string& msg) {
@@ -168,6 +170,8 @@ int main(int argc, char** argv) {
     if (f == "-h" || f == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (f == "--version") {
+      piquant::cli::print_version_and_exit("piquant-inspect");
     } else if (f == "--json")
       json_only = true;
     else if (f == "--verify")

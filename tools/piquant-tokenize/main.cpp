@@ -5,6 +5,7 @@
 // tokenizer.json, vocab.json (+ merges.txt beside it), llama2.c tokenizer.bin, GGUF, piquant model.
 #include <piquant/error.hpp>
 #include <piquant/tokenizer.hpp>
+#include <piquant/version.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,7 @@ const char* kUsage = R"(usage: piquant-tokenize TOKENIZER [--bos|--no-bos] [--sp
               decode: show special tokens instead of skipping them
   --decode    IDS are token ids ("[1, 15043]", "1 15043" or "1,15043"; "-" reads standard
               input); prints the text
+  --version   the version
 Encoding prints the ids as a JSON array. Errors go to standard error, with exit status 1.
 )";
 
@@ -77,6 +79,9 @@ int main(int argc, char** argv) {
       end_of_options = true;
     } else if (!end_of_options && (a == "-h" || a == "--help")) {
       std::fputs(kUsage, stdout);
+      return 0;
+    } else if (!end_of_options && a == "--version") {
+      std::printf("piquant-tokenize (piquant %s)\n", piquant::version());
       return 0;
     } else if (!end_of_options && a == "--bos") {
       eo.add_bos = true;
