@@ -9,11 +9,13 @@
 
 #include <cctype>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -28,7 +30,8 @@ const char* kUsage = R"(usage: piquant-run [options]
   -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
   -f, --file FILE         read the prompt text from FILE (as is: no escapes)
       --prompt-ids LIST   prompt as token ids, e.g. 1,450,2635 (no BOS is added)
-  -n, --n-predict N       tokens to generate (default 128)
+  -n, --n-predict N       tokens to generate (default 128; -1: until the end of generation or
+                          a full context)
   -c, --ctx-size N        context length (default: the model's)
   -t, --threads N         threads (default: all cores)
       --temp T            temperature, 0 = greedy (default 0.8)
@@ -38,7 +41,7 @@ const char* kUsage = R"(usage: piquant-run [options]
       --repeat-penalty R  repetition penalty (default 1.0 = off)
       --repeat-last-n N   tokens the penalties look back over (default 64)
       --presence-penalty F, --frequency-penalty F
-  -s, --seed S            sampling seed (default 0xC0FFEE)
+  -s, --seed S            sampling seed (default 0xC0FFEE; -1: a random seed, printed)
   -r, --reverse-prompt T  stop generating when the text T appears (T itself is not printed);
                           repeatable; in --chat it ends the reply
       --ignore-eos        keep generating after end-of-generation tokens
@@ -113,6 +116,7 @@ struct Args {
   std::vector<piquant::TokenId> prompt_ids;
   int n_predict = 128, n_ctx = 0, threads = 0;
   bool ids = false, verbose = false, ignore_eos = false, escape = true, prompt_from_file = false;
+  bool random_seed = false;  // -s -1
   bool chat = false;
   piquant::KvCacheType kv_type = piquant::KvCacheType::kAuto;
   ChatArgs chat_args;
@@ -148,7 +152,11 @@ Args parse(int argc, char** argv) {
       if (a.stop.back().empty()) die(f + " needs a non-empty text");
     }
     else if (f == "--prompt-ids") a.prompt_ids = parse_ids(args, args.value());
-    else if (f == "-n" || f == "--n-predict") a.n_predict = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "-n" || f == "--n-predict") {
+      const long n = args.parse_int(f, args.value());
+      if (n < -1 || n > INT_MAX) die(f + " must be -1 (until the end) or a token count");
+      a.n_predict = n == -1 ? INT_MAX : static_cast<int>(n);
+    }
     else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(args.parse_int(f, args.value()));
     else if (f == "-t" || f == "--threads") a.threads = static_cast<int>(args.parse_int(f, args.value()));
     else if (f == "--temp") a.sampler.temperature = args.parse_float(f, args.value());
@@ -159,7 +167,11 @@ Args parse(int argc, char** argv) {
     else if (f == "--repeat-last-n") a.sampler.repeat_last_n = static_cast<int>(args.parse_int(f, args.value()));
     else if (f == "--presence-penalty") a.sampler.presence_penalty = args.parse_float(f, args.value());
     else if (f == "--frequency-penalty") a.sampler.frequency_penalty = args.parse_float(f, args.value());
-    else if (f == "-s" || f == "--seed") a.sampler.seed = static_cast<uint64_t>(args.parse_int(f, args.value()));
+    else if (f == "-s" || f == "--seed") {
+      const std::string v = args.value();
+      a.random_seed = v == "-1";
+      if (!a.random_seed) a.sampler.seed = static_cast<uint64_t>(args.parse_int(f, v));
+    }
     else if (f == "--ignore-eos") a.ignore_eos = true;
     else if (f == "--ids") a.ids = true;
     else if (f == "--logits-out") a.logits_out = args.value();
@@ -189,7 +201,12 @@ Args parse(int argc, char** argv) {
     for (std::string& stop : a.stop) stop = unescape(stop);
     a.chat_args.system_prompt = unescape(a.chat_args.system_prompt);
   }
-  if (a.n_predict < 0) die("-n must be >= 0");
+  if (a.random_seed) {
+    std::random_device rd;
+    a.sampler.seed = (uint64_t{rd()} << 32) ^ rd();
+    std::fprintf(stderr, "piquant-run: seed %llu (-s -1: random)\n",
+                 static_cast<unsigned long long>(a.sampler.seed));
+  }
   if (a.threads < 0) die("-t must be >= 0");
   if (a.chat && (a.ids || !a.prompt_ids.empty())) die("--chat takes text, not --ids / --prompt-ids");
   if (a.chat && a.prompt_given) a.chat_args.first_message = a.prompt;
@@ -303,6 +320,10 @@ int run(const Args& a) {
     std::cout << std::endl;
   }
   if (interrupted()) std::fprintf(stderr, "piquant-run: interrupted (Ctrl-C)\n");
+  if (r.stop == piquant::GenerateResult::StopReason::kContextFull) {
+    std::fprintf(stderr, "piquant-run: stopped: the context (%d tokens) is full; -c sets its size\n",
+                 session.n_ctx());
+  }
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;
   std::fprintf(stderr,

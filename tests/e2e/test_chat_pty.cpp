@@ -86,3 +86,50 @@ TEST_CASE("Ctrl-C stops piquant-run's generation, which still prints its timing 
   CHECK(std::stoi(p.output().substr(at + 10)) < 999);
 #endif
 }
+
+TEST_CASE("piquant-run -n -1 runs to a full context, -s -1 picks a seed it prints",
+          "[e2e][cli]") {
+#ifndef PIQUANT_RUN_PATH
+  WARN("skipped: piquant-run is not built (PIQUANT_BUILD_EXAMPLES=OFF)");
+#else
+  using piquant::test::run_program;
+  const auto full = run_program(PIQUANT_RUN_PATH, {"-n", "-1", "-c", "48", "--ignore-eos", "-t", "1",
+                                                   "--prompt-ids", "1,2,3", "--ids"});
+  REQUIRE(full.exit_code == 0);
+  CHECK(full.err.find("the context (48 tokens) is full") != std::string::npos);
+  // 3 prompt ids, 45 generated ones evaluated and the last one sampled.
+  size_t words = 0;
+  for (size_t i = 0; i < full.out.size(); ++i) {
+    if (full.out[i] != ' ' && full.out[i] != '\n' && (i == 0 || full.out[i - 1] == ' ')) ++words;
+  }
+  CHECK(words == 3 + 46);
+  CHECK(run_program(PIQUANT_RUN_PATH, {"-n", "-2"}).exit_code == 1);
+
+  // Sampling that depends on the seed: temperature 1 over many tokens (the presence penalty
+  // rules out repeats, which the demo model would otherwise pick whatever the seed).
+  const std::vector<std::string> sample = {"-n", "12", "--temp", "1", "--top-k", "0",
+                                           "--presence-penalty", "1000", "-t", "1",
+                                           "--prompt-ids", "1,2,3", "--ids"};
+  auto run = [&](const std::string& seed) {
+    std::vector<std::string> args = sample;
+    args.push_back("-s");
+    args.push_back(seed);
+    return run_program(PIQUANT_RUN_PATH, args);
+  };
+  auto seed_of = [](const std::string& err) {
+    const std::string key = "piquant-run: seed ";
+    const size_t at = err.find(key);
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + key.size();
+    return err.substr(from, err.find(' ', from) - from);
+  };
+  const auto a = run("-1");
+  const auto b = run("-1");
+  REQUIRE(a.exit_code == 0);
+  const std::string seed = seed_of(a.err);
+  CAPTURE(a.err, b.err);
+  REQUIRE(!seed.empty());
+  CHECK(seed != seed_of(b.err));
+  CHECK(run(seed).out == a.out);  // the printed seed reproduces the run
+#endif
+}
