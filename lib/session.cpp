@@ -1,6 +1,7 @@
 #include "piquant/session.hpp"
 
 #include <chrono>
+#include <string>
 
 #include "model/graph.hpp"
 #include "piquant/error.hpp"
@@ -69,6 +70,15 @@ Session& Session::operator=(Session&&) noexcept = default;
 int Session::position() const { return impl_->pos; }
 int Session::n_ctx() const { return impl_->n_ctx; }
 void Session::reset() { impl_->pos = 0; }
+
+void Session::rewind(int position) {
+  if (position < 0 || position > impl_->pos) {
+    throw Error(ErrorCode::kOutOfRange, "rewind to position " + std::to_string(position) +
+                                            ": the session holds " + std::to_string(impl_->pos) +
+                                            " tokens");
+  }
+  impl_->pos = position;  // later evals overwrite the cache from here; attention reads [0, pos)
+}
 
 size_t Session::kv_cache_bytes() const { return impl_->forward.kv().memory_bytes(); }
 size_t Session::scratch_bytes() const { return impl_->forward.scratch_bytes(); }

@@ -170,7 +170,7 @@ Args parse(int argc, char** argv) {
     else if (f == "-s" || f == "--seed") {
       const std::string v = args.value();
       a.random_seed = v == "-1";
-      if (!a.random_seed) a.sampler.seed = static_cast<uint64_t>(args.parse_int(f, v));
+      if (!a.random_seed) a.sampler.seed = args.parse_u64(f, v);
     }
     else if (f == "--ignore-eos") a.ignore_eos = true;
     else if (f == "--ids") a.ids = true;

@@ -62,17 +62,20 @@ class Conversation {
   const std::vector<ChatMessage>& messages() const { return messages_; }
   /// Turns dropped so far to make room (drop_oldest_turns).
   int dropped_turns() const { return dropped_; }
+  /// Forgets the turns (the system prompt stays). The session keeps its cache: the next send
+  /// evaluates again only what follows the tokens it shares with it (the system prompt).
   void reset();
 
  private:
-  std::vector<TokenId> encode(const std::string& text) const;
-  void rebuild_cache();
+  /// Tokens of `text` rendered at the start of the cache (at_start) or after it.
+  std::vector<TokenId> encode(const std::string& text, bool at_start) const;
 
   Session& session_;
   ChatTemplate template_;
   ConversationOptions options_;
   std::vector<ChatMessage> messages_;
   std::string rendered_;  ///< the text whose tokens are in the KV cache
+  std::vector<TokenId> cached_;  ///< those tokens (session_ positions 0 .. size)
   int dropped_ = 0;
 };
 

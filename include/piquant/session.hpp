@@ -79,6 +79,10 @@ class Session {
   int position() const;  ///< tokens in the KV cache
   int n_ctx() const;
   void reset();          ///< forget the conversation (position 0)
+  /// Forgets the tokens from `position` on, keeping the ones before it (a shared prefix, such as
+  /// a system prompt, need not be evaluated again). Throws kOutOfRange unless
+  /// 0 <= position <= position().
+  void rewind(int position);
   size_t kv_cache_bytes() const;  ///< memory of the KV cache for n_ctx positions
   size_t scratch_bytes() const;   ///< activation buffers
   std::string kernel_names() const;  ///< the kernels this session runs (for -v output)

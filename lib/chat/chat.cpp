@@ -170,12 +170,11 @@ Conversation::Conversation(Session& session, ChatTemplate chat_template,
 void Conversation::reset() {
   messages_.clear();
   if (!options_.system_prompt.empty()) messages_.push_back({"system", options_.system_prompt});
-  rendered_.clear();
+  rendered_.clear();  // the next send renders from the start and reuses the shared prefix
   dropped_ = 0;
-  session_.reset();
 }
 
-std::vector<TokenId> Conversation::encode(const std::string& text) const {
+std::vector<TokenId> Conversation::encode(const std::string& text, bool at_start) const {
   const Tokenizer& tok = session_.model().tokenizer();
   EncodeOptions eo;
   eo.parse_special = true;
@@ -183,7 +182,7 @@ std::vector<TokenId> Conversation::encode(const std::string& text) const {
   // tokenizer's own convention applies at the start of the cache only.
   const bool text_has_bos =
       tok.bos_id() >= 0 && text.rfind(tok.piece(tok.bos_id()), 0) == 0;
-  if (session_.position() > 0 || text_has_bos) eo.add_bos = false;
+  if (!at_start || text_has_bos) eo.add_bos = false;
   return tok.encode(text, eo);
 }
 
@@ -195,11 +194,23 @@ GenerateResult Conversation::send(std::string_view user_message, const PieceCall
   std::string full;
   for (;;) {
     full = template_.render(messages_, true);
-    if (full.compare(0, rendered_.size(), rendered_) != 0 || rendered_.empty()) {
-      session_.reset();  // history changed (or first turn): evaluate it all again
+    // (A session moved on by someone else since the last turn holds something else.)
+    if (rendered_.empty() || session_.position() != static_cast<int>(cached_.size()) ||
+        full.compare(0, rendered_.size(), rendered_) != 0) {
+      // First turn, or the history changed (reset, dropped turns): the whole text again, but
+      // the tokens it shares from the start with the cache (the system prompt at least) stay
+      // there. One token at least is evaluated, for the logits of the reply's first token.
+      const std::vector<TokenId> all = encode(full, true);
+      if (session_.position() != static_cast<int>(cached_.size())) cached_.clear();  // not ours
+      size_t keep = 0;
+      while (keep < cached_.size() && keep + 1 < all.size() && cached_[keep] == all[keep]) ++keep;
+      session_.rewind(static_cast<int>(keep));
+      cached_.resize(keep);
+      ids.assign(all.begin() + static_cast<std::ptrdiff_t>(keep), all.end());
       rendered_.clear();
+    } else {
+      ids = encode(full.substr(rendered_.size()), session_.position() == 0);
     }
-    ids = encode(full.substr(rendered_.size()));
     // Room for the new tokens and at least one reply token.
     if (session_.position() + static_cast<int>(ids.size()) < n_ctx) break;
     const size_t first = !messages_.empty() && messages_[0].role == "system" ? 1 : 0;
@@ -250,6 +261,8 @@ GenerateResult Conversation::send(std::string_view user_message, const PieceCall
   std::vector<TokenId> evaluated = r.generated_ids;
   if (!evaluated.empty()) evaluated.pop_back();
   rendered_ = full + session_.model().tokenizer().decode(evaluated);
+  cached_.insert(cached_.end(), ids.begin(), ids.end());
+  cached_.insert(cached_.end(), evaluated.begin(), evaluated.end());
   messages_.push_back({"assistant", r.text});
   return r;
 }

@@ -61,6 +61,17 @@ class ArgReader {
     if (v.empty() || *end != '\0' || errno != 0) die(flag + " expects an integer, got '" + v + "'");
     return x;
   }
+  /// All of `v` as an unsigned 64-bit integer (strtoull base 0), or dies
+  /// "<flag> expects a non-negative integer, got '<v>'".
+  unsigned long long parse_u64(const std::string& flag, const std::string& v) const {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long x = std::strtoull(v.c_str(), &end, 0);
+    if (v.empty() || v[0] == '-' || *end != '\0' || errno != 0) {
+      die(flag + " expects a non-negative integer, got '" + v + "'");
+    }
+    return x;
+  }
   /// All of `v` as a decimal integer in [0, 2^30], or dies
   /// "<flag> expects a non-negative integer, got '<v>'".
   int parse_count(const std::string& flag, const std::string& v) const {

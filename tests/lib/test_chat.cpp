@@ -8,6 +8,15 @@ namespace {
 const std::vector<piquant::ChatMessage> kTwoTurns = {
     {"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello!"}, {"user", "Bye"}};
 
+// Greedy replies of `n` tokens that run past end-of-generation tokens.
+piquant::GenerateOptions greedy_tokens(int n) {
+  piquant::GenerateOptions go;
+  go.max_tokens = n;
+  go.sampler.temperature = 0;
+  go.stop_at_end_of_generation = false;
+  return go;
+}
+
 }  // namespace
 
 TEST_CASE("chat templates render each family's format", "[lib][chat]") {
@@ -80,10 +89,7 @@ TEST_CASE("a conversation evaluates only each new turn and keeps earlier turns c
 TEST_CASE("a conversation that outgrows the context errors or drops its oldest turns",
           "[lib][chat]") {
   auto model = piquant::Model::synthetic();
-  piquant::GenerateOptions go;
-  go.max_tokens = 6;
-  go.sampler.temperature = 0;
-  go.stop_at_end_of_generation = false;
+  const piquant::GenerateOptions go = greedy_tokens(6);
   const std::string msg(60, 'a');  // ~60 tokens with the demo tokenizer
   {
     piquant::Session session(model, piquant::SessionOptions{128, 1});
@@ -105,4 +111,73 @@ TEST_CASE("a conversation that outgrows the context errors or drops its oldest t
     CHECK(chat.messages().front().role == "system");
     CHECK(session.position() < 128);
   }
+}
+
+TEST_CASE("after reset or dropped turns a conversation reuses the cached system prompt",
+          "[lib][chat]") {
+  auto model = piquant::Model::synthetic();
+  const piquant::GenerateOptions go = greedy_tokens(6);
+  piquant::ConversationOptions co;
+  co.system_prompt = std::string(40, 's');  // ~40 tokens with the demo tokenizer
+  const auto tmpl = piquant::ChatTemplate::by_name("chatml");
+
+  piquant::Session session(model, piquant::SessionOptions{256, 1});
+  piquant::Conversation chat(session, tmpl, co);
+  const auto first = chat.send("Hello", nullptr, go);
+  chat.send("More", nullptr, go);
+  chat.reset();
+  const auto again = chat.send("Hello", nullptr, go);
+  // The same reply as the first time, from far fewer evaluated tokens: the system prompt (and
+  // the turn's start that matches the cache) was not evaluated again.
+  CHECK(again.text == first.text);
+  CHECK(again.generated_ids == first.generated_ids);
+  CHECK(again.prompt_ids.size() + 30 < first.prompt_ids.size());
+  CHECK(session.position() ==
+        static_cast<int>(first.prompt_ids.size() + first.generated_ids.size() - 1));
+
+  // A conversation on a session someone else moved on starts over (no stale cache is trusted):
+  // afterwards the cache holds exactly this conversation's prompt and reply.
+  const auto& tok = model->tokenizer();
+  auto prompt_tokens = [&](const piquant::Conversation& c) {  // the history before the reply
+    const std::vector<piquant::ChatMessage> h(c.messages().begin(), c.messages().end() - 1);
+    return tok.encode(tmpl.render(h, true), piquant::EncodeOptions{std::nullopt, true}).size();
+  };
+  session.eval({1, 2, 3});
+  const auto after_other_use = chat.send("Hi", nullptr, go);
+  CHECK(session.position() ==
+        static_cast<int>(prompt_tokens(chat) + after_other_use.generated_ids.size() - 1));
+
+  // Dropping the oldest turns keeps the system prompt's tokens: the turn that dropped evaluates
+  // less than its whole prompt.
+  piquant::Session small(model, piquant::SessionOptions{200, 1});
+  co.drop_oldest_turns = true;
+  piquant::Conversation dropping(small, tmpl, co);
+  const std::string msg(30, 'a');
+  bool checked = false;
+  for (int turn = 0; turn < 8 && !checked; ++turn) {
+    const int dropped = dropping.dropped_turns();
+    const auto r = dropping.send(msg, nullptr, go);
+    if (dropping.dropped_turns() == dropped) continue;
+    CHECK(r.prompt_ids.size() + 30 < prompt_tokens(dropping));
+    CHECK(small.position() ==
+          static_cast<int>(prompt_tokens(dropping) + r.generated_ids.size() - 1));
+    checked = true;
+  }
+  CHECK(checked);
+}
+
+TEST_CASE("rewind keeps a prefix of the cache and evaluates on from there", "[lib][session]") {
+  auto model = piquant::Model::synthetic();
+  const size_t vocab = static_cast<size_t>(model->config().vocab_size);
+  piquant::Session a(model, piquant::SessionOptions{64, 1});
+  a.eval({1, 20, 30, 40, 50});
+  a.rewind(3);
+  CHECK(a.position() == 3);
+  const float* l = a.eval({60});
+  const std::vector<float> rewound(l, l + vocab);
+  piquant::Session b(model, piquant::SessionOptions{64, 1});
+  const float* direct = b.eval({1, 20, 30, 60});
+  CHECK(std::equal(rewound.begin(), rewound.end(), direct));
+  CHECK_THROWS_AS(a.rewind(-1), piquant::Error);
+  CHECK_THROWS_WITH(a.rewind(10), Catch::Contains("holds 4 tokens"));
 }
