@@ -214,13 +214,13 @@ GenerateResult Session::generate_core(const std::vector<TokenId>& prompt_ids,
 GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
                                      const TokenCallback& on_token,
                                      const GenerateOptions& options) {
-  const Model& m = *impl_->model;
-  StopFilter filter(options.stop);
   if (options.stop.empty()) return generate_core(prompt_ids, on_token, options);
+  const Model& m = *impl_->model;
   if (!m.has_tokenizer()) {
     throw Error(ErrorCode::kInvalidArgument,
                 "generate_ids: stop strings need a model with a tokenizer");
   }
+  StopFilter filter(options.stop);
   TokenStream stream(m.tokenizer());
   bool user_stop = false;
   GenerateResult r = generate_core(prompt_ids, [&](TokenId id) {

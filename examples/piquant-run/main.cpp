@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -139,6 +140,8 @@ Args parse(int argc, char** argv) {
     else if (f == "-f" || f == "--file") {
       if (a.prompt_given) die("give the prompt once: -p or -f");
       const std::string path = args.value();
+      std::error_code ec;
+      if (std::filesystem::is_directory(path, ec)) die(path + ": is a directory, not a prompt file");
       std::ifstream in(path, std::ios::binary);
       if (!in) die(path + ": cannot open the prompt file");
       std::ostringstream text;

@@ -229,6 +229,9 @@ TEST_CASE("piquant-run -r stops at a text and -f reads the prompt from a file",
   const auto missing = run({"-f", dir.file("nope.txt")});
   CHECK(missing.exit_code != 0);
   CHECK_THAT(missing.err, Catch::Contains("nope.txt") && Catch::Contains("cannot open"));
+  const auto directory = run({"-f", dir.path()});
+  CHECK(directory.exit_code != 0);
+  CHECK_THAT(directory.err, Catch::Contains("is a directory"));
   const auto both = run({"-p", "x", "-f", dir.file("prompt.txt")});
   CHECK(both.exit_code != 0);
   CHECK_THAT(both.err, Catch::Contains("-p or -f"));
