@@ -3,8 +3,14 @@
 #   1. native Release build (library, tools, examples, benchmarks) + ctest
 #   2. AddressSanitizer + UBSan build + ctest; on x86-64 the fuzz smoke test (scripts/fuzz-smoke.sh)
 #   3. install, then build examples/minimal against it through find_package(piquant)
-#   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A72 (NEON only, Pi 4)
-#      and Cortex-A76 (NEON + dotprod, Pi 5); on an ARM host: ctest again with PIQUANT_ISA=neon
+#   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A76 (NEON + dotprod, Pi 5:
+#      the whole suite) and as Cortex-A72 (NEON only, Pi 4: the tests labelled `isa`, i.e. every
+#      kernel family and the forward pass / KV store / batch that call them; sessions, chat,
+#      programs, tokenizers and formats hold no ISA-specific code and run once per build);
+#      on an ARM host: the `isa` tests again with PIQUANT_ISA=neon.
+# What runs where, and why: every kernel path must run under each CPU model it has (the matmul
+# paths line printed before each ctest run names them); the end-to-end suite need not run twice.
+# The `isa` label is set in tests/CMakeLists.txt from Catch2 tags.
 # Build trees live under build/test-*; JOBS (default: all cores) sets the parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,11 +56,11 @@ if [[ "$arch" == x86_64 ]]; then
   section "aarch64 cross build"
   configure_build build/test-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64.cmake \
     -DCMAKE_BUILD_TYPE=Release
-  section "tests under qemu-aarch64 -cpu cortex-a72 (Pi 4: NEON, no dotprod)"
-  PIQUANT_QEMU_CPU=cortex-a72 run_ctest build/test-aarch64
-  section "tests under qemu-aarch64 -cpu cortex-a76 (Pi 5: NEON + dotprod)"
+  section "tests under qemu-aarch64 -cpu cortex-a76 (Pi 5: NEON + dotprod): the whole suite"
   PIQUANT_QEMU_CPU=cortex-a76 run_ctest build/test-aarch64
+  section "tests under qemu-aarch64 -cpu cortex-a72 (Pi 4: NEON, no dotprod): kernel paths (label isa)"
+  PIQUANT_QEMU_CPU=cortex-a72 run_ctest build/test-aarch64 -L isa
 else
-  section "tests again on the plain NEON path (PIQUANT_ISA=neon)"
-  PIQUANT_ISA=neon run_ctest build/test-native
+  section "kernel-path tests again on the plain NEON path (PIQUANT_ISA=neon, label isa)"
+  PIQUANT_ISA=neon run_ctest build/test-native -L isa
 fi
