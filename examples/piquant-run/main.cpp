@@ -67,13 +67,13 @@ A long flag takes its value after a space or '=' (--ctx-size 64, --ctx-size=64).
       --no-escape         take -p, -r and --system literally (default: \n \t \r \\ \" \'
                           and \xHH in them are turned into the characters, as llama.cpp does)
   -v, --verbose           print the seed, model and kernel details to stderr
-llama.cpp flags accepted and ignored (scripts pass them): -ngl / --n-gpu-layers N (piquant runs
-on the CPU; a note says so), --color, -b / --batch-size N, -ub / --ubatch-size N (the prompt is
-evaluated in batches sized by piquant), --mlock, -fa / --flash-attn (attention is always fused).
-Refused with a pointer: -ins / --instruct (use --chat), --in-prefix / --in-suffix (--chat
-applies the model's template), --mmproj (text models only); any other unknown flag is an error.
   -h, --help              this text
       --version           the version
+llama.cpp flags accepted and ignored (scripts pass them): -ngl / --n-gpu-layers N (piquant runs
+on the CPU; a note says so), --color, -b / --batch-size N, -ub / --ubatch-size N (the prompt is
+evaluated in batches sized by piquant), --mlock, -fa / --flash-attn (no effect here).
+Refused with a pointer: -ins / --instruct (use --chat), --in-prefix / --in-suffix (--chat
+applies the model's template), --mmproj (text models only); any other unknown flag is an error.
 Ctrl-C stops the text being generated (in --chat: the reply; the chat goes on); at the chat
 prompt, or pressed again, it quits.
 )";

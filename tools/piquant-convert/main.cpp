@@ -20,7 +20,7 @@ const char* kUsage = R"(usage: piquant-convert INPUT -o OUTPUT.piq [options]
        piquant-convert --verify FILE.piq
 INPUT is a Hugging Face model directory (config.json + model.safetensors or a sharded
 model.safetensors.index.json), a .gguf file, or a llama2.c checkpoint (its tokenizer.bin
-given with -z).
+given with -z). A long flag takes its value after a space or '=' (--type=q4_mix).
   -o, --output FILE       the .piq file to write (written to FILE.tmp, renamed when complete)
       --type T            weight type or preset (default q8), in any case:
                             f32, f16, q8 (= GGUF Q8_0), q4 (= Q4_0), q4m (= Q4_1: int4 +
@@ -42,7 +42,7 @@ given with -z).
       --calib-window N    tokens per calibration context (default 512, <= the model's)
       --report            per-tensor table: type, bytes, relative RMS error; bits per weight
       --verify FILE       recompute FILE's per-tensor checksums and report (no conversion)
-  -t, --threads N         threads (default: all cores)
+  -t, --threads N         threads (default: all cores; more than the cores: warned, slow)
   -q, --quiet             no progress output
   -h, --help              this text
       --version           the version
@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
                    "tokenizer.json to embed one\n",
                    input.c_str());
     }
+    piquant::cli::warn_if_more_threads_than_cores("piquant-convert", o.threads);
     const piquant::ConvertReport rep = piquant::convert_model(*src, output, o);
     for (const std::string& n : rep.notices)
       std::fprintf(stderr, "piquant-convert: note: %s\n", n.c_str());
