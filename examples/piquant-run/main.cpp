@@ -229,7 +229,8 @@ Args parse(int argc, char** argv) {
     else if (f == "--chat-template") a.chat_args.template_name = args.value(), a.chat_only_flag = true;
     else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = a.chat_only_flag = true;
     else if (f == "-ctk" || f == "--cache-type-k" || f == "--kv-type") {
-      const std::string v = args.value();
+      std::string v = args.value();
+      for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (v == "f16") a.kv_type = piquant::KvCacheType::kF16;
       else if (v == "q8" || v == "q8_0") a.kv_type = piquant::KvCacheType::kQ8;
       else if (v == "f32") a.kv_type = piquant::KvCacheType::kF32;

@@ -114,7 +114,7 @@ TEST_CASE("first hour 3: llama.cpp's flags and --type spellings are accepted",
   CHECK(eq.out == ref.out);
   CHECK(with({"--ignore-eos=1"}).exit_code == 1);  // a switch takes no value
   // -ngl: accepted, with a note; --color, -b: accepted
-  const auto ngl = with({"-ngl", "99", "--color", "-b", "512"});
+  const auto ngl = with({"-ngl", "99", "--color", "-b", "512", "-ctk", "F32"});
   CHECK(ngl.exit_code == 0);
   CHECK(has(ngl.err, "-ngl ignored"));
   CHECK(ngl.out == ref.out);
