@@ -1,6 +1,7 @@
 // piquant-run: generate text with a model, llama.cpp-style flags.
 //   piquant-run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-p P] [--seed S] ...
-// With no -m it runs a built-in demo model (random weights), so a fresh build has something to run.
+// With no -m it runs a built-in demo model (random weights), so a fresh build has something to
+// run.
 #include <piquant/piquant.hpp>
 
 #include "chat_loop.hpp"
@@ -29,7 +30,8 @@ Generates text from a prompt (or chats, --chat) with a model file, with llama.cp
 A long flag takes its value after a space or '=' (--ctx-size 64, --ctx-size=64).
   -m, --model FILE        model file (.piq, .gguf or llama2.c checkpoint); a Hugging Face
                           folder or .safetensors is converted first with piquant-convert;
-                          none: a built-in demo model (random weights: varied text, not language)
+                          none: a built-in demo model (random weights: varied text, not
+                          language)
   -z, --tokenizer FILE    tokenizer file (llama2.c tokenizer.bin) for models without one
   -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
   -f, --file FILE         read the prompt text from FILE (as is: no escapes)
@@ -55,8 +57,8 @@ A long flag takes its value after a space or '=' (--ctx-size 64, --ctx-size=64).
       --chat, -cnv        interactive chat with the model's chat template (-p: first message);
                           -i / --interactive are taken as --chat; /help lists the chat commands
       --system TEXT       system prompt for --chat
-      --chat-template T   llama2, llama3, chatml, mistral, exaone or plain (default: the model's);
-                          for --chat
+      --chat-template T   for --chat: llama2, llama3, chatml, mistral, exaone or plain
+                          (default: the model's)
       --drop-old-turns    in --chat, drop the oldest turns when the context is full
       --lora FILE         apply a LoRA adapter at run time (PEFT directory, adapter .safetensors
                           with its adapter_config.json beside it, GGUF adapter or .piq adapter);
@@ -179,13 +181,16 @@ Args parse(int argc, char** argv) {
     }
     else if (f == "-c" || f == "--ctx-size") {
       const long n = args.parse_int(f, args.value());
-      if (n < 0 || n > INT_MAX) die(f + " must be 0 (the model's context) or a token count, got " + std::to_string(n));
+      if (n < 0 || n > INT_MAX) {
+        die(f + " must be 0 (the model's context) or a token count, got " + std::to_string(n));
+      }
       a.n_ctx = static_cast<int>(n);
     }
     else if (f == "-t" || f == "--threads") {
       const long n = args.parse_int(f, args.value());
       if (n < 0 || n > kMaxThreads) {
-        die(f + " must be 0 (all cores) to " + std::to_string(kMaxThreads) + ", got " + std::to_string(n));
+        die(f + " must be 0 (all cores) to " + std::to_string(kMaxThreads) + ", got " +
+            std::to_string(n));
       }
       a.threads = static_cast<int>(n);
     }
@@ -210,7 +215,7 @@ Args parse(int argc, char** argv) {
     }
     else if (f == "--repeat-last-n") {
       const long n = args.parse_int(f, args.value());
-      if (n < -1 || n > INT_MAX) die(f + " must be -1 (the whole context), 0 (off) or a token count");
+      if (n < -1 || n > INT_MAX) die(f + " must be -1 (all), 0 (off) or a token count");
       a.sampler.repeat_last_n = static_cast<int>(n);
     }
     else if (f == "--presence-penalty") a.sampler.presence_penalty = args.parse_float(f, args.value());
@@ -225,8 +230,12 @@ Args parse(int argc, char** argv) {
     else if (f == "--logits-out") a.logits_out = args.value();
     else if (f == "--chat" || f == "-cnv" || f == "--conversation" || f == "-i" ||
              f == "--interactive" || f == "-if" || f == "--interactive-first") a.chat = true;
-    else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = args.value(), a.chat_only_flag = true;
-    else if (f == "--chat-template") a.chat_args.template_name = args.value(), a.chat_only_flag = true;
+    else if (f == "--system" || f == "-sys") {
+      a.chat_args.system_prompt = args.value(), a.chat_only_flag = true;
+    }
+    else if (f == "--chat-template") {
+      a.chat_args.template_name = args.value(), a.chat_only_flag = true;
+    }
     else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = a.chat_only_flag = true;
     else if (f == "-ctk" || f == "--cache-type-k" || f == "--kv-type") {
       std::string v = args.value();
@@ -251,13 +260,19 @@ Args parse(int argc, char** argv) {
       args.parse_int(f, args.value());
       a.notes.push_back(f + " ignored: piquant runs on the CPU (no GPU offload)");
     }
-    else if (f == "-b" || f == "--batch-size" || f == "-ub" || f == "--ubatch-size") args.parse_int(f, args.value());
+    else if (f == "-b" || f == "--batch-size" || f == "-ub" || f == "--ubatch-size") {
+      args.parse_int(f, args.value());
+    }
     else if (f == "--color" || f == "--mlock" || f == "-fa" || f == "--flash-attn") {}
-    else if (f == "-ins" || f == "--instruct") die(f + " is not available: use --chat (the model's chat template)");
+    else if (f == "-ins" || f == "--instruct") {
+      die(f + " is not available: use --chat (the model's chat template)");
+    }
     else if (f == "--in-prefix" || f == "--in-suffix" || f == "--in-prefix-bos") {
       die(f + " is not available: --chat applies the model's chat template (--chat-template)");
     }
-    else if (f == "--mmproj" || f == "--image") die(f + " is not available: piquant runs text models only");
+    else if (f == "--mmproj" || f == "--image") {
+      die(f + " is not available: piquant runs text models only");
+    }
     else if (f == "-e" || f == "--escape") a.escape = true;
     else if (f == "--no-escape") a.escape = false;
     else if (f == "-v" || f == "--verbose") a.verbose = true;
@@ -274,12 +289,14 @@ Args parse(int argc, char** argv) {
     a.sampler.seed = (uint64_t{rd()} << 32) ^ rd();
   }
   if (a.verbose || a.print_seed) {
-    std::fprintf(stderr, "piquant-run: seed %llu%s\n", static_cast<unsigned long long>(a.sampler.seed),
+    std::fprintf(stderr, "piquant-run: seed %llu%s\n",
+                 static_cast<unsigned long long>(a.sampler.seed),
                  a.random_seed ? " (random: -s N repeats a run)" : "");
   }
   if (a.chat && (a.ids || !a.prompt_ids.empty())) die("--chat takes text, not --ids / --prompt-ids");
   if (!a.chat && a.chat_only_flag) {
-    a.notes.push_back("--system, --chat-template and --drop-old-turns apply to --chat only: ignored");
+    a.notes.push_back(
+        "--system, --chat-template and --drop-old-turns apply to --chat only: ignored");
   }
   if (a.chat && a.prompt_given) a.chat_args.first_message = a.prompt;
   a.chat_args.verbose = a.verbose;
@@ -304,7 +321,8 @@ int run(const Args& a) {
   } else {
     std::error_code ec;
     if (std::filesystem::is_directory(a.model, ec)) {
-      const bool hf = std::filesystem::exists(std::filesystem::path(a.model) / "config.json", ec);
+      const bool hf =
+          std::filesystem::exists(std::filesystem::path(a.model) / "config.json", ec);
       die(a.model + ": is a directory" +
           (hf ? std::string(" (a Hugging Face model folder): convert it once into a .piq file, "
                             "piquant-convert ") + a.model + " -o model.piq, then run -m model.piq"
@@ -315,7 +333,9 @@ int run(const Args& a) {
     model = piquant::Model::load(a.model, lo);
   }
   const double load_s = std::chrono::duration<double>(clock::now() - t_load).count();
-  for (const std::string& note : a.notes) std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
+  for (const std::string& note : a.notes) {
+    std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
+  }
   for (const std::string& note : model->notices()) {
     std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
   }

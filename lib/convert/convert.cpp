@@ -121,7 +121,9 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   }
   for (const SourceTensor& t : src.tensors()) planned_type(o.type, t);  // validates the name
   ConvertReport rep;
-  rep.notices = src.notices();
+  // Move-assigned from a copy: copy-assignment trips GCC 12's -Wnull-dereference (aarch64 only,
+  // a false positive inside std::string's destructor).
+  rep.notices = std::vector<std::string>(src.notices());
   const int threads = o.threads > 0
                           ? o.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -224,7 +226,9 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   if (src.tokenizer()) meta.tokenizer = tokenizer_to_json(*src.tokenizer());
   meta.chat_template = src.chat_template();
   meta.generation = src.generation();
-  nlohmann::json q = {{"type", canonical_type_name(o.type)}, {"block_size", o.block_size}, {"scale_search", o.search}};
+  nlohmann::json q = {{"type", canonical_type_name(o.type)},
+                      {"block_size", o.block_size},
+                      {"scale_search", o.search}};
   if (!o.calibration_tokens.empty()) {
     q["calibration"] = {{"text", o.calibration_name},
                         {"tokens", calib.tokens},

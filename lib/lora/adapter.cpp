@@ -240,9 +240,14 @@ namespace {
 // "1.5 MiB", "34.2 KiB", "512 bytes": readable at any adapter size (not "0.0341797 MiB").
 std::string mib_text(size_t bytes) {
   char buf[32];
-  if (bytes >= 1048576) std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / 1048576.0);
-  else if (bytes >= 1024) std::snprintf(buf, sizeof(buf), "%.1f KiB", static_cast<double>(bytes) / 1024.0);
-  else std::snprintf(buf, sizeof(buf), "%zu bytes", bytes);
+  const double b = static_cast<double>(bytes);
+  if (bytes >= 1048576) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", b / 1048576.0);
+  } else if (bytes >= 1024) {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%zu bytes", bytes);
+  }
   return buf;
 }
 }  // namespace
