@@ -9,6 +9,11 @@
 TEST_CASE("Session::generate continues a text without a second BOS", "[lib][session]") {
   piquant::SyntheticModelOptions demo;
   demo.demo_text = true;  // text that depends on the context (the default model repeats a token)
+  demo.config.dim = 64;   // small: seconds under qemu too
+  demo.config.hidden_dim = 128;
+  demo.config.n_layers = 2;
+  demo.config.n_heads = 2;
+  demo.config.max_seq_len = 128;
   const auto model = piquant::Model::synthetic(demo);
   const piquant::TokenId bos = model->tokenizer().bos_id();
   REQUIRE(bos >= 0);
