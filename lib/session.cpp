@@ -237,7 +237,11 @@ GenerateResult Session::generate_ids(const std::vector<TokenId>& prompt_ids,
 
 GenerateResult Session::generate(std::string_view prompt, const PieceCallback& on_piece,
                                  const GenerateOptions& options) {
-  const std::vector<TokenId> ids = impl_->model->tokenizer().encode(prompt, options.encode);
+  // A session past position 0 continues its text: BOS belongs at the start only, unless the
+  // caller asks for one.
+  EncodeOptions encode = options.encode;
+  if (position() > 0 && !encode.add_bos.has_value()) encode.add_bos = false;
+  const std::vector<TokenId> ids = impl_->model->tokenizer().encode(prompt, encode);
   if (ids.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "generate: the prompt is empty and adds no BOS");
   }

@@ -60,7 +60,7 @@ std::string read_file(const std::string& path) {
 }
 
 RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
-                      int timeout_seconds) {
+                      int timeout_seconds, const std::string& stdin_path) {
   std::vector<std::string> argv_s;
   const std::string emu = PIQUANT_TEST_EMULATOR;
   if (!emu.empty()) argv_s.push_back(emu);
@@ -79,7 +79,7 @@ RunResult run_program(const std::string& exe, const std::vector<std::string>& ar
     dup2(err_pipe[1], 2);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    const int devnull = open("/dev/null", O_RDONLY);
+    const int devnull = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     execvp(argv[0], argv.data());
     _exit(127);

@@ -30,9 +30,10 @@ struct RunResult {
   int signal = 0;
   std::string out, err;
 };
-/// Runs a program (under the cross-compiling emulator when there is one) with a time limit.
+/// Runs a program (under the cross-compiling emulator when there is one) with a time limit;
+/// standard input is `stdin_path` (empty: /dev/null).
 RunResult run_program(const std::string& exe, const std::vector<std::string>& args,
-                      int timeout_seconds = 120);
+                      int timeout_seconds = 120, const std::string& stdin_path = "");
 
 /// A program running on a pseudo-terminal, driven like a person at a keyboard.
 class PtyProgram {

@@ -3,9 +3,17 @@
 #include "interrupt.hpp"
 
 #include <cstdio>
+#include <string>
 #include <iostream>
 
 namespace {
+
+const char* kChatHelp =
+    "chat commands (alone on a line):\n"
+    "  /help    this list\n"
+    "  /reset   start the conversation over (the system prompt stays)\n"
+    "  /exit    quit (also /quit, Ctrl-D, or Ctrl-C at this prompt)\n"
+    "end a line with \\ to continue the message on the next line; Ctrl-C stops a reply\n";
 
 // Reads one user message: a line, or several joined when a line ends with '\'.
 bool read_message(std::string& msg) {
@@ -37,8 +45,8 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
   piquant::Conversation chat(session, tmpl, co);
   std::fprintf(stderr,
                "piquant-run: chat (template %s, context %d tokens). Type a message and press "
-               "Enter; end a line with \\ to continue it; Ctrl-C stops a reply; /reset starts "
-               "over, /exit or Ctrl-D quits.\n",
+               "Enter; end a line with \\ to continue it; Ctrl-C stops a reply; /help lists "
+               "the commands, /reset starts over, /exit or Ctrl-D quits.\n",
                tmpl.name(), session.n_ctx());
 
   std::string msg = a.first_message;
@@ -46,10 +54,17 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
   for (;;) {
     if (!have) {
       std::cout << "\n> " << std::flush;
-      if (!read_message(msg)) break;
+      if (!read_message(msg)) {
+        std::cout << std::endl;  // Ctrl-D: end the prompt's line before the shell's
+        break;
+      }
     }
     have = false;
     if (msg == "/exit" || msg == "/quit") break;
+    if (msg == "/help" || msg == "/?") {
+      std::cout << kChatHelp << std::flush;
+      continue;
+    }
     if (msg == "/reset") {
       chat.reset();
       std::cout << "[conversation reset]" << std::endl;
@@ -75,8 +90,10 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
       }
       if (r.stop == piquant::GenerateResult::StopReason::kContextFull) {
         std::fprintf(stderr, "piquant-run: the reply was cut: the context (%d tokens) is full; "
-                             "/reset to start over, or run with --drop-old-turns\n",
-                     session.n_ctx());
+                             "%s\n", session.n_ctx(),
+                     a.drop_old_turns ? "the next message drops the oldest turns, or /reset "
+                                        "starts over"
+                                      : "/reset starts over, or run with --drop-old-turns");
       }
       if (a.verbose) {
         std::fprintf(stderr, "[%zu prompt tokens, %zu generated, %d in context]\n",
@@ -84,7 +101,13 @@ int run_chat(piquant::Session& session, const ChatArgs& a, piquant::GenerateOpti
       }
     } catch (const piquant::Error& e) {
       if (e.code() != piquant::ErrorCode::kContextFull) throw;
-      std::fprintf(stderr, "piquant-run: %s\n", e.what());
+      // The message alone is too long (-c), or the conversation is full (/reset).
+      const bool full = std::string(e.what()).find("does not fit") == std::string::npos;
+      std::fprintf(stderr, "piquant-run: %s%s\n", e.what(),
+                   !full ? "; -c sets the context size"
+                   : a.drop_old_turns ? "; /reset starts the conversation over"
+                                      : "; /reset starts the conversation over (or run with "
+                                        "--drop-old-turns)");
     }
   }
   return 0;

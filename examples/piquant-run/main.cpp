@@ -1,6 +1,7 @@
 // piquant-run: generate text with a model, llama.cpp-style flags.
 //   piquant-run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-p P] [--seed S] ...
-// With no -m it runs a seeded random demo model, so a fresh build has something to run.
+// With no -m it runs a built-in demo model (random weights), so a fresh build has something to
+// run.
 #include <piquant/piquant.hpp>
 
 #include "chat_loop.hpp"
@@ -25,8 +26,12 @@
 namespace {
 
 const char* kUsage = R"(usage: piquant-run [options]
-  -m, --model FILE        model file (.piq, .gguf or llama2.c checkpoint); none: a seeded
-                          random demo model
+Generates text from a prompt (or chats, --chat) with a model file, with llama.cpp's flags.
+A long flag takes its value after a space or '=' (--ctx-size 64, --ctx-size=64).
+  -m, --model FILE        model file (.piq, .gguf or llama2.c checkpoint); a Hugging Face
+                          folder or .safetensors is converted first with piquant-convert;
+                          none: a built-in demo model (random weights: varied text, not
+                          language)
   -z, --tokenizer FILE    tokenizer file (llama2.c tokenizer.bin) for models without one
   -p, --prompt TEXT       prompt text (default: empty, i.e. BOS only; demo: "Once upon a time")
   -f, --file FILE         read the prompt text from FILE (as is: no escapes)
@@ -34,34 +39,43 @@ const char* kUsage = R"(usage: piquant-run [options]
   -n, --n-predict N       tokens to generate (default 128; -1: until the end of generation or
                           a full context)
   -c, --ctx-size N        context length (default: the model's)
-  -t, --threads N         threads (default: all cores)
+  -t, --threads N         threads (default: all cores; more than the cores: warned, slow)
       --temp T            temperature, 0 = greedy (default 0.8)
-      --top-k K           top-k (default 40, 0 = off)
-      --top-p P           top-p (default 0.95, 1 = off)
-      --min-p P           min-p (default 0.05, 0 = off)
+      --top-k K           top-k (default 40, 0 = off; >= 0)
+      --top-p P           top-p (default 0.95, 1 = off; 0..1)
+      --min-p P           min-p (default 0.05, 0 = off; 0..1)
       --repeat-penalty R  repetition penalty (default 1.0 = off)
       --repeat-last-n N   tokens the penalties look back over (default 64)
       --presence-penalty F, --frequency-penalty F
-  -s, --seed S            sampling seed (default 0xC0FFEE; -1: a random seed, printed)
+  -s, --seed S            sampling seed for reproducible runs (default -1: a random seed each
+                          run, printed with -v)
   -r, --reverse-prompt T  stop generating when the text T appears (T itself is not printed);
                           repeatable; in --chat it ends the reply
       --ignore-eos        keep generating after end-of-generation tokens
       --ids               print prompt and generated token ids (space separated) instead of text
       --logits-out FILE   write the logits of every evaluated position (float32 LE, n_vocab each)
-      --chat, -cnv        interactive chat with the model's chat template (-p: first message)
+      --chat, -cnv        interactive chat with the model's chat template (-p: first message);
+                          -i / --interactive are taken as --chat; /help lists the chat commands
       --system TEXT       system prompt for --chat
-      --chat-template T   llama2, llama3, chatml, mistral, exaone or plain (default: the model's)
+      --chat-template T   for --chat: llama2, llama3, chatml, mistral, exaone or plain
+                          (default: the model's)
       --drop-old-turns    in --chat, drop the oldest turns when the context is full
       --lora FILE         apply a LoRA adapter at run time (PEFT directory, adapter .safetensors
                           with its adapter_config.json beside it, GGUF adapter or .piq adapter);
                           repeatable: several adapters add up
       --lora-scale S      scale of the preceding --lora (default 1; multiplies alpha / r)
+      --lora-scaled FILE S  --lora FILE --lora-scale S in one (llama.cpp's spelling)
   -ctk, --kv-type T       KV cache type: f16, q8 or f32 (default: f32 for f32 models, else f16)
       --no-escape         take -p, -r and --system literally (default: \n \t \r \\ \" \'
                           and \xHH in them are turned into the characters, as llama.cpp does)
-  -v, --verbose           print model and kernel details to stderr
+  -v, --verbose           print the seed, model and kernel details to stderr
   -h, --help              this text
       --version           the version
+llama.cpp flags accepted and ignored (scripts pass them): -ngl / --n-gpu-layers N (piquant runs
+on the CPU; a note says so), --color, -b / --batch-size N, -ub / --ubatch-size N (the prompt is
+evaluated in batches sized by piquant), --mlock, -fa / --flash-attn (no effect here).
+Refused with a pointer: -ins / --instruct (use --chat), --in-prefix / --in-suffix (--chat
+applies the model's template), --mmproj (text models only); any other unknown flag is an error.
 Ctrl-C stops the text being generated (in --chat: the reply; the chat goes on); at the chat
 prompt, or pressed again, it quits.
 )";
@@ -117,14 +131,19 @@ struct Args {
   std::vector<piquant::TokenId> prompt_ids;
   int n_predict = 128, n_ctx = 0, threads = 0;
   bool ids = false, verbose = false, ignore_eos = false, escape = true, prompt_from_file = false;
-  bool random_seed = false;  // -s -1
+  bool random_seed = true;  // no -s, or -s -1
+  bool print_seed = false;  // -s -1 given: print the seed without -v too
   bool chat = false;
+  bool chat_only_flag = false;  // --system / --chat-template / --drop-old-turns given
   piquant::KvCacheType kv_type = piquant::KvCacheType::kAuto;
   ChatArgs chat_args;
   piquant::SamplerOptions sampler;
   std::vector<std::string> stop;  // -r
   std::vector<std::pair<std::string, float>> loras;  // file, scale
+  std::vector<std::string> notes;  // printed as "piquant-run: note: ..." before the run
 };
+
+constexpr long kMaxThreads = 1024;
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -160,30 +179,67 @@ Args parse(int argc, char** argv) {
       if (n < -1 || n > INT_MAX) die(f + " must be -1 (until the end) or a token count");
       a.n_predict = n == -1 ? INT_MAX : static_cast<int>(n);
     }
-    else if (f == "-c" || f == "--ctx-size") a.n_ctx = static_cast<int>(args.parse_int(f, args.value()));
-    else if (f == "-t" || f == "--threads") a.threads = static_cast<int>(args.parse_int(f, args.value()));
-    else if (f == "--temp") a.sampler.temperature = args.parse_float(f, args.value());
-    else if (f == "--top-k") a.sampler.top_k = static_cast<int>(args.parse_int(f, args.value()));
-    else if (f == "--top-p") a.sampler.top_p = args.parse_float(f, args.value());
-    else if (f == "--min-p") a.sampler.min_p = args.parse_float(f, args.value());
-    else if (f == "--repeat-penalty") a.sampler.repeat_penalty = args.parse_float(f, args.value());
-    else if (f == "--repeat-last-n") a.sampler.repeat_last_n = static_cast<int>(args.parse_int(f, args.value()));
+    else if (f == "-c" || f == "--ctx-size") {
+      const long n = args.parse_int(f, args.value());
+      if (n < 0 || n > INT_MAX) {
+        die(f + " must be 0 (the model's context) or a token count, got " + std::to_string(n));
+      }
+      a.n_ctx = static_cast<int>(n);
+    }
+    else if (f == "-t" || f == "--threads") {
+      const long n = args.parse_int(f, args.value());
+      if (n < 0 || n > kMaxThreads) {
+        die(f + " must be 0 (all cores) to " + std::to_string(kMaxThreads) + ", got " +
+            std::to_string(n));
+      }
+      a.threads = static_cast<int>(n);
+    }
+    else if (f == "--temp") {
+      a.sampler.temperature = args.parse_finite_float(f, args.value());  // <= 0: greedy
+    }
+    else if (f == "--top-k") {
+      const long k = args.parse_int(f, args.value());
+      if (k < 0 || k > INT_MAX) die(f + " must be >= 0 (0: off), got " + std::to_string(k));
+      a.sampler.top_k = static_cast<int>(k);
+    }
+    else if (f == "--top-p" || f == "--min-p") {
+      const std::string v = args.value();
+      const float p = args.parse_finite_float(f, v);
+      if (p < 0 || p > 1) die(f + " must be between 0 and 1, got " + v);
+      (f == "--top-p" ? a.sampler.top_p : a.sampler.min_p) = p;
+    }
+    else if (f == "--repeat-penalty") {
+      const std::string v = args.value();
+      a.sampler.repeat_penalty = args.parse_finite_float(f, v);
+      if (a.sampler.repeat_penalty <= 0) die(f + " must be > 0 (1: off), got " + v);
+    }
+    else if (f == "--repeat-last-n") {
+      const long n = args.parse_int(f, args.value());
+      if (n < -1 || n > INT_MAX) die(f + " must be -1 (all), 0 (off) or a token count");
+      a.sampler.repeat_last_n = static_cast<int>(n);
+    }
     else if (f == "--presence-penalty") a.sampler.presence_penalty = args.parse_float(f, args.value());
     else if (f == "--frequency-penalty") a.sampler.frequency_penalty = args.parse_float(f, args.value());
     else if (f == "-s" || f == "--seed") {
       const std::string v = args.value();
-      a.random_seed = v == "-1";
+      a.random_seed = a.print_seed = v == "-1";
       if (!a.random_seed) a.sampler.seed = args.parse_u64(f, v);
     }
     else if (f == "--ignore-eos") a.ignore_eos = true;
     else if (f == "--ids") a.ids = true;
     else if (f == "--logits-out") a.logits_out = args.value();
-    else if (f == "--chat" || f == "-cnv" || f == "--conversation") a.chat = true;
-    else if (f == "--system" || f == "-sys") a.chat_args.system_prompt = args.value();
-    else if (f == "--chat-template") a.chat_args.template_name = args.value();
-    else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = true;
+    else if (f == "--chat" || f == "-cnv" || f == "--conversation" || f == "-i" ||
+             f == "--interactive" || f == "-if" || f == "--interactive-first") a.chat = true;
+    else if (f == "--system" || f == "-sys") {
+      a.chat_args.system_prompt = args.value(), a.chat_only_flag = true;
+    }
+    else if (f == "--chat-template") {
+      a.chat_args.template_name = args.value(), a.chat_only_flag = true;
+    }
+    else if (f == "--drop-old-turns") a.chat_args.drop_old_turns = a.chat_only_flag = true;
     else if (f == "-ctk" || f == "--cache-type-k" || f == "--kv-type") {
-      const std::string v = args.value();
+      std::string v = args.value();
+      for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (v == "f16") a.kv_type = piquant::KvCacheType::kF16;
       else if (v == "q8" || v == "q8_0") a.kv_type = piquant::KvCacheType::kQ8;
       else if (v == "f32") a.kv_type = piquant::KvCacheType::kF32;
@@ -193,6 +249,29 @@ Args parse(int argc, char** argv) {
     else if (f == "--lora-scale") {
       if (a.loras.empty()) die(f + " must follow a --lora FILE");
       a.loras.back().second = args.parse_float(f, args.value());
+    }
+    else if (f == "--lora-scaled") {
+      const std::string file = args.value();
+      if (file.empty() || file[0] == '-') die(f + " takes two values: FILE SCALE");
+      a.loras.emplace_back(file, args.parse_float(f, args.value()));
+    }
+    // llama.cpp flags scripts pass everywhere: accepted, ignored.
+    else if (f == "-ngl" || f == "--n-gpu-layers" || f == "--gpu-layers") {
+      args.parse_int(f, args.value());
+      a.notes.push_back(f + " ignored: piquant runs on the CPU (no GPU offload)");
+    }
+    else if (f == "-b" || f == "--batch-size" || f == "-ub" || f == "--ubatch-size") {
+      args.parse_int(f, args.value());
+    }
+    else if (f == "--color" || f == "--mlock" || f == "-fa" || f == "--flash-attn") {}
+    else if (f == "-ins" || f == "--instruct") {
+      die(f + " is not available: use --chat (the model's chat template)");
+    }
+    else if (f == "--in-prefix" || f == "--in-suffix" || f == "--in-prefix-bos") {
+      die(f + " is not available: --chat applies the model's chat template (--chat-template)");
+    }
+    else if (f == "--mmproj" || f == "--image") {
+      die(f + " is not available: piquant runs text models only");
     }
     else if (f == "-e" || f == "--escape") a.escape = true;
     else if (f == "--no-escape") a.escape = false;
@@ -205,13 +284,20 @@ Args parse(int argc, char** argv) {
     a.chat_args.system_prompt = unescape(a.chat_args.system_prompt);
   }
   if (a.random_seed) {
+    // As llama.cpp: a random seed unless -s N is given; -v prints it, so a run can be repeated.
     std::random_device rd;
     a.sampler.seed = (uint64_t{rd()} << 32) ^ rd();
-    std::fprintf(stderr, "piquant-run: seed %llu (-s -1: random)\n",
-                 static_cast<unsigned long long>(a.sampler.seed));
   }
-  if (a.threads < 0) die("-t must be >= 0");
+  if (a.verbose || a.print_seed) {
+    std::fprintf(stderr, "piquant-run: seed %llu%s\n",
+                 static_cast<unsigned long long>(a.sampler.seed),
+                 a.random_seed ? " (random: -s N repeats a run)" : "");
+  }
   if (a.chat && (a.ids || !a.prompt_ids.empty())) die("--chat takes text, not --ids / --prompt-ids");
+  if (!a.chat && a.chat_only_flag) {
+    a.notes.push_back(
+        "--system, --chat-template and --drop-old-turns apply to --chat only: ignored");
+  }
   if (a.chat && a.prompt_given) a.chat_args.first_message = a.prompt;
   a.chat_args.verbose = a.verbose;
   return a;
@@ -223,19 +309,37 @@ int run(const Args& a) {
   std::shared_ptr<const piquant::Model> model;
   std::string prompt = a.prompt;
   if (a.model.empty()) {
-    std::fprintf(stderr, "piquant-run: no model given (-m): running a seeded random demo model; "
-                         "its text is noise, the speed is real\n");
-    model = piquant::Model::synthetic();
+    std::fprintf(stderr,
+                 "piquant-run: no model given (-m): running the built-in demo model (random "
+                 "weights, a 512-token demo vocabulary): its text varies but is not language; "
+                 "the speed is real. Run a real model with -m FILE.gguf (or .piq, or a llama2.c "
+                 "checkpoint with -z tokenizer.bin); see README's quick start\n");
+    piquant::SyntheticModelOptions demo;
+    demo.demo_text = true;
+    model = piquant::Model::synthetic(demo);
     if (!a.prompt_given) prompt = "Once upon a time";
   } else {
+    std::error_code ec;
+    if (std::filesystem::is_directory(a.model, ec)) {
+      const bool hf =
+          std::filesystem::exists(std::filesystem::path(a.model) / "config.json", ec);
+      die(a.model + ": is a directory" +
+          (hf ? std::string(" (a Hugging Face model folder): convert it once into a .piq file, "
+                            "piquant-convert ") + a.model + " -o model.piq, then run -m model.piq"
+              : std::string(", not a model file (-m takes a .piq, .gguf or llama2.c file)")));
+    }
     piquant::LoadOptions lo;
     lo.tokenizer_path = a.tokenizer;
     model = piquant::Model::load(a.model, lo);
   }
   const double load_s = std::chrono::duration<double>(clock::now() - t_load).count();
+  for (const std::string& note : a.notes) {
+    std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
+  }
   for (const std::string& note : model->notices()) {
     std::fprintf(stderr, "piquant-run: note: %s\n", note.c_str());
   }
+  piquant::cli::warn_if_more_threads_than_cores("piquant-run", a.threads);
   if (!a.ids && a.prompt_ids.empty() && !model->has_tokenizer()) {
     die("this model has no tokenizer: give one with -z, or use --prompt-ids and --ids");
   }
@@ -292,6 +396,11 @@ int run(const Args& a) {
   std::vector<piquant::TokenId> prompt_ids = a.prompt_ids;
   if (prompt_ids.empty()) prompt_ids = model->tokenizer().encode(prompt);
   if (prompt_ids.empty()) die("the prompt is empty and the tokenizer adds no BOS");
+  if (prompt_ids.size() > static_cast<size_t>(session.n_ctx())) {
+    // Checked before anything is printed, so the error is not glued to an echoed prompt.
+    die("the prompt has " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
+        std::to_string(session.n_ctx()) + " (-c)");
+  }
 
   piquant::GenerateResult r;
   const GeneratingScope generating;  // Ctrl-C now stops the generation (interrupt.hpp)
@@ -329,13 +438,15 @@ int run(const Args& a) {
   }
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;
+  const int n_threads =
+      a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency());
   std::fprintf(stderr,
-               "piquant-run: load %.3f s | prompt %zu tokens, %.1f tokens/s | generated %zu tokens, "
-               "%.1f tokens/s | %d threads\n",
-               load_s, prompt_ids.size(),
+               "piquant-run: load %.3f s | prompt %zu token%s, %.1f tokens/s | generated %zu "
+               "token%s, %.1f tokens/s | %d thread%s\n",
+               load_s, prompt_ids.size(), prompt_ids.size() == 1 ? "" : "s",
                r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
-               r.generated_ids.size(), gen_tps,
-               a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()));
+               r.generated_ids.size(), r.generated_ids.size() == 1 ? "" : "s", gen_tps, n_threads,
+               n_threads == 1 ? "" : "s");
   return interrupted() ? 130 : 0;  // 128 + SIGINT, as a shell reports a Ctrl-C
 }
 

@@ -75,6 +75,10 @@ struct LoadOptions {
 struct SyntheticModelOptions {
   ModelConfig config;  ///< zero fields take small defaults (dim 288, 6 layers, ... as llama2.c's 15M)
   uint64_t seed = 1;
+  /// The demo model piquant-run runs without -m: an untied classifier built so that greedy and
+  /// sampled text is varied and made of the demo tokenizer's readable pieces (letters, words,
+  /// punctuation) rather than one repeated token. Still random weights: the text is not language.
+  bool demo_text = false;
 };
 
 class Model {

@@ -1,8 +1,10 @@
 #include "convert/convert.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <thread>
+#include <utility>
 
 #include "common/pack.hpp"
 #include "convert/quantize.hpp"
@@ -30,9 +32,17 @@ constexpr Preset kPresets[] = {
     {"f16", WT::kF16, WT::kF16, "float16"},
     {"q8", WT::kQ8, WT::kQ8, "int8, block 32, fp16 scale (8.5 bits/weight)"},
     {"q4", WT::kQ4, WT::kQ4, "int4 symmetric, block 32, fp16 scale (4.5 bits/weight)"},
-    {"q4a", WT::kQ4M, WT::kQ4M, "int4 with a per-block minimum (5 bits/weight)"},
+    {"q4m", WT::kQ4M, WT::kQ4M, "int4 with a per-block minimum (5 bits/weight)"},
     {"q4_mix", WT::kQ4, WT::kQ8, "q4, with embedding, classifier, attn v/output at q8"},
-    {"q4a_mix", WT::kQ4M, WT::kQ8, "q4a, with embedding, classifier, attn v/output at q8"},
+    {"q4m_mix", WT::kQ4M, WT::kQ8, "q4m, with embedding, classifier, attn v/output at q8"},
+};
+
+// Other spellings --type accepts, case-insensitively: GGUF's type names for the same blocks
+// (q8 = Q8_0, q4 = Q4_0, q4m = Q4_1) and q4a, the converter's earlier name for q4m. One name,
+// the one reports, piquant-inspect and the model description print, is shown for each type.
+constexpr std::pair<const char*, const char*> kAliases[] = {
+    {"q8_0", "q8"}, {"q4_0", "q4"}, {"q4_1", "q4m"}, {"q4a", "q4m"}, {"q4a_mix", "q4m_mix"},
+    {"fp16", "f16"}, {"fp32", "f32"}, {"float32", "f32"}, {"float16", "f16"},
 };
 
 bool sensitive(const std::string& name) {
@@ -66,7 +76,22 @@ std::string convert_type_names() {
   return s + ", keep";
 }
 
-WT planned_type(const std::string& type, const SourceTensor& t) {
+std::string canonical_type_name(const std::string& name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& [alias, canonical] : kAliases) {
+    if (lower == alias) return canonical;
+  }
+  if (lower.size() > 3 && lower[0] == 'q' && lower.find("_k") != std::string::npos) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "--type " + name + ": piquant writes no K-quants (it reads GGUF K-quant models "
+                "and re-quantizes them); the nearest in size: q4_mix or q4m_mix");
+  }
+  return lower;
+}
+
+WT planned_type(const std::string& type_name, const SourceTensor& t) {
+  const std::string type = canonical_type_name(type_name);
   WT want = WT::kF32;
   if (type == "keep") {
     want = t.nearest;
@@ -75,10 +100,10 @@ WT planned_type(const std::string& type, const SourceTensor& t) {
     for (const Preset& q : kPresets) {
       if (type == q.name) p = &q;
     }
-    if (type == "q4m") p = &kPresets[4];  // the kernels' name for q4a
     if (p == nullptr) {
       throw Error(ErrorCode::kInvalidArgument,
-                  "unknown --type '" + type + "' (one of " + convert_type_names() + ")");
+                  "unknown --type '" + type_name + "' (one of " + convert_type_names() +
+                      "; GGUF's Q8_0, Q4_0, Q4_1 too, in any case)");
     }
     want = sensitive(t.name) ? p->sensitive : p->most;
   }
@@ -96,7 +121,9 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   }
   for (const SourceTensor& t : src.tensors()) planned_type(o.type, t);  // validates the name
   ConvertReport rep;
-  rep.notices = src.notices();
+  // Move-assigned from a copy: copy-assignment trips GCC 12's -Wnull-dereference (aarch64 only,
+  // a false positive inside std::string's destructor).
+  rep.notices = std::vector<std::string>(src.notices());
   const int threads = o.threads > 0
                           ? o.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -199,7 +226,9 @@ ConvertReport convert_model(const ModelSource& src, const std::string& output,
   if (src.tokenizer()) meta.tokenizer = tokenizer_to_json(*src.tokenizer());
   meta.chat_template = src.chat_template();
   meta.generation = src.generation();
-  nlohmann::json q = {{"type", o.type}, {"block_size", o.block_size}, {"scale_search", o.search}};
+  nlohmann::json q = {{"type", canonical_type_name(o.type)},
+                      {"block_size", o.block_size},
+                      {"scale_search", o.search}};
   if (!o.calibration_tokens.empty()) {
     q["calibration"] = {{"text", o.calibration_name},
                         {"tokens", calib.tokens},

@@ -14,7 +14,7 @@
 namespace piquant {
 
 struct ConvertOptions {
-  /// A weight type for every matrix (f32, f16, q8, q4, q4a), a preset (q4_mix, q4a_mix), or
+  /// A weight type for every matrix (f32, f16, q8, q4, q4m), a preset (q4_mix, q4m_mix), or
   /// keep (each tensor in the piquant type nearest to how the source stores it; GGUF Q8_0,
   /// Q4_0, Q4_1, F16 and F32 tensors are copied bit for bit).
   std::string type = "q8";
@@ -50,8 +50,12 @@ struct ConvertReport {
   std::vector<std::string> notices;
 };
 
-/// The presets and types --type accepts, for messages: "f32, f16, q8, q4, q4a, q4_mix, ...".
+/// The presets and types --type accepts, for messages: "f32, f16, q8, q4, q4m, q4_mix, ...".
 std::string convert_type_names();
+/// `name` as convert_type_names() spells it: lower case, GGUF's names (Q8_0, Q4_0, Q4_1) and the
+/// old q4a / q4a_mix mapped to piquant's; unknown names are returned lower-cased (planned_type
+/// refuses them); K-quant names are refused with the nearest preset.
+std::string canonical_type_name(const std::string& name);
 /// The weight type a tensor gets under `type` (throws Error(kInvalidArgument) for an unknown
 /// name). Vectors are always f32; matrices whose width is not a multiple of 32 stay f32.
 kernels::WeightType planned_type(const std::string& type, const SourceTensor& t);

@@ -33,10 +33,7 @@ class GgufSource : public ModelSource {
     }
     if (f_.find("tokenizer.ggml.model") != nullptr) {
       set_tokenizer(tokenizer_from_gguf(f_), path);
-    } else {
-      notices_.push_back(path +
-                         " carries no tokenizer: the file will have none (give one with -z)");
-    }
+    }  // none: the caller says what the file will carry, after any -z (piquant-convert)
     HfConfig hc;
     hc.config = config_;
     for (const HfTensorSpec& sp : hf_tensor_specs(hc)) {

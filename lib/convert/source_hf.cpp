@@ -46,11 +46,7 @@ class HfSource : public ModelSource {
     if (!tok.empty()) {
       set_tokenizer(Tokenizer::load(tok), tok);
       provenance_["tokenizer"] = tok;
-    } else {
-      notices_.push_back(dir +
-                         " has no tokenizer.json or tokenizer.model: the file will carry "
-                         "no tokenizer (give one with -z)");
-    }
+    }  // none: the caller says what the file will carry, after any -z (piquant-convert)
   }
 
   void read_f32(size_t i, float* out) const override {

@@ -1,5 +1,7 @@
 #include "format/gguf.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "format/mapped_file.hpp"
@@ -337,6 +339,18 @@ void GgufFile::parse() {
     data_offset_ = size_;  // no tensors: the padding may be absent
   }
   const size_t data_size = size_ - data_offset_;
+  // A file cut short (an interrupted download or copy) is the usual reason a tensor lies beyond
+  // the end: say so with the sizes, before naming a tensor.
+  size_t data_end = 0;
+  for (const GgufTensorInfo& t : tensors_) {
+    const size_t end = t.offset + t.n_bytes;
+    if (end >= t.offset) data_end = std::max(data_end, end);
+  }
+  if (data_end > data_size && data_offset_ <= SIZE_MAX - data_end) {
+    r.fail("the file is incomplete or corrupt (an interrupted download or copy?): its tensors "
+           "need " + std::to_string(data_offset_ + data_end) + " bytes but the file has " +
+           std::to_string(size_));
+  }
   for (const GgufTensorInfo& t : tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset) {
       r.fail("tensor '" + t.name + "': data at offset " + std::to_string(t.offset) + " + " +

@@ -145,8 +145,52 @@ bool looks_like_llama2c(const uint8_t* data, size_t size) {
   return header_sane(h);
 }
 
+namespace {
+
+// Files that reach the llama2.c loader (which has no magic number) but are something else a user
+// may try: named, with what to do instead of a llama2.c header error ("hidden_dim = 0").
+void refuse_other_formats(const uint8_t* d, size_t n, const std::string& src) {
+  const std::string convert =
+      "convert the model folder (config.json, *.safetensors, tokenizer) once with piquant-convert "
+      "DIR -o model.piq, then run -m model.piq";
+  if (n >= 10) {
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, d, 8);
+    if (d[8] == '{' && header_len >= 2 && header_len <= n - 8) {
+      throw Error(ErrorCode::kFormat, src + ": a safetensors file (Hugging Face weights), which "
+                                            "piquant does not run directly: " + convert);
+    }
+  }
+  if (n >= 4 && std::memcmp(d, "PK\x03\x04", 4) == 0) {
+    throw Error(ErrorCode::kFormat, src + ": a zip archive (a PyTorch checkpoint?), which piquant "
+                                          "does not read: " + convert);
+  }
+  if (n >= 3 && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5 && d[2] != 0) {
+    throw Error(ErrorCode::kFormat, src + ": a Python pickle (a PyTorch checkpoint?), which "
+                                          "piquant does not read: " + convert);
+  }
+  for (const char* magic : {"lmgg", "fmgg", "tjgg", "ggml", "ggmf", "ggjt"}) {
+    if (n >= 4 && std::memcmp(d, magic, 4) == 0) {
+      throw Error(ErrorCode::kFormat, src + ": an old GGML-era file (before GGUF), which piquant "
+                                            "does not read: convert it to GGUF with llama.cpp's "
+                                            "tools, or convert the original model folder with "
+                                            "piquant-convert");
+    }
+  }
+  if (n >= 1 && (d[0] == '{' || d[0] == '[')) {
+    throw Error(ErrorCode::kFormat, src + ": a JSON or text file, not a model (-m takes a .piq, "
+                                          ".gguf or llama2.c checkpoint; a Hugging Face folder is "
+                                          "converted with piquant-convert DIR -o model.piq)");
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Model::Impl> load_llama2c(std::shared_ptr<const MappedFile> file) {
   const std::string& src = file->path();
+  if (!looks_like_llama2c(file->data(), file->size())) {
+    refuse_other_formats(file->data(), file->size(), src);
+  }
   ByteReader r(file->data(), file->size(), src);
   Header h;
   h.dim = r.read<int32_t>("llama2.c header (7 x int32)");

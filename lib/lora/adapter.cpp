@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -235,6 +236,22 @@ size_t LoraAdapter::n_matrices() const {
   return n;
 }
 
+namespace {
+// "1.5 MiB", "34.2 KiB", "512 bytes": readable at any adapter size (not "0.0341797 MiB").
+std::string mib_text(size_t bytes) {
+  char buf[32];
+  const double b = static_cast<double>(bytes);
+  if (bytes >= 1048576) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", b / 1048576.0);
+  } else if (bytes >= 1024) {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%zu bytes", bytes);
+  }
+  return buf;
+}
+}  // namespace
+
 std::string LoraAdapter::describe() const {
   std::ostringstream s;
   const auto t = targets();
@@ -251,7 +268,7 @@ std::string LoraAdapter::describe() const {
   }
   s << "LoRA r " << impl_->max_rank << " alpha " << impl_->alpha << (impl_->rslora ? " rslora" : "")
     << ", " << ts << " x " << layers << " layers, " << type << ", "
-    << static_cast<double>(impl_->bytes) / 1048576.0 << " MiB (" << impl_->source << ")";
+    << mib_text(impl_->bytes) << " (" << impl_->source << ")";
   return s.str();
 }
 

@@ -1,4 +1,8 @@
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstring>
+#include <random>
 #include <sstream>
 
 #include "format/gguf.hpp"
@@ -156,6 +160,57 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   return std::make_shared<const Model>(std::move(impl));
 }
 
+namespace {
+
+// The demo model's text (SyntheticModelOptions::demo_text). A tied classifier scores the current
+// token's own embedding highest, so random tied weights repeat one token ("timeeeee"); a random
+// untied one settles on one token too. Instead the classifier is built from the embeddings: the
+// row of token t is the embedding of its predecessor in a random cycle through the readable
+// tokens (letters, space, word pieces, punctuation), so the residual stream, which carries the
+// current token's embedding, scores its successor highest: greedy text walks the cycle, and
+// the attention and MLP layers (scaled down, still random) shift the scores with the context.
+// Every embedding also shares a large component along dimension 0, which the residual carries to
+// the final norm (h[0] large and positive at every position): the classifier's dimension 0
+// holds a penalty for punctuation (small) and for everything unreadable (bytes, specials, unused
+// ids; large), so none of those is picked. Measured on the default shape: greedy 64 tokens hold
+// 60+ distinct ids; sampling at temperature 1 varies with the seed.
+void shape_demo_text(Llama2cWeights& w, const Tokenizer& tok, uint64_t seed) {
+  const ModelConfig& c = w.config;
+  const size_t d = static_cast<size_t>(c.dim);
+  const size_t n_vocab = static_cast<size_t>(c.vocab_size);
+  for (float& x : w.wo) x *= 0.5f;  // the layers nudge, the current token leads
+  for (float& x : w.w2) x *= 0.5f;
+  for (size_t t = 0; t < n_vocab; ++t) w.tok_embd[t * d] = 8.0f;
+  std::vector<size_t> readable;
+  std::vector<float> penalty(n_vocab, -3.0f);
+  for (size_t t = 0; t < n_vocab; ++t) {
+    const std::string& piece = tok.piece(static_cast<TokenId>(t));
+    const bool special = piece.size() > 1 && piece.front() == '<' && piece.back() == '>';
+    if (special || piece.empty()) continue;
+    bool letters = true, printable = true;
+    for (char ch : piece) {
+      letters = letters && (std::isalpha(static_cast<unsigned char>(ch)) || ch == ' ');
+      printable = printable && ch >= ' ' && ch <= '~';
+    }
+    if (!printable) continue;
+    penalty[t] = letters ? 0.0f : -0.6f;
+    readable.push_back(t);
+  }
+  std::mt19937_64 rng(seed ^ 0x64656d6fULL);  // "demo"
+  std::shuffle(readable.begin(), readable.end(), rng);
+  const float scale = 0.02f;  // top logit ~5 over the others' ~N(0, 0.7): sampling varies
+  std::fill(w.wcls.begin(), w.wcls.end(), 0.0f);
+  for (size_t i = 0; i < readable.size(); ++i) {
+    const size_t t = readable[(i + 1) % readable.size()];  // the successor of readable[i]
+    const float* pred = w.tok_embd.data() + readable[i] * d;
+    float* row = w.wcls.data() + t * d;
+    for (size_t k = 1; k < d; ++k) row[k] = scale * pred[k];
+  }
+  for (size_t t = 0; t < n_vocab; ++t) w.wcls[t * d] = penalty[t];
+}
+
+}  // namespace
+
 std::shared_ptr<const Model> Model::synthetic(const SyntheticModelOptions& options) {
   ModelConfig c = options.config;
   // Defaults: llama2.c's stories15M shape with a 512-token demo vocabulary.
@@ -170,9 +225,14 @@ std::shared_ptr<const Model> Model::synthetic(const SyntheticModelOptions& optio
   if (c.vocab_size < 259) {
     throw Error(ErrorCode::kInvalidArgument, "synthetic model: vocab_size must be >= 259");
   }
-  auto impl = model_from_llama2c_weights(random_llama2c_weights(c, options.seed),
-                                         "synthetic, seed " + std::to_string(options.seed));
-  impl->tokenizer = Tokenizer(make_demo_tokenizer(c.vocab_size));
+  Tokenizer tokenizer(make_demo_tokenizer(c.vocab_size));
+  if (options.demo_text) c.tied_classifier = false;
+  Llama2cWeights w = random_llama2c_weights(c, options.seed);
+  if (options.demo_text) shape_demo_text(w, tokenizer, options.seed);
+  auto impl = model_from_llama2c_weights(
+      std::move(w), std::string(options.demo_text ? "demo model" : "synthetic") + ", seed " +
+                        std::to_string(options.seed));
+  impl->tokenizer = std::move(tokenizer);
   return std::make_shared<const Model>(std::move(impl));
 }
 

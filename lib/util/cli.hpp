@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "piquant/version.hpp"
 
@@ -24,7 +25,25 @@ namespace piquant::cli {
   std::exit(0);
 }
 
+/// Warns on stderr, once per process, when `threads` is more than the machine's cores: the
+/// threads then take turns on the cores and every step waits for the slowest (on 2 cores, -t 8
+/// ran 16x slower than -t 2). Returns whether it warned.
+inline bool warn_if_more_threads_than_cores(const char* prog, int threads) {
+  static bool warned = false;
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (warned || cores == 0 || threads <= static_cast<int>(cores)) return false;
+  warned = true;
+  std::fprintf(stderr,
+               "%s: warning: %d threads on %u cores: threads beyond the core count wait for each "
+               "other and run much slower (use -t %u or less)\n",
+               prog, threads, cores, cores);
+  return true;
+}
+
 /// One program's arguments, one at a time: `while (args.next()) { ... args.arg() ... }`.
+/// A long flag may carry its value after '=' (`--ctx-size=64`, as llama.cpp and getopt allow):
+/// arg() is then the flag and value() the text after '='; a flag that takes no value but was
+/// given one is refused.
 class ArgReader {
  public:
   /// `usage` is what -h / --help print.
@@ -34,8 +53,15 @@ class ArgReader {
   /// Moves to the next argument; false after the last. -h / --help print the usage, --version
   /// the program's and the library's version, to stdout and exit with status 0.
   bool next() {
+    if (has_inline_value_) die(arg_ + " takes no value (got '" + arg_ + "=" + inline_value_ + "')");
     if (++i_ >= argc_) return false;
     arg_ = argv_[i_];
+    const size_t eq = arg_.find('=');
+    if (arg_.size() > 2 && arg_.compare(0, 2, "--") == 0 && eq != std::string::npos && eq > 2) {
+      inline_value_ = arg_.substr(eq + 1);
+      arg_.resize(eq);
+      has_inline_value_ = true;
+    }
     if (arg_ == "-h" || arg_ == "--help") {
       std::fputs(usage_, stdout);
       std::exit(0);
@@ -47,6 +73,10 @@ class ArgReader {
   const std::string& arg() const { return arg_; }
   /// The argument after the current one (a flag's value, consumed), or dies "<flag> needs a value".
   std::string value() {
+    if (has_inline_value_) {
+      has_inline_value_ = false;
+      return inline_value_;
+    }
     if (i_ + 1 >= argc_) die(arg_ + " needs a value");
     return argv_[++i_];
   }
@@ -110,6 +140,8 @@ class ArgReader {
   char** argv_;
   int i_ = 0;
   std::string arg_;
+  std::string inline_value_;       // the text after '=' in --flag=value
+  bool has_inline_value_ = false;  // ... not yet taken by value()
 };
 
 }  // namespace piquant::cli

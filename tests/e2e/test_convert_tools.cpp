@@ -63,10 +63,14 @@ TEST_CASE("piquant-convert, piquant-inspect and piquant-run on a converted llama
   CHECK(r.exit_code == 2);
   CHECK(r.out.find("blk.1.ffn_up.weight") != std::string::npos);
 
-  // The GGUF side of inspect, and clear one-line errors.
+  // inspect reads llama2.c checkpoints too; clear one-line errors.
   r = run_program(PIQUANT_INSPECT_PATH, {dir.file("m.bin")});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("llama2.c checkpoint") != std::string::npos);
+  piquant::test::write_file(dir.file("short.bin"), "xyz");
+  r = run_program(PIQUANT_INSPECT_PATH, {dir.file("short.bin")});
   CHECK(r.exit_code == 1);
-  CHECK(r.err.find("bad magic") != std::string::npos);
+  CHECK(r.err.find("piquant-inspect: error: ") != std::string::npos);
   r = run_program(PIQUANT_CONVERT_PATH, {dir.file("m.bin")});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("-o OUTPUT.piq") != std::string::npos);

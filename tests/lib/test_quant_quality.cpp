@@ -128,7 +128,7 @@ TEST_CASE("quantization quality on the trained aidreams260K model", "[convert][q
   const auto rows =
       measure(open, eval, calib,
               emulated() ? std::vector<std::string>{"f16", "q8", "q4"}
-                         : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix", "q4a_mix"});
+                         : std::vector<std::string>{"f16", "q8", "q4", "q4m", "q4_mix", "q4m_mix"});
   print("aidreams260K (dim 64, ffn 172: w_down stays f32)", rows, eval.size());
   const Row& absmax = find(rows, "q4", "absmax");
   const Row& calibrated = find(rows, "q4", "calibrated");
@@ -174,8 +174,8 @@ TEST_CASE("quantization quality on seeded random models", "[convert][quality]") 
       calib.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
     const auto rows =
         measure(open, eval, calib,
-                emulated() ? std::vector<std::string>{"q8", "q4", "q4a"}
-                           : std::vector<std::string>{"f16", "q8", "q4", "q4a", "q4_mix"});
+                emulated() ? std::vector<std::string>{"q8", "q4", "q4m"}
+                           : std::vector<std::string>{"f16", "q8", "q4", "q4m", "q4_mix"});
     print(("random model, seed " + std::to_string(seed) + (seed == 3 ? ", outlier channels" : ""))
               .c_str(),
           rows, eval.size());
@@ -186,7 +186,7 @@ TEST_CASE("quantization quality on seeded random models", "[convert][quality]") 
     if (seed == 3) {  // outlier channels: calibration must pay off
       CHECK(find(rows, "q4", "calibrated").a.kl < find(rows, "q4", "search").a.kl);
       CHECK(find(rows, "q4", "calibrated").a.kl < find(rows, "q4", "absmax").a.kl);
-      CHECK(find(rows, "q4a", "calibrated").a.kl < find(rows, "q4a", "search").a.kl);
+      CHECK(find(rows, "q4m", "calibrated").a.kl < find(rows, "q4m", "search").a.kl);
     }
   }
 }

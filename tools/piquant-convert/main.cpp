@@ -20,15 +20,20 @@ const char* kUsage = R"(usage: piquant-convert INPUT -o OUTPUT.piq [options]
        piquant-convert --verify FILE.piq
 INPUT is a Hugging Face model directory (config.json + model.safetensors or a sharded
 model.safetensors.index.json), a .gguf file, or a llama2.c checkpoint (its tokenizer.bin
-given with -z).
+given with -z). A long flag takes its value after a space or '=' (--type=q4_mix).
   -o, --output FILE       the .piq file to write (written to FILE.tmp, renamed when complete)
-      --type T            weight type or preset (default q8):
-                            f32, f16, q8, q4, q4a (int4 + per-block minimum),
-                            q4_mix / q4a_mix (q4 / q4a, with embedding, classifier and
+      --type T            weight type or preset (default q8), in any case:
+                            f32, f16, q8 (= GGUF Q8_0), q4 (= Q4_0), q4m (= Q4_1: int4 +
+                            per-block minimum; q4a is an old name for it),
+                            q4_mix / q4m_mix (q4 / q4m, with embedding, classifier and
                             attention v/output projections at q8),
                             keep (each tensor as the source stores it where piquant runs it:
-                            GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 copied bit for bit)
-  -z, --tokenizer FILE    tokenizer to embed (needed for llama2.c; overrides the source's)
+                            GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 copied bit for bit);
+                            K-quants (Q4_K_M, ...) are read from GGUF but not written
+      --outtype T         the same (llama.cpp's convert script's spelling)
+  -z, --tokenizer FILE    tokenizer to embed (needed for llama2.c; overrides the source's);
+                          the converter says which tokenizer the file carries, and warns when
+                          it carries none
       --block-size N      quantization block (only 32: the kernels' block)
       --no-search         plain round-to-nearest absmax, no per-block scale search
       --calibrate FILE    text to run the f32 model over; weights quantization error by each
@@ -37,7 +42,7 @@ given with -z).
       --calib-window N    tokens per calibration context (default 512, <= the model's)
       --report            per-tensor table: type, bytes, relative RMS error; bits per weight
       --verify FILE       recompute FILE's per-tensor checksums and report (no conversion)
-  -t, --threads N         threads (default: all cores)
+  -t, --threads N         threads (default: all cores; more than the cores: warned, slow)
   -q, --quiet             no progress output
   -h, --help              this text
       --version           the version
@@ -179,10 +184,26 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "piquant-convert: calibrating on %zu tokens of %s\n",
                    o.calibration_tokens.size(), calib_file.c_str());
     }
+    o.type = piquant::canonical_type_name(o.type);
     std::fprintf(stderr, "piquant-convert: %s: %s %dL dim %d, %zu tensors, %s -> %s (%s)\n",
                  input.c_str(), src->config().arch.c_str(), src->config().n_layers,
                  src->config().dim, src->tensors().size(),
                  piquant::format_bytes(src->total_bytes()).c_str(), output.c_str(), o.type.c_str());
+    // What the file will carry, said once -z has been applied (a model written without a
+    // tokenizer is found out only at run time otherwise).
+    if (const auto& tok = src->tokenizer()) {
+      std::fprintf(stderr, "piquant-convert: tokenizer: %s, %zu tokens, from %s\n",
+                   tok->kind_name().c_str(), tok->vocab_size(),
+                   tokenizer.empty() ? input.c_str() : tokenizer.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "piquant-convert: warning: %s has no tokenizer and none was given (-z): the "
+                   "file will carry no tokenizer, so piquant-run will need -z FILE (or "
+                   "--prompt-ids and --ids) to run it. Give -z tokenizer.bin / tokenizer.model / "
+                   "tokenizer.json to embed one\n",
+                   input.c_str());
+    }
+    piquant::cli::warn_if_more_threads_than_cores("piquant-convert", o.threads);
     const piquant::ConvertReport rep = piquant::convert_model(*src, output, o);
     for (const std::string& n : rep.notices)
       std::fprintf(stderr, "piquant-convert: note: %s\n", n.c_str());

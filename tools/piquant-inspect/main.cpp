@@ -17,7 +17,8 @@
 namespace {
 
 const char* kUsage = R"(usage: piquant-inspect FILE [options]
-FILE is a piquant .piq file or a GGUF file.
+Shows what is in a model file: FILE is a piquant .piq file, a GGUF file or a llama2.c
+checkpoint (its header: shape, vocabulary, classifier).
       --json       .piq: print the raw JSON header instead of the summary
       --verify     .piq: also recompute every tensor's checksum
       --no-tensors leave out the tensor table
@@ -162,6 +163,20 @@ int inspect_gguf(const std::string& path, bool tensors) {
 
 }  // namespace
 
+int inspect_llama2c(const std::string& path) {
+  const auto m = piquant::Model::load(path);
+  const piquant::ModelConfig& c = m->config();
+  std::printf("%s: llama2.c checkpoint (version 0: a 7 x int32 header, then float32 weights)\n",
+              path.c_str());
+  std::printf("  dim %d, hidden_dim %d, %d layers, %d heads (%d kv), head_dim %d\n", c.dim,
+              c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
+  std::printf("  vocab %d, seq_len %d, classifier %s\n", c.vocab_size, c.max_seq_len,
+              c.tied_classifier ? "tied to the token embedding" : "separate");
+  std::printf("  weights: %s float32; no tokenizer inside (run it with -z tokenizer.bin)\n",
+              piquant::format_bytes(m->weight_bytes()).c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::string path;
   bool json_only = false, verify = false, tensors = true;
@@ -192,7 +207,10 @@ int main(int argc, char** argv) {
       return inspect_piq(path, json_only, verify, tensors);
     }
     if (piquant::GgufFile::has_magic(file.data(), file.size())) return inspect_gguf(path, tensors);
-    die(path + ": neither a piquant .piq file nor a GGUF file (bad magic)");
+    if (json_only || verify) die("--json and --verify apply to .piq files");
+    // No magic: a llama2.c checkpoint, which the loader checks field by field (and which names
+    // other formats it recognises: safetensors, PyTorch, GGML).
+    return inspect_llama2c(path);
   } catch (const piquant::Error& e) {
     die(e.what());
   } catch (const std::exception& e) {

@@ -20,12 +20,15 @@ const char* kUsage = R"(usage: piquant-tokenize TOKENIZER [--bos|--no-bos] [--sp
   TOKENIZER   tokenizer.model (SentencePiece or tiktoken), tokenizer.json, vocab.json (with
               merges.txt beside it), llama2.c tokenizer.bin, a GGUF or a piquant model file,
               or a directory holding one of these
-  TEXT        the text to encode; "-" reads standard input
+  TEXT        the text to encode; "-" reads standard input (one final newline, as an editor
+              or echo leaves it, is dropped: as llama-tokenize --stdin)
   --bos       prepend BOS;  --no-bos: do not (default: the tokenizer's own convention)
   --special   encode: match special tokens written in the text ("<|eot_id|>") as single tokens;
               decode: show special tokens instead of skipping them
   --decode    IDS are token ids ("[1, 15043]", "1 15043" or "1,15043"; "-" reads standard
               input); prints the text
+  --show-pieces  encode: print one line per token, "id -> 'text'" (as llama-tokenize), instead
+              of the JSON array
   --version   the version
 Encoding prints the ids as a JSON array. Errors go to standard error, with exit status 1.
 )";
@@ -72,7 +75,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest;
   piquant::EncodeOptions eo;
   piquant::DecodeOptions dopt;
-  bool decode = false, special = false, end_of_options = false;
+  bool decode = false, special = false, end_of_options = false, show_pieces = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (!end_of_options && a == "--") {
@@ -91,6 +94,8 @@ int main(int argc, char** argv) {
       special = true;
     } else if (!end_of_options && a == "--decode") {
       decode = true;
+    } else if (!end_of_options && a == "--show-pieces") {
+      show_pieces = true;
     } else if (!end_of_options && a.size() > 1 && a[0] == '-' && !(decode && a[1] >= '0' && a[1] <= '9')) {
       die("unknown option '" + a + "'\n" + kUsage);
     } else if (path.empty()) {
@@ -102,6 +107,7 @@ int main(int argc, char** argv) {
   if (path.empty()) die(std::string("no tokenizer file given\n") + kUsage);
   if (rest.empty()) die(std::string(decode ? "no IDS given\n" : "no TEXT given\n") + kUsage);
   if (decode && eo.add_bos.has_value()) die("--bos/--no-bos apply to encoding, not --decode");
+  if (decode && show_pieces) die("--show-pieces applies to encoding, not --decode");
   try {
     const piquant::Tokenizer tok = piquant::Tokenizer::load(path);
     if (decode) {
@@ -114,9 +120,27 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (rest.size() > 1) die("give TEXT as one argument (quote it), or \"-\" for standard input");
-    const std::string text = rest[0] == "-" ? read_stdin() : rest[0];
+    std::string text = rest[0];
+    if (text == "-") {
+      text = read_stdin();
+      if (!text.empty() && text.back() == '\n') {
+        text.pop_back();
+        if (!text.empty() && text.back() == '\r') text.pop_back();
+      }
+    }
     eo.parse_special = special;
     const auto ids = tok.encode(text, eo);
+    if (show_pieces) {
+      piquant::DecodeOptions show;
+      show.show_special = true;
+      std::string out;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        out += std::to_string(ids[i]) + " -> '" +
+               tok.token_bytes(ids[i], i ? ids[i - 1] : -1, show) + "'\n";
+      }
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      return std::fflush(stdout) == 0 ? 0 : 1;
+    }
     std::string out = "[";
     for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
     out += "]\n";
