@@ -7,7 +7,7 @@
 #include <piquant/piquant.hpp>
 
 #include "format/llama2c.hpp"
-#include "model/forward.hpp"
+#include "ref_forward.hpp"
 #include "model/quantize_model.hpp"
 #include "threads/thread_pool.hpp"
 
