@@ -3,6 +3,7 @@
 #include <chrono>
 #include <string>
 
+#include "model/context_options.hpp"
 #include "model/graph.hpp"
 #include "piquant/error.hpp"
 #include "model/model_impl.hpp"
@@ -31,20 +32,6 @@ struct Session::Impl {
 };
 
 namespace {
-int resolve_ctx(const Model& m, int n_ctx) {
-  if (n_ctx < 0) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "context length " + std::to_string(n_ctx) + " must be >= 0 (0: the model's)");
-  }
-  const int max_ctx = m.config().max_seq_len;
-  if (n_ctx == 0) return max_ctx;
-  if (n_ctx > max_ctx) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "context length " + std::to_string(n_ctx) + " exceeds the model's maximum " +
-                    std::to_string(max_ctx));
-  }
-  return n_ctx;
-}
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -53,13 +40,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options) {
   if (!model) throw Error(ErrorCode::kInvalidArgument, "Session: model is null");
   const int ctx = resolve_ctx(*model, options.n_ctx);
-  KvType kv = KvType::kF16;
-  switch (options.kv_type) {
-    case KvCacheType::kAuto: kv = all_f32(model->impl()) ? KvType::kF32 : KvType::kF16; break;
-    case KvCacheType::kF32: kv = KvType::kF32; break;
-    case KvCacheType::kF16: kv = KvType::kF16; break;
-    case KvCacheType::kQ8: kv = KvType::kQ8; break;
-  }
+  const KvType kv = resolve_kv_type(*model, options.kv_type);
   impl_ = std::make_unique<Impl>(std::move(model), ctx, options.n_threads, kv);
 }
 
@@ -69,7 +50,10 @@ Session& Session::operator=(Session&&) noexcept = default;
 
 int Session::position() const { return impl_->pos; }
 int Session::n_ctx() const { return impl_->n_ctx; }
-void Session::reset() { impl_->pos = 0; }
+void Session::reset() {
+  impl_->pos = 0;
+  impl_->forward.kv().truncate(0);
+}
 
 void Session::rewind(int position) {
   if (position < 0 || position > impl_->pos) {
@@ -77,7 +61,8 @@ void Session::rewind(int position) {
                                             ": the session holds " + std::to_string(impl_->pos) +
                                             " tokens");
   }
-  impl_->pos = position;  // later evals overwrite the cache from here; attention reads [0, pos)
+  impl_->pos = position;
+  impl_->forward.kv().truncate(position);
 }
 
 size_t Session::kv_cache_bytes() const { return impl_->forward.kv().memory_bytes(); }
@@ -101,9 +86,7 @@ std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
                 "decode_batch: " + std::to_string(sessions.size()) + " sessions but " +
                     std::to_string(tokens.size()) + " tokens (one token per session, at least one)");
   }
-  std::vector<Forward*> fw;
-  std::vector<int> pos;
-  std::vector<float*> out;
+  Batch batch;
   const Model* model = nullptr;
   for (size_t i = 0; i < sessions.size(); ++i) {
     Session* s = sessions[i];
@@ -114,7 +97,7 @@ std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
                     "decode_batch: session " + std::to_string(i) + " repeats session " + std::to_string(j));
       }
     }
-    Session::Impl& si = *s->impl_;
+    Session::Impl& si = s->impl();
     if (model == nullptr) model = si.model.get();
     if (si.model.get() != model) {
       throw Error(ErrorCode::kInvalidArgument, "decode_batch: session " + std::to_string(i) +
@@ -129,15 +112,20 @@ std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
                                               " for session " + std::to_string(i) +
                                               " is outside the vocabulary");
     }
-    fw.push_back(&si.forward);
-    pos.push_back(si.pos);
-    out.push_back(si.logits.data());
+    batch.push_back(BatchRow{tokens[i], si.pos, &si.forward.kv(), 0, true, &si.adapters});
   }
-  decode_batch_forward(fw, tokens.data(), pos.data(), out.data());
+  // One pass on the first session's forward (its scratch and threads); each row reads and
+  // writes its own session's KV cache.
+  const size_t vocab = static_cast<size_t>(model->config().vocab_size);
+  std::vector<float> logits(sessions.size() * vocab);
+  sessions[0]->impl().forward.eval(batch, logits.data());
   std::vector<const float*> r;
-  for (Session* s : sessions) {
-    ++s->impl_->pos;
-    r.push_back(s->impl_->logits.data());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    Session::Impl& si = sessions[i]->impl();
+    std::copy(logits.begin() + static_cast<ptrdiff_t>(i * vocab),
+              logits.begin() + static_cast<ptrdiff_t>((i + 1) * vocab), si.logits.begin());
+    ++si.pos;
+    r.push_back(si.logits.data());
   }
   return r;
 }

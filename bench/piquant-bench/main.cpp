@@ -5,6 +5,11 @@
 // (prefill), "tg<N>" generates N tokens one at a time after a one-token start (decode); with
 // -d D, a D-token context is evaluated (untimed) first. One warm-up run precedes the timed
 // repetitions unless --no-warmup.
+// --batched: llama-batched-bench's shape instead. For each prompt length PP (-p), generation
+// length TG (-n) and number of parallel sequences B (--npl, default 1,2,4,8,16), one Context of
+// B sequences evaluates B different PP-token prompts (all rows in passes of 64, no logits but
+// each prompt's last), then TG decode passes of B rows (one per sequence, greedy). Reported:
+// aggregate prefill tokens/s (B*PP / T_PP) and decode tokens/s (B*TG / T_TG), medians of -r runs.
 #include <piquant/piquant.hpp>
 
 #include "util/cli.hpp"
@@ -33,10 +38,18 @@ const char* kUsage = R"(usage: piquant-bench [options]
   -t, --threads N[,N]       thread counts (default: all cores)
   -r, --repetitions N       timed runs per test (default 5)
       --no-warmup           skip the warm-up run before each test
+      --batched             many sequences at once (llama-batched-bench's table; see below)
+      --npl N[,N]           parallel sequences for --batched (default 1,2,4,8,16)
   -o, --output FORMAT       md (default), json, jsonl or csv
       --json                same as -o json
   -h, --help
       --version
+
+--batched prints, per (PP, TG, B): T_PP (s) and S_PP = B*PP/T_PP (prefill tokens/s), T_TG (s) and
+S_TG = B*TG/T_TG (aggregate decode tokens/s), T and S = B*(PP+TG)/T; medians of -r runs. JSON /
+JSONL use llama-batched-bench's fields: n_kv_max, n_batch, n_ubatch, is_pp_shared, n_threads,
+pp, tg, pl, n_kv, t_pp, speed_pp, t_tg, speed_tg, t, speed (plus model_filename, samples_t_pp,
+samples_t_tg).
 )";
 
 [[noreturn]] void die(const std::string& msg) { piquant::cli::die("piquant-bench", msg); }
@@ -71,6 +84,8 @@ struct Args {
   std::vector<int> n_prompt = {512}, n_gen = {128}, n_depth = {0}, threads;
   int reps = 5;
   bool warmup = true;
+  bool batched = false;
+  std::vector<int> npl = {1, 2, 4, 8, 16};
   std::string output = "md";
 };
 
@@ -184,6 +199,128 @@ std::string to_json(const Result& r, const std::string& cpu, const std::string& 
   return o;
 }
 
+// --batched: B sequences of one Context; returns {prefill ns, decode ns}.
+std::array<double, 2> run_batched_once(const std::shared_ptr<const piquant::Model>& model,
+                                       int pp, int tg, int b, int threads, std::mt19937& rng) {
+  const int n_vocab = model->config().vocab_size;
+  std::uniform_int_distribution<int> tok(0, n_vocab - 1);
+  piquant::ContextOptions o;
+  o.n_ctx = pp + tg + 1;
+  o.n_seq = b;
+  o.n_threads = threads;
+  piquant::Context ctx(model, o);
+  std::vector<int> seq(static_cast<size_t>(b));
+  for (auto& s : seq) s = ctx.add_sequence();
+  std::vector<piquant::DecodeRow> rows;
+  for (int s : seq) {
+    for (int i = 0; i < pp; ++i) rows.push_back(piquant::DecodeRow{tok(rng), s, i + 1 == pp});
+  }
+  std::vector<piquant::TokenId> next(static_cast<size_t>(b));
+  for (auto& t : next) t = tok(rng);
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  if (pp > 0) {
+    const auto out = ctx.decode(rows);
+    for (size_t i = 0; i < out.size(); ++i) next[i] = piquant::argmax(out[i], size_t(n_vocab));
+  }
+  const auto t1 = clock::now();
+  for (int k = 0; k < tg; ++k) {
+    rows.clear();
+    for (size_t i = 0; i < seq.size(); ++i) rows.push_back(piquant::DecodeRow{next[i], seq[i], true});
+    const auto out = ctx.decode(rows);
+    for (size_t i = 0; i < out.size(); ++i) next[i] = piquant::argmax(out[i], size_t(n_vocab));
+  }
+  const auto t2 = clock::now();
+  return {std::chrono::duration<double, std::nano>(t1 - t0).count(),
+          std::chrono::duration<double, std::nano>(t2 - t1).count()};
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run_batched_bench(const Args& a) {
+  bool first_row = true;
+  if (a.output == "md") {
+    std::printf("| model | threads | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | "
+                "T s | S t/s |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+                "---: |\n");
+  } else if (a.output == "csv") {
+    std::printf("model_filename,n_threads,pp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed\n");
+  } else if (a.output == "json") {
+    std::printf("[\n");
+  }
+  for (const std::string& path : a.models) {
+    std::shared_ptr<const piquant::Model> model;
+    if (path.empty()) {
+      model = piquant::Model::synthetic();
+    } else {
+      piquant::LoadOptions lo;
+      lo.tokenizer_path = a.tokenizer;
+      model = piquant::Model::load(path, lo);
+    }
+    const std::string name = path.empty() ? "(synthetic demo model)" : path;
+    std::mt19937 rng(42);
+    for (int threads : a.threads) {
+      for (int pp : a.n_prompt) {
+        for (int tg : a.n_gen) {
+          for (int b : a.npl) {
+            if (b < 1) die("--npl must be at least 1");
+            if (pp + tg + 1 > model->config().max_seq_len) {
+              die("PP " + std::to_string(pp) + " + TG " + std::to_string(tg) +
+                  " needs more context than the model's " +
+                  std::to_string(model->config().max_seq_len) + " tokens");
+            }
+            if (a.warmup) run_batched_once(model, pp, tg, b, threads, rng);
+            std::vector<double> tpp, ttg;
+            for (int i = 0; i < a.reps; ++i) {
+              const auto t = run_batched_once(model, pp, tg, b, threads, rng);
+              tpp.push_back(t[0] * 1e-9);
+              ttg.push_back(t[1] * 1e-9);
+            }
+            const double t_pp = median(tpp), t_tg = median(ttg), t = t_pp + t_tg;
+            const double s_pp = t_pp > 0 ? double(b) * pp / t_pp : 0;
+            const double s_tg = t_tg > 0 ? double(b) * tg / t_tg : 0;
+            const double s = t > 0 ? double(b) * (pp + tg) / t : 0;
+            const int n_kv = b * (pp + tg);
+            if (a.output == "md") {
+              std::printf("| %s | %d | %d | %d | %d | %d | %.3f | %.2f | %.3f | %.2f | %.3f | "
+                          "%.2f |\n",
+                          model->describe().c_str(), threads, pp, tg, b, n_kv, t_pp, s_pp, t_tg,
+                          s_tg, t, s);
+            } else if (a.output == "csv") {
+              std::printf("\"%s\",%d,%d,%d,%d,%d,%.6f,%.3f,%.6f,%.3f,%.6f,%.3f\n", name.c_str(),
+                          threads, pp, tg, b, n_kv, t_pp, s_pp, t_tg, s_tg, t, s);
+            } else {
+              char buf[768];
+              std::snprintf(buf, sizeof(buf),
+                            "{\"model_filename\": \"%s\", \"n_kv_max\": %d, \"n_batch\": 64, "
+                            "\"n_ubatch\": 64, \"is_pp_shared\": 0, \"n_threads\": %d, "
+                            "\"pp\": %d, \"tg\": %d, \"pl\": %d, \"n_kv\": %d, "
+                            "\"t_pp\": %f, \"speed_pp\": %f, \"t_tg\": %f, \"speed_tg\": %f, "
+                            "\"t\": %f, \"speed\": %f, ",
+                            json_escape(name).c_str(), b * (pp + tg + 1), threads, pp, tg, b, n_kv,
+                            t_pp, s_pp, t_tg, s_tg, t, s);
+              const std::string j = std::string(buf) + "\"samples_t_pp\": [" + join(tpp, 6) +
+                                    "], \"samples_t_tg\": [" + join(ttg, 6) + "]}";
+              if (a.output == "json") std::printf("%s  %s", first_row ? "" : ",\n", j.c_str());
+              else std::printf("%s\n", j.c_str());
+            }
+            first_row = false;
+            std::fflush(stdout);
+          }
+        }
+      }
+    }
+  }
+  if (a.output == "json") std::printf("\n]\n");
+  return 0;
+}
+
 std::string cpu_description() {
   std::string name;
 #if defined(__linux__)
@@ -219,6 +356,8 @@ Args parse(int argc, char** argv) {
     else if (f == "-o" || f == "--output") a.output = args.value();
     else if (f == "--json") a.output = "json";
     else if (f == "--no-warmup") a.warmup = false;
+    else if (f == "--batched") a.batched = true;
+    else if (f == "--npl") a.npl = parse_list(f, args.value());
     else die("unknown option '" + f + "' (see --help)");
   }
   if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv") {
@@ -238,6 +377,7 @@ Args parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   try {
+    if (a.batched) return run_batched_bench(a);
     const std::string cpu = cpu_description();
     char time_buf[32];
     const std::time_t now = std::time(nullptr);

@@ -1,6 +1,7 @@
 #pragma once
 /// \file piquant/piquant.hpp
 /// Umbrella header: everything an application needs.
+#include "piquant/batch.hpp"
 #include "piquant/chat.hpp"
 #include "piquant/error.hpp"
 #include "piquant/lora.hpp"

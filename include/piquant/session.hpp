@@ -94,19 +94,20 @@ class Session {
   void set_adapters(std::vector<AdapterChoice> adapters);
   const std::vector<AdapterChoice>& adapters() const;
 
-  friend std::vector<const float*> decode_batch(const std::vector<Session*>& sessions,
-                                                const std::vector<TokenId>& tokens);
+  /// The library's side of the session (opaque here; lib/ uses it, as Model::impl()).
+  struct Impl;
+  Impl& impl() { return *impl_; }
 
  private:
   /// generate_ids without stop strings.
   GenerateResult generate_core(const std::vector<TokenId>& prompt_ids, const TokenCallback& on_token,
                                const GenerateOptions& options);
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
 /// One decode step for several sessions sharing one Model (each with its own KV cache, position
 /// and adapters) in a single pass over the base weights: tokens[i] is evaluated by sessions[i].
+/// (A program that schedules many sequences itself can use one Context, piquant/batch.hpp.)
 /// Returns each session's logits (vocab_size floats, valid until its next eval). Runs on the
 /// first session's threads. Throws without changing any session when a session is null or
 /// repeated, the models differ, a context is full or a token is out of range.

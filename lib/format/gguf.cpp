@@ -164,6 +164,44 @@ std::string GgufValue::describe(size_t max_items) const {
 
 // --- parser ------------------------------------------------------------------------------------
 
+GgufValue GgufValue::of_uint(GgufType type, uint64_t u) {
+  GgufValue v;
+  v.type_ = type;
+  v.u_ = u;
+  v.i_ = static_cast<int64_t>(u);
+  return v;
+}
+
+GgufValue GgufValue::of_int(GgufType type, int64_t i) {
+  GgufValue v;
+  v.type_ = type;
+  v.i_ = i;
+  v.u_ = static_cast<uint64_t>(i);
+  return v;
+}
+
+GgufValue GgufValue::of_float(GgufType type, double f) {
+  GgufValue v;
+  v.type_ = type;
+  v.f_ = f;
+  return v;
+}
+
+GgufValue GgufValue::of_string(std::string_view s) {
+  GgufValue v;
+  v.type_ = GgufType::kString;
+  v.s_ = s;
+  return v;
+}
+
+GgufValue GgufValue::of_array(GgufType elem, std::vector<GgufValue> items) {
+  GgufValue v;
+  v.type_ = GgufType::kArray;
+  v.elem_type_ = elem;
+  v.items_ = std::move(items);
+  return v;
+}
+
 class GgufParser {
  public:
   explicit GgufParser(ByteReader& r) : r_(r) {}
@@ -178,49 +216,45 @@ class GgufParser {
     return r_.take_string(static_cast<size_t>(n), what.c_str());
   }
 
-  void read_value(GgufValue& v, GgufType type, const std::string& what, int depth) {
-    v.type_ = type;
+  GgufValue read_value(GgufType type, const std::string& what, int depth) {
     const char* w = what.c_str();
     switch (type) {
-      case GgufType::kUint8: v.u_ = r_.read<uint8_t>(w); v.i_ = static_cast<int64_t>(v.u_); break;
-      case GgufType::kUint16: v.u_ = r_.read<uint16_t>(w); v.i_ = static_cast<int64_t>(v.u_); break;
-      case GgufType::kUint32: v.u_ = r_.read<uint32_t>(w); v.i_ = static_cast<int64_t>(v.u_); break;
-      case GgufType::kUint64: v.u_ = r_.read<uint64_t>(w); v.i_ = static_cast<int64_t>(v.u_); break;
-      case GgufType::kInt8: v.i_ = r_.read<int8_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
-      case GgufType::kInt16: v.i_ = r_.read<int16_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
-      case GgufType::kInt32: v.i_ = r_.read<int32_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
-      case GgufType::kInt64: v.i_ = r_.read<int64_t>(w); v.u_ = static_cast<uint64_t>(v.i_); break;
-      case GgufType::kFloat32: v.f_ = static_cast<double>(r_.read<float>(w)); break;
-      case GgufType::kFloat64: v.f_ = r_.read<double>(w); break;
+      case GgufType::kUint8: return GgufValue::of_uint(type, r_.read<uint8_t>(w));
+      case GgufType::kUint16: return GgufValue::of_uint(type, r_.read<uint16_t>(w));
+      case GgufType::kUint32: return GgufValue::of_uint(type, r_.read<uint32_t>(w));
+      case GgufType::kUint64: return GgufValue::of_uint(type, r_.read<uint64_t>(w));
+      case GgufType::kInt8: return GgufValue::of_int(type, r_.read<int8_t>(w));
+      case GgufType::kInt16: return GgufValue::of_int(type, r_.read<int16_t>(w));
+      case GgufType::kInt32: return GgufValue::of_int(type, r_.read<int32_t>(w));
+      case GgufType::kInt64: return GgufValue::of_int(type, r_.read<int64_t>(w));
+      case GgufType::kFloat32: return GgufValue::of_float(type, static_cast<double>(r_.read<float>(w)));
+      case GgufType::kFloat64: return GgufValue::of_float(type, r_.read<double>(w));
       case GgufType::kBool: {
         const uint8_t b = r_.read<uint8_t>(w);
         if (b > 1) r_.fail(what + ": bool byte " + std::to_string(b) + " is neither 0 nor 1");
-        v.u_ = b;
-        break;
+        return GgufValue::of_uint(type, b);
       }
-      case GgufType::kString: v.s_ = read_string(what); break;
+      case GgufType::kString: return GgufValue::of_string(read_string(what));
       case GgufType::kArray: {
         if (depth >= kMaxArrayDepth) {
           r_.fail(what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth));
         }
         const uint32_t et = r_.read<uint32_t>(w);
         check_type(et, what + " element type");
-        v.elem_type_ = static_cast<GgufType>(et);
+        const GgufType elem = static_cast<GgufType>(et);
         const uint64_t n = r_.read<uint64_t>(w);
-        const size_t min = scalar_size(v.elem_type_);
+        const size_t min = scalar_size(elem);
         if (n > r_.remaining() / min) {
-          r_.fail(what + ": array of " + std::to_string(n) + " " + to_string(v.elem_type_) +
+          r_.fail(what + ": array of " + std::to_string(n) + " " + to_string(elem) +
                   " needs at least " + std::to_string(min) + " bytes each but only " +
                   std::to_string(r_.remaining()) + " bytes remain");
         }
-        v.items_.resize(static_cast<size_t>(n));
-        for (size_t i = 0; i < v.items_.size(); ++i) {
-          // Build the element name only on failure paths would be nicer; keep it cheap here.
-          read_value(v.items_[i], v.elem_type_, what, depth + 1);
-        }
-        break;
+        std::vector<GgufValue> items(static_cast<size_t>(n));
+        for (auto& item : items) item = read_value(elem, what, depth + 1);
+        return GgufValue::of_array(elem, std::move(items));
       }
     }
+    r_.fail(what + ": unknown type");
   }
 
   void check_type(uint32_t t, const std::string& what) {
@@ -286,7 +320,7 @@ void GgufFile::parse() {
     const std::string& key = kv_[i].key;
     const uint32_t t = r.read<uint32_t>(key.c_str());
     p.check_type(t, "metadata " + key);
-    p.read_value(kv_[i].value, static_cast<GgufType>(t), "metadata " + key, 0);
+    kv_[i].value = p.read_value(static_cast<GgufType>(t), "metadata " + key, 0);
   }
   if (const GgufValue* a = find("general.alignment")) {
     const uint64_t al = a->to_uint(source_ + ": metadata general.alignment");

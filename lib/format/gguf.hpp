@@ -47,8 +47,15 @@ class GgufValue {
   /// Readable rendering for tools ("[3 x string]" for long arrays).
   std::string describe(size_t max_items = 8) const;
 
+  /// Values as the reader builds them: an integer or bool of `type` (unsigned or signed
+  /// source), a float, a string (pointing into the file), an array of `elem`.
+  static GgufValue of_uint(GgufType type, uint64_t u);
+  static GgufValue of_int(GgufType type, int64_t i);
+  static GgufValue of_float(GgufType type, double f);
+  static GgufValue of_string(std::string_view s);
+  static GgufValue of_array(GgufType elem, std::vector<GgufValue> items);
+
  private:
-  friend class GgufParser;
   GgufType type_ = GgufType::kUint8;
   GgufType elem_type_ = GgufType::kUint8;
   uint64_t u_ = 0;  // unsigned ints and bool

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "piquant/error.hpp"
 #include "threads/thread_pool.hpp"
@@ -9,10 +10,12 @@
 
 namespace piquant {
 
-Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool)
+Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool,
+                 int n_seq)
     : m_(model),
       pool_(pool),
-      kv_(KvShape{model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim},
+      kv_(KvShape{model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim,
+                  n_seq},
           kv_type) {
   const ModelConfig& c = m_.config;
   q_dim_ = c.n_heads * c.head_dim;
@@ -92,49 +95,179 @@ void Forward::matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws,
 }
 
 void Forward::eval(const TokenId* tokens, int n, int pos, float* last_logits,
-                   std::vector<float>* all_logits) {
-  const int vocab = m_.config.vocab_size;
-  for (int done = 0; done < n;) {
-    const int chunk = std::min(kBatch, n - done);
-    const bool last = done + chunk == n;
-    const bool all = all_logits != nullptr;
-    logits_.resize(static_cast<size_t>(all ? chunk : 1) * vocab);
-    if (all || last) {
-      eval_chunk(tokens + done, chunk, pos + done, logits_.data(), all);
-      if (all) all_logits->insert(all_logits->end(), logits_.begin(), logits_.end());
-      const float* l = logits_.data() + (all ? static_cast<size_t>(chunk - 1) * vocab : 0);
-      if (last) std::copy(l, l + vocab, last_logits);
-    } else {
-      eval_chunk(tokens + done, chunk, pos + done, nullptr, false);
+                   std::vector<float>* all_logits, int seq) {
+  const size_t vocab = static_cast<size_t>(m_.config.vocab_size);
+  seq_batch_.resize(static_cast<size_t>(std::max(n, 0)));
+  for (int i = 0; i < n; ++i) {
+    seq_batch_[static_cast<size_t>(i)] =
+        BatchRow{tokens[i], pos + i, &kv_, seq, all_logits != nullptr || i + 1 == n, adapters_};
+  }
+  if (all_logits == nullptr) {
+    eval(seq_batch_, last_logits);
+    return;
+  }
+  const size_t old = all_logits->size();
+  all_logits->resize(old + static_cast<size_t>(n) * vocab);
+  float* mine = all_logits->data() + old;
+  eval(seq_batch_, mine);
+  if (n > 0) std::copy(mine + (static_cast<size_t>(n) - 1) * vocab, mine + n * vocab, last_logits);
+}
+
+void Forward::check(const Batch& batch) const {
+  const ModelConfig& c = m_.config;
+  struct Next {
+    const KvStore* kv;
+    int seq, pos;
+  };
+  std::vector<Next> next;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchRow& r = batch[i];
+    const std::string where = "batch row " + std::to_string(i);
+    if (r.kv == nullptr) throw Error(ErrorCode::kInvalidArgument, where + " has no KV store");
+    const KvShape& s = r.kv->shape();
+    if (s.n_layers != c.n_layers || s.n_kv_heads != c.n_kv_heads || s.head_dim != c.head_dim) {
+      throw Error(ErrorCode::kInvalidArgument, where + ": its KV store is for another model shape");
     }
-    done += chunk;
+    if (r.seq < 0 || r.seq >= s.n_seq) {
+      throw Error(ErrorCode::kOutOfRange, where + ": sequence " + std::to_string(r.seq) +
+                                              " not in [0, " + std::to_string(s.n_seq) + ")");
+    }
+    if (r.token < 0 || r.token >= c.vocab_size) {
+      throw Error(ErrorCode::kOutOfRange, where + ": token id " + std::to_string(r.token) +
+                                              " is outside the vocabulary (0.." +
+                                              std::to_string(c.vocab_size - 1) + ")");
+    }
+    if (r.pos < 0) {
+      throw Error(ErrorCode::kOutOfRange, where + ": position " + std::to_string(r.pos) + " < 0");
+    }
+    if (r.pos >= s.n_ctx) {
+      throw Error(ErrorCode::kContextFull, where + ": position " + std::to_string(r.pos) +
+                                               " does not fit the context of " +
+                                               std::to_string(s.n_ctx));
+    }
+    auto it = std::find_if(next.begin(), next.end(),
+                           [&](const Next& x) { return x.kv == r.kv && x.seq == r.seq; });
+    if (it == next.end()) {
+      const int len = r.kv->length(r.seq);
+      if (r.pos > len) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + ": position " + std::to_string(r.pos) + " of sequence " +
+                        std::to_string(r.seq) + " leaves a gap (it holds " + std::to_string(len) +
+                        " positions)");
+      }
+      next.push_back(Next{r.kv, r.seq, r.pos + 1});
+    } else {
+      if (r.pos != it->pos) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    where + ": position " + std::to_string(r.pos) + " of sequence " +
+                        std::to_string(r.seq) + " does not follow its previous row (expected " +
+                        std::to_string(it->pos) + ")");
+      }
+      ++it->pos;
+    }
   }
 }
 
-void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, bool all) {
+void Forward::eval(const Batch& batch, float* logits) {
+  check(batch);
+  // A sequence continued from an earlier position forgets what followed it.
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchRow& r = batch[i];
+    if (r.pos < r.kv->length(r.seq) &&
+        (i == 0 || std::none_of(batch.begin(), batch.begin() + static_cast<ptrdiff_t>(i),
+                                [&](const BatchRow& e) { return e.kv == r.kv && e.seq == r.seq; }))) {
+      r.kv->truncate(r.pos, r.seq);
+    }
+  }
+  const size_t vocab = static_cast<size_t>(m_.config.vocab_size);
+  for (size_t done = 0; done < batch.size();) {
+    const size_t n = std::min(batch.size() - done, static_cast<size_t>(kBatch));
+    eval_rows(batch.data() + done, static_cast<int>(n), logits);
+    for (size_t i = done; i < done + n; ++i) {
+      if (batch[i].logits) logits += vocab;
+    }
+    done += n;
+  }
+}
+
+void Forward::lora(int l, LoraTarget t, const float* x, size_t s0, size_t s1, float* y) {
+  const ModelConfig& c = m_.config;
+  const size_t in_dim = static_cast<size_t>(lora_in_dim(c, t));
+  const size_t out_dim = static_cast<size_t>(lora_out_dim(c, t));
+  for (size_t a = s0; a < s1;) {
+    const auto* set = slot_set_[a];
+    size_t b = a + 1;
+    while (b < s1 && slot_set_[b] == set) ++b;
+    if (set != nullptr) {
+      apply_lora(*set, l, t, x + (a - s0) * in_dim, b - a, in_dim, y + (a - s0) * out_dim,
+                 out_dim, &pool_, lora_tmp_);
+    }
+    a = b;
+  }
+}
+
+// The transformer: every layer once for rows [0, n) (n <= kBatch). Rows are placed in slots of
+// the scratch buffers: rows without wanted logits first (the last layer skips them past K/V),
+// then by adapter set (one LoRA call per set); each row's arithmetic is the same in any slot.
+void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
   const ModelConfig& c = m_.config;
   const kernels::VectorKernels& vk = kernels::vector_kernels();
   const size_t dim = static_cast<size_t>(c.dim), hd = static_cast<size_t>(c.head_dim);
   const size_t half = hd / 2, hidden = static_cast<size_t>(c.hidden_dim);
   const size_t qd = static_cast<size_t>(q_dim_), kvd = static_cast<size_t>(kv_dim_);
+  const size_t vocab = static_cast<size_t>(c.vocab_size);
   const size_t T = static_cast<size_t>(n);
   const float eps = c.norm_eps;
 
-  for (size_t t = 0; t < T; ++t) {
-    tensor_row_f32(m_.tok_embd, tokens[t], x_.data() + t * dim);
-    kernels::rope_cos_sin(cos_.data() + t * half, sin_.data() + t * half, m_.rope_freqs.data(),
-                          half, static_cast<size_t>(pos) + t);
+  // Slots: key = (logits wanted, adapter set in order of first appearance); stable.
+  auto set_of = [](const BatchRow& r) -> const std::vector<AdapterChoice>* {
+    return r.adapters != nullptr && !r.adapters->empty() ? r.adapters : nullptr;
+  };
+  order_.resize(T);
+  slot_of_.resize(T);
+  slot_set_.resize(T);
+  attn_.resize(T);
+  size_t n_skip = 0;
+  bool sorted = true;
+  for (size_t i = 0; i < T; ++i) {
+    order_[i] = static_cast<int>(i);
+    if (!rows[i].logits) {
+      ++n_skip;
+      if (i > 0 && rows[i - 1].logits) sorted = false;
+    }
+    if (i > 0 && set_of(rows[i]) != set_of(rows[0])) sorted = false;
+  }
+  if (!sorted) {
+    std::vector<const std::vector<AdapterChoice>*> sets;
+    for (size_t i = 0; i < T; ++i) {
+      const auto* st = set_of(rows[i]);
+      if (std::find(sets.begin(), sets.end(), st) == sets.end()) sets.push_back(st);
+    }
+    for (size_t i = 0; i < T; ++i) {  // key kept in slot_of_ until the sort is done
+      const size_t g = static_cast<size_t>(
+          std::find(sets.begin(), sets.end(), set_of(rows[i])) - sets.begin());
+      slot_of_[i] = static_cast<int>((rows[i].logits ? T : 0) + g);
+    }
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](int a, int b) { return slot_of_[size_t(a)] < slot_of_[size_t(b)]; });
+  }
+  for (size_t s = 0; s < T; ++s) {
+    const BatchRow& r = rows[order_[s]];
+    slot_of_[size_t(order_[s])] = static_cast<int>(s);
+    slot_set_[s] = set_of(r);
+    attn_[s] = AttnRow{r.kv, r.seq, r.pos};
+    tensor_row_f32(m_.tok_embd, r.token, x_.data() + s * dim);
+    kernels::rope_cos_sin(cos_.data() + s * half, sin_.data() + s * half, m_.rope_freqs.data(),
+                          half, static_cast<size_t>(r.pos));
   }
   const bool halves = m_.rope_layout == RopeLayout::kHalves;
   auto rope = halves ? vk.rope_halves : vk.rope_pairs;
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = m_.layers[static_cast<size_t>(l)];
-    // Tokens [t0, T) need this layer's output. In the last layer that is only the tokens whose
-    // logits are asked for (none in a chunk without logits, else the last one unless `all`):
-    // every token's K and V still go into the cache, the rest of the layer (Q, attention, O,
-    // FFN) runs for those tokens alone. Each token's arithmetic is the same either way.
-    const size_t t0 = l + 1 < c.n_layers ? 0 : logits == nullptr ? T : all ? 0 : T - 1;
+    // Slots [t0, T) need this layer's output: all of them but in the last layer, where only the
+    // rows whose logits are wanted do. Every row's K and V still go into the cache.
+    const size_t t0 = l + 1 < c.n_layers ? 0 : n_skip;
     const size_t tq = T - t0;
     const int nq = static_cast<int>(tq);
     for (size_t t = 0; t < T; ++t) {
@@ -146,10 +279,10 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
       matmul({{&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
       if (nq > 0) matmul(w.wq, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
     }
-    if (nq > 0) lora(l, LoraTarget::kQ, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
-    lora(l, LoraTarget::kK, xb_.data(), n, k_.data());
-    lora(l, LoraTarget::kV, xb_.data(), n, v_.data());
-    for (size_t t = 0; t < T; ++t) {  // K and V of every token
+    lora(l, LoraTarget::kQ, xb_.data() + t0 * dim, t0, T, q_.data() + t0 * qd);
+    lora(l, LoraTarget::kK, xb_.data(), 0, T, k_.data());
+    lora(l, LoraTarget::kV, xb_.data(), 0, T, v_.data());
+    for (size_t t = 0; t < T; ++t) {  // K and V of every row
       float* kt = k_.data() + t * kvd;
       if (!w.bk.empty()) {
         vk.add(kt, w.bk.f32(), kvd);
@@ -161,7 +294,7 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
       rope(kt, static_cast<size_t>(c.n_kv_heads), hd, cos_.data() + t * half,
            sin_.data() + t * half);
     }
-    for (size_t t = t0; t < T; ++t) {  // Q of the tokens that need this layer's output
+    for (size_t t = t0; t < T; ++t) {  // Q of the rows that need this layer's output
       float* qt = q_.data() + t * qd;
       if (!w.bq.empty()) vk.add(qt, w.bq.f32(), qd);
       if (!w.q_norm.empty()) {
@@ -169,33 +302,58 @@ void Forward::eval_chunk(const TokenId* tokens, int n, int pos, float* logits, b
       }
       rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
     }
-    kv_.append(l, pos, n, k_.data(), v_.data());
+    // Store K/V in row order, one call per run of consecutive positions of one sequence.
+    for (size_t i = 0; i < T;) {
+      const BatchRow& r = rows[i];
+      const size_t s = static_cast<size_t>(slot_of_[i]);
+      size_t len = 1;
+      while (i + len < T && rows[i + len].kv == r.kv && rows[i + len].seq == r.seq &&
+             rows[i + len].pos == r.pos + static_cast<int>(len) &&
+             static_cast<size_t>(slot_of_[i + len]) == s + len) {
+        ++len;
+      }
+      r.kv->append(l, r.pos, static_cast<int>(len), k_.data() + s * kvd, v_.data() + s * kvd,
+                   r.seq);
+      i += len;
+    }
     if (nq == 0) continue;
     float* x = x_.data() + t0 * dim;
     float* xb = xb_.data() + t0 * dim;
-    kv_.attend(l, q_.data() + t0 * qd, c.n_heads, pos + static_cast<int>(t0), nq, att_.data(), &pool_);
+    attend_rows(l, attn_.data() + t0, tq, q_.data() + t0 * qd, c.n_heads, att_.data(), &pool_);
     matmul(w.wo, att_.data(), nq, xb);
-    lora(l, LoraTarget::kO, att_.data(), nq, xb);
+    lora(l, LoraTarget::kO, att_.data(), t0, T, xb);
     vk.add(x, xb, tq * dim);
 
     for (size_t t = 0; t < tq; ++t) {
       vk.rmsnorm(xb + t * dim, x + t * dim, w.ffn_norm.f32(), dim, eps);
     }
     matmul({{&w.w_gate, hb_.data()}, {&w.w_up, hb2_.data()}}, xb, nq);
-    lora(l, LoraTarget::kGate, xb, nq, hb_.data());
-    lora(l, LoraTarget::kUp, xb, nq, hb2_.data());
+    lora(l, LoraTarget::kGate, xb, t0, T, hb_.data());
+    lora(l, LoraTarget::kUp, xb, t0, T, hb2_.data());
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), tq * hidden);
     matmul(w.w_down, hb_.data(), nq, xb);
-    lora(l, LoraTarget::kDown, hb_.data(), nq, xb);
+    lora(l, LoraTarget::kDown, hb_.data(), t0, T, xb);
     vk.add(x, xb, tq * dim);
   }
-  if (logits == nullptr) return;
-  // Classifier: every token's logits, or just the last one's.
-  const size_t first = all ? 0 : T - 1;
-  for (size_t t = first; t < T; ++t) {
-    vk.rmsnorm(xb_.data() + (t - first) * dim, x_.data() + t * dim, m_.output_norm.f32(), dim, eps);
+  const size_t tq = T - n_skip;
+  if (tq == 0) return;
+  // Classifier for the wanted rows (slots [n_skip, T)), then into `logits` in row order.
+  for (size_t t = n_skip; t < T; ++t) {
+    vk.rmsnorm(xb_.data() + (t - n_skip) * dim, x_.data() + t * dim, m_.output_norm.f32(), dim, eps);
   }
-  matmul(m_.output, xb_.data(), static_cast<int>(T - first), logits);
+  if (sorted) {
+    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits);
+    return;
+  }
+  logits_.resize(tq * vocab);
+  matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_.data());
+  size_t k = 0;
+  for (size_t i = 0; i < T; ++i) {
+    if (!rows[i].logits) continue;
+    const float* src = logits_.data() + (static_cast<size_t>(slot_of_[i]) - n_skip) * vocab;
+    std::copy(src, src + vocab, logits + k * vocab);
+    ++k;
+  }
 }
 
 }  // namespace piquant

@@ -1,15 +1,20 @@
 #pragma once
-// The runtime forward pass: any number of tokens at once (prefill in chunks of up to kBatch
-// tokens; decode is a chunk of one), weights through the quantized matmul kernels (GEMV for one
-// token, GEMM for a chunk), attention through the KV cache's kernel, float ops through the
-// vector kernels. lib/model/forward.cpp's one-token f32 pass stays as the plain oracle.
+// The forward pass of the library, and its one transformer layer body (Forward::eval_rows in
+// lib/model/graph.cpp). A Batch is a list of rows; each row is one token at a position of one
+// sequence of a KV store, says whether its logits are wanted and which LoRA adapters apply to
+// it. One pass runs every layer once for all rows: the weights stream once (GEMM over the rows;
+// GEMV for one row), attention runs per row against that row's own sequence, LoRA runs per run
+// of rows sharing an adapter set. A prefill chunk is many rows of one sequence, a decode step of
+// eight agents one row of each of eight sequences; mixed passes work the same way.
 //
-// Per layer, for a chunk of T tokens at positions pos0..pos0+T-1 (x: T x dim):
+// Per layer, for T rows (x: T x dim):
 //   xb = rmsnorm(x)            q,k,v = xb W{q,k,v}^T (+ bias)     [qk_norm per head]
-//   rope(q, k)                 kv.append(k, v)                    att = attend(q)
+//   rope(q, k)                 kv.append(k, v)  (every row)       att = attend(q)  (per row)
 //   x += att Wo^T              xb = rmsnorm(x)                    h = silu(xb Wg^T) * (xb Wu^T)
 //   x += h Wd^T
-// then the final norm and the classifier for the tokens whose logits are wanted.
+// then the final norm and the classifier for the rows whose logits are wanted. In the last
+// layer only those rows run past K/V (the others' outputs would be thrown away).
+// The plain one-token f32 pass the tests compare against lives in tests/ref_forward.*.
 #include <functional>
 #include <initializer_list>
 #include <utility>
@@ -25,40 +30,59 @@ namespace piquant {
 
 class ThreadPool;
 
+/// One row of a Batch.
+struct BatchRow {
+  TokenId token = 0;
+  int pos = 0;           ///< position in its sequence
+  KvStore* kv = nullptr; ///< the store holding the sequence
+  int seq = 0;           ///< sequence slot in kv
+  bool logits = false;   ///< write this row's logits
+  const std::vector<AdapterChoice>* adapters = nullptr;  ///< nullptr or empty: base model
+};
+using Batch = std::vector<BatchRow>;
+
 class Forward {
  public:
-  static constexpr int kBatch = 64;  ///< tokens per prefill chunk
+  static constexpr int kBatch = 64;  ///< rows per pass (a longer batch runs in passes of kBatch)
 
-  Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool);
+  /// Scratch for kBatch rows and a KV store of n_seq sequences of n_ctx positions.
+  Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool, int n_seq = 1);
 
-  /// Evaluates `n` tokens at positions pos..pos+n-1 (the KV cache must hold 0..pos-1). Writes
-  /// the last token's logits to `last_logits` (vocab floats) and, when all_logits is given,
-  /// appends every token's logits to it.
+  /// Evaluates the rows in order. For each sequence, its rows must hold consecutive positions
+  /// and the first must be at most the sequence's length (an earlier one rewrites from there);
+  /// tokens inside the vocabulary; stores of this model's shape. Throws (kInvalidArgument,
+  /// kOutOfRange, kContextFull) before changing anything otherwise. Writes the logits of the
+  /// rows that want them, in row order, vocab floats each, to `logits`.
+  void eval(const Batch& batch, float* logits);
+
+  /// One sequence of this forward's own store: `n` tokens at positions pos..pos+n-1 of `seq`
+  /// (the store must hold 0..pos-1). Writes the last token's logits to `last_logits` (vocab
+  /// floats) and, when all_logits is given, appends every token's logits to it. Applies the
+  /// adapters given to set_adapters.
   void eval(const TokenId* tokens, int n, int pos, float* last_logits,
-            std::vector<float>* all_logits);
+            std::vector<float>* all_logits, int seq = 0);
 
   /// Optional observer of every weight matrix's input (n rows of w.cols floats) before the
   /// product: the converter's calibration collects activation statistics through it.
   std::function<void(const Tensor& w, const float* x, int n)> on_matmul_input;
 
   const KvStore& kv() const { return kv_; }
+  KvStore& kv() { return kv_; }
+  ThreadPool& pool() { return pool_; }
+  const Model::Impl& model() const { return m_; }
   /// Bytes of activation scratch this forward holds.
   size_t scratch_bytes() const;
-  /// LoRA adapters added after each projection (nullptr or empty: none); the Session owns them.
+  /// LoRA adapters of the one-sequence eval (nullptr or empty: none); the owner keeps them.
   void set_adapters(const std::vector<AdapterChoice>* adapters) { adapters_ = adapters; }
 
  private:
-  void eval_chunk(const TokenId* tokens, int n, int pos, float* logits, bool all);
+  void check(const Batch& batch) const;
+  void eval_rows(const BatchRow* rows, int n, float* logits);
   void matmul(const Tensor& w, const float* x, int n, float* y);
-  // y (n rows) += the session's adapters' B (A x) for projection t of layer l.
-  void lora(int l, LoraTarget t, const float* x, int n, float* y) {
-    if (adapters_ == nullptr || adapters_->empty()) return;
-    const ModelConfig& c = m_.config;
-    apply_lora(*adapters_, l, t, x, size_t(n), size_t(lora_in_dim(c, t)), y,
-               size_t(lora_out_dim(c, t)), &pool_, lora_tmp_);
-  }
-  friend struct BatchDecode;  // decode_batch (lib/model/batch_decode.cpp)
   void matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x, int n);
+  // y (slots [s0, s1)) += each slot's adapters' B (A x) for projection t of layer l, one call
+  // per run of slots sharing an adapter set. x and y point at slot s0.
+  void lora(int l, LoraTarget t, const float* x, size_t s0, size_t s1, float* y);
 
   const Model::Impl& m_;
   ThreadPool& pool_;
@@ -68,11 +92,12 @@ class Forward {
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, cos_, sin_, logits_;
   const std::vector<AdapterChoice>* adapters_ = nullptr;
   std::vector<float> lora_tmp_;
+  // Per pass: slot -> row (rows reordered so that wanted rows come last, grouped by adapter
+  // set), row -> slot, each slot's adapter set, attention rows, the one-sequence batch.
+  std::vector<int> order_, slot_of_;
+  std::vector<const std::vector<AdapterChoice>*> slot_set_;
+  std::vector<AttnRow> attn_;
+  Batch seq_batch_;
 };
-
-/// One decode step for several sessions' forwards on the same model (lib/model/batch_decode.cpp):
-/// tokens[i] at position pos[i] of fw[i]'s KV cache; logits[i] gets vocab floats.
-void decode_batch_forward(const std::vector<Forward*>& fw, const TokenId* tokens, const int* pos,
-                          float* const* logits);
 
 }  // namespace piquant

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "attention/kv_format.hpp"
-#include "model/forward.hpp"
+#include "ref_forward.hpp"
 #include "vector/vector.hpp"
 
 namespace {

@@ -1,5 +1,5 @@
 // The runtime forward pass (lib/model/graph.cpp) against the plain one-token f32 oracle
-// (lib/model/forward.cpp), batched prefill against token-by-token decode, thread-count
+// (tests/ref_forward.cpp), batched prefill against token-by-token decode, thread-count
 // invariance, and the quantized paths against f32 on the same weights.
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <piquant/piquant.hpp>
 
 #include "format/llama2c.hpp"
-#include "model/forward.hpp"
+#include "ref_forward.hpp"
 #include "model/quantize_model.hpp"
 #include "threads/thread_pool.hpp"
 

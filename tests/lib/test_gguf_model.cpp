@@ -8,7 +8,7 @@
 
 #include "format/gguf_writer.hpp"
 #include "format/llama2c.hpp"
-#include "model/forward.hpp"
+#include "ref_forward.hpp"
 #include "test_util.hpp"
 #include "threads/thread_pool.hpp"
 

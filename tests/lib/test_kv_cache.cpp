@@ -175,3 +175,61 @@ TEST_CASE("kv cache attend matches the oracle for prefill chunks and decode, any
     }
   }
 }
+
+TEST_CASE("kv store sequences are independent, forked by copy_prefix and truncated alone",
+          "[lib][kv_cache]") {
+  const KvType type = GENERATE(KvType::kF32, KvType::kF16, KvType::kQ8);
+  const int n_layers = 2, n_ctx = 12, n_kv = 2, hd = 40, n_heads = 4;
+  KvStore multi({n_layers, n_ctx, n_kv, hd, 3}, type);
+  KvStore single({n_layers, n_ctx, n_kv, hd}, type);
+  CHECK(multi.memory_bytes() == 3 * single.memory_bytes());
+  CHECK(multi.bytes_per_token() == single.bytes_per_token());
+  std::mt19937 rng(9);
+  const size_t kvd = size_t(n_kv) * hd;
+  const auto k0 = randn(5 * kvd, rng), v0 = randn(5 * kvd, rng);
+  const auto k1 = randn(7 * kvd, rng), v1 = randn(7 * kvd, rng);
+  for (int l = 0; l < n_layers; ++l) {
+    multi.append(l, 0, 5, k0.data(), v0.data(), 0);
+    multi.append(l, 0, 7, k1.data(), v1.data(), 2);
+    single.append(l, 0, 7, k1.data(), v1.data());
+  }
+  CHECK(multi.length(0) == 5);
+  CHECK(multi.length(1) == 0);
+  CHECK(multi.length(2) == 7);
+  // Sequence 2 attends exactly as a store holding only its rows.
+  const auto q = randn(size_t(n_heads) * hd * 2, rng);
+  std::vector<float> a(q.size()), b(q.size());
+  multi.attend(1, q.data(), n_heads, 5, 2, a.data(), nullptr, 0.0f, 2);
+  single.attend(1, q.data(), n_heads, 5, 2, b.data(), nullptr);
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  // attend_rows over rows of two sequences = each alone.
+  const piquant::AttnRow rows[2] = {{&multi, 0, 4}, {&multi, 2, 6}};
+  std::vector<float> both(q.size()), r0(q.size() / 2), r2(q.size() / 2);
+  piquant::attend_rows(0, rows, 2, q.data(), n_heads, both.data(), nullptr);
+  multi.attend(0, q.data(), n_heads, 4, 1, r0.data(), nullptr, 0.0f, 0);
+  multi.attend(0, q.data() + q.size() / 2, n_heads, 6, 1, r2.data(), nullptr, 0.0f, 2);
+  CHECK(std::memcmp(both.data(), r0.data(), r0.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(both.data() + r0.size(), r2.data(), r2.size() * sizeof(float)) == 0);
+  // Fork: sequence 1 gets the first 4 positions of sequence 2, element for element.
+  multi.copy_prefix(2, 1, 4);
+  CHECK(multi.length(1) == 4);
+  for (int l = 0; l < n_layers; ++l) {
+    for (int h = 0; h < n_kv; ++h) {
+      for (int t = 0; t < 4; ++t) {
+        for (int j = 0; j < hd; j += 7) {
+          REQUIRE(multi.k_at(l, h, t, j, 1) == multi.k_at(l, h, t, j, 2));
+          REQUIRE(multi.v_at(l, h, t, j, 1) == multi.v_at(l, h, t, j, 2));
+        }
+      }
+    }
+  }
+  // Truncating one sequence leaves the others.
+  multi.truncate(2, 2);
+  CHECK(multi.length(2) == 2);
+  CHECK(multi.length(0) == 5);
+  CHECK(multi.length(1) == 4);
+  CHECK(code_of([&] { multi.copy_prefix(2, 1, 3); }) == ErrorCode::kOutOfRange);
+  CHECK(code_of([&] { multi.length(3); }) == ErrorCode::kOutOfRange);
+  CHECK(code_of([&] { multi.append(0, 0, 1, k0.data(), v0.data(), -1); }) == ErrorCode::kOutOfRange);
+  CHECK(code_of([&] { KvStore({1, 4, 1, 32, 0}); }) == ErrorCode::kInvalidArgument);
+}

@@ -1,5 +1,6 @@
 #pragma once
-// The llama forward pass, one token at a time, written plainly after llama2.c's run.c:
+// The reference forward pass of the tests (not compiled into the library), one token at a time,
+// written plainly after llama2.c's run.c, f32 weights only:
 // RMSNorm -> QKV -> RoPE -> causal grouped-query attention over the KV cache -> output
 // projection -> residual -> RMSNorm -> SwiGLU FFN -> residual; final RMSNorm -> classifier.
 #include <vector>
@@ -10,7 +11,7 @@ namespace piquant {
 
 class ThreadPool;
 
-struct KvCache {
+struct RefKvCache {
   int n_ctx = 0;
   int kv_dim = 0;
   std::vector<float> k, v;  // [layer][position][kv_dim]
@@ -22,7 +23,7 @@ struct KvCache {
 struct ForwardState {
   ForwardState(const ModelConfig& c, int n_ctx);
   // (q_dim may differ from dim: buffers are sized for both.)
-  KvCache kv;
+  RefKvCache kv;
   std::vector<float> x, xb, xb2, hb, hb2, q, att, logits;
 };
 

@@ -1,4 +1,4 @@
-#include "model/forward.hpp"
+#include "ref_forward.hpp"
 
 #include <algorithm>
 #include <cmath>
