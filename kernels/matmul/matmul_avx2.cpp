@@ -293,9 +293,9 @@ void gemv_float(const GemmArgs& a) {
 void gemv_f32_q8_q8_avx2(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
 void gemv_f32_q8_q4_avx2(const GemmArgs& a) { gemv<WeightType::kQ4>(a); }
 void gemv_f32_q8_q4m_avx2(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
-void gemm_f32_q8_q8_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
-void gemm_f32_q8_q4_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
-void gemm_f32_q8_q4m_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+void gemm_f32_q8_q8_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
+void gemm_f32_q8_q4_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
+void gemm_f32_q8_q4m_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_f32_f32_avx2(const GemmArgs& a) { gemv_float<false>(a); }
 void gemv_f32_f32_f16_avx2(const GemmArgs& a) { gemv_float<true>(a); }
 
