@@ -58,9 +58,9 @@ void matmul_f32_f32_f16_ref(const GemmArgs& a);
 void gemv_f32_q8_q8_avx2(const GemmArgs& a);
 void gemv_f32_q8_q4_avx2(const GemmArgs& a);
 void gemv_f32_q8_q4m_avx2(const GemmArgs& a);
-void gemm_f32_q8_q8_4x4_avx2(const GemmArgs& a);
-void gemm_f32_q8_q4_4x4_avx2(const GemmArgs& a);
-void gemm_f32_q8_q4m_4x4_avx2(const GemmArgs& a);
+void gemm_f32_q8_q8_8x4_avx2(const GemmArgs& a);
+void gemm_f32_q8_q4_8x4_avx2(const GemmArgs& a);
+void gemm_f32_q8_q4m_8x4_avx2(const GemmArgs& a);
 void gemv_f32_f32_f32_avx2(const GemmArgs& a);
 void gemv_f32_f32_f16_avx2(const GemmArgs& a);
 void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a);
@@ -82,9 +82,9 @@ void gemv_f32_f32_f16_neon(const GemmArgs& a);
 void gemv_f32_q8_q8_neondot(const GemmArgs& a);
 void gemv_f32_q8_q4_neondot(const GemmArgs& a);
 void gemv_f32_q8_q4m_neondot(const GemmArgs& a);
-void gemm_f32_q8_q8_4x4_neondot(const GemmArgs& a);
-void gemm_f32_q8_q4_4x4_neondot(const GemmArgs& a);
-void gemm_f32_q8_q4m_4x4_neondot(const GemmArgs& a);
+void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a);
+void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a);
+void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a);
 #endif
 
 }  // namespace piquant::kernels

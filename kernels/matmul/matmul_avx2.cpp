@@ -20,6 +20,7 @@
 // vphaddd in place of reduce4: more instructions, but faster); docs/kernels.md.
 #include <immintrin.h>
 
+#include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
 
@@ -132,6 +133,7 @@ inline void tile(const uint8_t* __restrict w, size_t nb, const BlockQ8A* const* 
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (size_t b = 0; b < nb; ++b) {
+    PIQUANT_MCA_BEGIN(T, 4 * G, NT, 1);
     const uint8_t* blk = w + b * gb;
     if (NT == 1 && (b & 1) == 0) {  // GEMV: weights stream from DRAM; see kPrefetchBytes
       for (int g = 0; g < G; ++g) {
@@ -175,6 +177,7 @@ inline void tile(const uint8_t* __restrict w, size_t nb, const BlockQ8A* const* 
         acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a->d * static_cast<float>(a->s)), acc[t]);
       }
     }
+    PIQUANT_MCA_END();
   }
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // -> A0..A3 B0..B3
   for (int t = 0; t < NT; ++t) {
@@ -290,9 +293,9 @@ void gemv_float(const GemmArgs& a) {
 void gemv_f32_q8_q8_avx2(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
 void gemv_f32_q8_q4_avx2(const GemmArgs& a) { gemv<WeightType::kQ4>(a); }
 void gemv_f32_q8_q4m_avx2(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
-void gemm_f32_q8_q8_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
-void gemm_f32_q8_q4_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
-void gemm_f32_q8_q4m_4x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+void gemm_f32_q8_q8_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
+void gemm_f32_q8_q4_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
+void gemm_f32_q8_q4m_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_f32_f32_avx2(const GemmArgs& a) { gemv_float<false>(a); }
 void gemv_f32_f32_f16_avx2(const GemmArgs& a) { gemv_float<true>(a); }
 

@@ -14,6 +14,7 @@
 // same per-token operation sequence, so their results are bit-identical.
 #include <immintrin.h>
 
+#include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
 
@@ -80,8 +81,10 @@ struct Tile {
     constexpr size_t gb = kGroupBytes<T>;
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+      PIQUANT_MCA_BEGIN(T, 4, NT, 2);
       step<0>(w + b * gb, act, b);
       step<1>(w + (b + 1) * gb, act, b + 1);
+      PIQUANT_MCA_END();
     }
     if (b < nb) step<0>(w + b * gb, act, b);
     for (int t = 0; t < NT; ++t) {

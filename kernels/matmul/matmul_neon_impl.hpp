@@ -16,6 +16,7 @@
 // for NT tokens. Two alternating float accumulators (even/odd blocks) hide FMA latency.
 #include <arm_neon.h>
 
+#include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
 
@@ -83,8 +84,10 @@ struct Tile {
     constexpr size_t gb = kGroupBytes<T>;
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+      PIQUANT_MCA_BEGIN(T, 4, NT, 2);
       step<0>(w + b * gb, act, b);
       step<1>(w + (b + 1) * gb, act, b + 1);
+      PIQUANT_MCA_END();
     }
     if (b < nb) step<0>(w + b * gb, act, b);
     for (int t = 0; t < NT; ++t) {

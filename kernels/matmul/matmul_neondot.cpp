@@ -1,17 +1,343 @@
-// ARMv8.2 dotprod variants (Cortex-A76, the Pi 5): one sdot per 16-byte int8 dot product
-// (4 int32 lanes, each the sum of 4 products). Micro-kernel: matmul_neon_impl.hpp.
+// ARMv8.2 dotprod kernels (Cortex-A76, the Pi 5). The packed weights are the common layout
+// (common/pack.hpp: per 4-row group and K-block, the 4 rows' scales, then each row's 16 bytes
+// per half), so nothing here changes what pack() or a .piq file holds.
+//
+// GEMM, tile 4 rows x 8 tokens: the *activations* are interleaved instead of the weights. For a
+// K-chunk and 4 tokens, build_quads() writes per K-block 8 vectors, chunk c holding
+// [t0 k4c..4c+3 | t1 .. | t2 .. | t3 ..]; a by-element sdot then multiplies that vector with one
+// 4-byte lane of a row's weight register (`vdotq_laneq_s32(acc, a, w[r], c % 4)`), so lane t of
+// row r's int32x4 is token t's dot product: no cross-row or cross-lane reduction at all, the
+// weights stay in registers (8 vectors: 4 rows x 2 halves), 64 sdot per block for 32 (row,
+// token) pairs.
+// Per block and (row, 4 tokens), the int32 accumulator starts at kMagicBits - off * s (loaded
+// from the quad: a load, not an ASIMD move), so its bits are the float 1.5 * 2^23 + v exactly
+// (|v| < 2^22): one fsub gives v as a float (instead of scvtf, 2 uops on one pipe), one fmul
+// by d_a and one fmla by element d_w[r] accumulate. q4's -8 offset is the `off * s` of the start
+// value, q4m's minimum one more fmla (d_a s by element m[r]).
+//
+// Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_a),
+// d_w); per chunk of kChunk blocks y = acc (first chunk) or y + acc. GEMV does exactly this too,
+// so GEMV == GEMM bit for bit, and no split of rows or tokens changes a bit.
 #include <arm_neon.h>
 
-#define PIQUANT_DOT16(acc, w, a) vdotq_s32(acc, w, a)
-#include "matmul/matmul_neon_impl.hpp"
+#include <cstring>
+#include <utility>
+
+#include "common/mca.hpp"
+#include "common/pack.hpp"
+#include "matmul/matmul.hpp"
 
 namespace piquant::kernels {
+namespace {
+
+#define PIQUANT_UNROLL _Pragma("GCC unroll 16")
+
+constexpr int32_t kMagicBits = 0x4B400000;  // 1.5 * 2^23: ulp 1 over [2^23, 2^24)
+constexpr float kMagic = 12582912.0f;
+constexpr size_t kChunk = 64;  // K-blocks per chunk (stack: quads 64 x 2 x 224 B = 28 KB, scales 32 KB)
+constexpr size_t kPanelGroups = 16;  // 64 rows: their chunk of weights stays in L2 across tokens
+
+template <WeightType T>
+constexpr size_t kGroupBytes = kRowInterleave * sizeof(BlockQ4);
+template <>
+constexpr size_t kGroupBytes<WeightType::kQ8> = kRowInterleave * sizeof(BlockQ8);
+template <>
+constexpr size_t kGroupBytes<WeightType::kQ4M> = kRowInterleave * sizeof(BlockQ4M);
+template <WeightType T>
+constexpr int32_t kOffset = T == WeightType::kQ4 ? 8 : 0;
+
+inline float32x4_t load_f16x4(const uint8_t* p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
+}
+
+/// One K-block of 4 tokens, interleaved for the by-element sdot.
+struct alignas(16) Quad {
+  int8_t qs[8][16];    ///< chunk c (k 4c..4c+3): token 0's 4 bytes, token 1's, 2's, 3's
+  int32_t init[4][4];  ///< kMagicBits - off * s_t, one copy per row (loaded, never copied)
+  float da[4];         ///< d_a per token
+  float das[4];        ///< d_a * s per token (q4m)
+};
+static_assert(sizeof(Quad) == 224, "Quad layout");
+
+/// Quads of tokens act[0..3] for blocks [b0, b0 + nb), block b's at q[b * stride].
+template <WeightType T>
+void build_quads(const BlockQ8A* const act[4], size_t b0, size_t nb, Quad* q, size_t stride) {
+  for (size_t b = 0; b < nb; ++b) {
+    Quad& o = q[b * stride];
+    for (int h = 0; h < 2; ++h) {
+      int32x4_t r[4];
+      for (int t = 0; t < 4; ++t) r[t] = vreinterpretq_s32_s8(vld1q_s8(act[t][b0 + b].qs + 16 * h));
+      const int32x4_t t01l = vtrn1q_s32(r[0], r[1]), t01h = vtrn2q_s32(r[0], r[1]);
+      const int32x4_t t23l = vtrn1q_s32(r[2], r[3]), t23h = vtrn2q_s32(r[2], r[3]);
+      auto lo64 = [](int32x4_t x, int32x4_t y) {
+        return vreinterpretq_s8_s64(vtrn1q_s64(vreinterpretq_s64_s32(x), vreinterpretq_s64_s32(y)));
+      };
+      auto hi64 = [](int32x4_t x, int32x4_t y) {
+        return vreinterpretq_s8_s64(vtrn2q_s64(vreinterpretq_s64_s32(x), vreinterpretq_s64_s32(y)));
+      };
+      vst1q_s8(o.qs[4 * h + 0], lo64(t01l, t23l));
+      vst1q_s8(o.qs[4 * h + 1], lo64(t01h, t23h));
+      vst1q_s8(o.qs[4 * h + 2], hi64(t01l, t23l));
+      vst1q_s8(o.qs[4 * h + 3], hi64(t01h, t23h));
+    }
+    for (int t = 0; t < 4; ++t) {
+      const BlockQ8A& a = act[t][b0 + b];
+      const int32_t init = kMagicBits - kOffset<T> * a.s;
+      for (int r = 0; r < 4; ++r) o.init[r][t] = init;
+      o.da[t] = a.d;
+      o.das[t] = a.d * static_cast<float>(a.s);
+    }
+  }
+}
+
+/// acc[r][g] += by-element sdot of chunk C of token group g with lane C % 4 of row r's half C / 4.
+template <int G, int C>
+inline void dot_chunk(int32x4_t (&acc)[4][G], const Quad* __restrict qq, const int8x16_t (&wv)[4][2]) {
+  PIQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    const int8x16_t a = vld1q_s8(qq[g].qs[C]);
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) acc[r][g] = vdotq_laneq_s32(acc[r][g], a, wv[r][C / 4], C % 4);
+  }
+}
+template <int G, int... C>
+inline void dot_chunks(int32x4_t (&acc)[4][G], const Quad* __restrict qq, const int8x16_t (&wv)[4][2],
+                       std::integer_sequence<int, C...>) {
+  (dot_chunk<G, C>(acc, qq, wv), ...);
+}
+
+/// Rows 4g..4g+3 (the group at `w`, blocks [0, nb) of the chunk) x 4G tokens (quads q[b * G + g]).
+/// sc: the group's scales as floats, block b's d_w[0..3] at sc + 8b, q4m's m[0..3] at sc + 8b + 4
+/// (converted once per panel and chunk by convert_scales, not once per token tile).
+template <WeightType T, int G>
+inline void tile(const uint8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
+                 size_t nb, float32x4_t (&out)[4][G]) {
+  constexpr size_t gb = kGroupBytes<T>;
+  float32x4_t facc[4][G];  // local: kept in registers across the loop (no store per block)
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
+  }
+  const float32x4_t magic = vdupq_n_f32(kMagic);
+  for (size_t b = 0; b < nb; ++b) {
+    PIQUANT_MCA_BEGIN(T, 4, 4 * G, 1);
+    const uint8_t* blk = w + b * gb;
+    const Quad* qq = q + b * G;
+    int8x16_t wv[4][2];  // row r, half h (k 0..15, 16..31)
+    if (T == WeightType::kQ8) {
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        wv[r][0] = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 8 + 16 * r));
+        wv[r][1] = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 72 + 16 * r));
+      }
+    } else {
+      const size_t off = T == WeightType::kQ4M ? 16 : 8;
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        const uint8x16_t x = vld1q_u8(blk + off + 16 * r);
+        wv[r][0] = vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0F)));
+        wv[r][1] = vreinterpretq_s8_u8(vshrq_n_u8(x, 4));
+      }
+    }
+    int32x4_t acc[4][G];
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) {
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[r]);
+    }
+    dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
+    const float32x4_t dw = vld1q_f32(sc + 8 * b);
+    float32x4_t mw = dw;
+    if (T == WeightType::kQ4M) mw = vld1q_f32(sc + 8 * b + 4);
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) {
+      const float32x4_t da = vld1q_f32(qq[g].da);
+      float32x4_t t[4];
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        t[r] = vmulq_f32(vsubq_f32(vreinterpretq_f32_s32(acc[r][g]), magic), da);
+      }
+      facc[0][g] = vfmaq_laneq_f32(facc[0][g], t[0], dw, 0);
+      facc[1][g] = vfmaq_laneq_f32(facc[1][g], t[1], dw, 1);
+      facc[2][g] = vfmaq_laneq_f32(facc[2][g], t[2], dw, 2);
+      facc[3][g] = vfmaq_laneq_f32(facc[3][g], t[3], dw, 3);
+      if (T == WeightType::kQ4M) {
+        const float32x4_t das = vld1q_f32(qq[g].das);
+        facc[0][g] = vfmaq_laneq_f32(facc[0][g], das, mw, 0);
+        facc[1][g] = vfmaq_laneq_f32(facc[1][g], das, mw, 1);
+        facc[2][g] = vfmaq_laneq_f32(facc[2][g], das, mw, 2);
+        facc[3][g] = vfmaq_laneq_f32(facc[3][g], das, mw, 3);
+      }
+    }
+    PIQUANT_MCA_END();
+  }
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) out[r][g] = facc[r][g];
+  }
+}
+
+/// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
+template <WeightType T>
+inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
+  for (size_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * kGroupBytes<T>;
+    vst1q_f32(sc + 8 * b, load_f16x4(blk));
+    if (T == WeightType::kQ4M) vst1q_f32(sc + 8 * b + 4, load_f16x4(blk + 8));
+  }
+}
+
+// out[t][row + r] = (first ? 0 : out) + facc[r][t / 4] lane t % 4, for rows [lo, hi) of
+// [row, row + 4) and tokens t < nt.
+template <int G>
+inline void store_tile(const float32x4_t (&facc)[4][G], float* const* out, size_t row, size_t lo,
+                       size_t hi, int nt, bool first) {
+  for (int g = 0; g < G; ++g) {
+    // Transpose: y[t] = rows 0..3 of token 4g + t.
+    const float32x4_t t01l = vtrn1q_f32(facc[0][g], facc[1][g]), t01h = vtrn2q_f32(facc[0][g], facc[1][g]);
+    const float32x4_t t23l = vtrn1q_f32(facc[2][g], facc[3][g]), t23h = vtrn2q_f32(facc[2][g], facc[3][g]);
+    auto lo64 = [](float32x4_t x, float32x4_t y) {
+      return vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
+    };
+    auto hi64 = [](float32x4_t x, float32x4_t y) {
+      return vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(x), vreinterpretq_f64_f32(y)));
+    };
+    const float32x4_t y[4] = {lo64(t01l, t23l), lo64(t01h, t23h), hi64(t01l, t23l), hi64(t01h, t23h)};
+    for (int t = 0; t < 4 && 4 * g + t < nt; ++t) {
+      float* o = out[4 * g + t] + row;
+      if (lo == row && hi == row + 4) {
+        vst1q_f32(o, first ? y[t] : vaddq_f32(vld1q_f32(o), y[t]));
+      } else {
+        float tmp[4];
+        vst1q_f32(tmp, y[t]);
+        for (size_t r = lo - row; r < hi - row; ++r) o[r] = first ? tmp[r] : o[r] + tmp[r];
+      }
+    }
+  }
+}
+
+template <WeightType T>
+void gemm(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  constexpr size_t gb = kGroupBytes<T>;
+  Quad quads[kChunk * 2];
+  alignas(16) float scales[kPanelGroups][kChunk * 8];  // 32 KB
+  const size_t row0 = a.m0 - a.m0 % kRowInterleave;
+  for (size_t kc = 0; kc < nb; kc += kChunk) {
+    const size_t kn = nb - kc < kChunk ? nb - kc : kChunk;
+    for (size_t p0 = row0; p0 < a.m1; p0 += kPanelGroups * kRowInterleave) {
+      const size_t p1 = p0 + kPanelGroups * kRowInterleave < a.m1 ? p0 + kPanelGroups * kRowInterleave : a.m1;
+      for (size_t row = p0; row < p1; row += kRowInterleave) {
+        convert_scales<T>(wt + (row / kRowInterleave * nb + kc) * gb, kn, scales[(row - p0) / kRowInterleave]);
+      }
+      for (size_t n = a.n0; n < a.n1; n += 8) {
+        const int nt = a.n1 - n < 8 ? static_cast<int>(a.n1 - n) : 8;
+        const BlockQ8A* act[8];
+        float* out[8];
+        for (int t = 0; t < 8; ++t) {  // padding tokens repeat token n (computed, not stored)
+          const size_t tn = n + (t < nt ? t : 0);
+          act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + tn * a.act_stride);
+          out[t] = a.dst + tn * a.dst_stride;
+        }
+        const int g_count = nt > 4 ? 2 : 1;
+        // Quads interleaved by token group: quads[b * G + g].
+        for (int g = 0; g < g_count; ++g) build_quads<T>(act + 4 * g, kc, kn, quads + g, g_count);
+        for (size_t row = p0; row < p1; row += kRowInterleave) {
+          const uint8_t* w = wt + (row / kRowInterleave * nb + kc) * gb;
+          const size_t lo = row > a.m0 ? row : a.m0, hi = row + 4 < p1 ? row + 4 : p1;
+          if (g_count == 2) {
+            float32x4_t facc[4][2];
+            tile<T, 2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            store_tile<2>(facc, out, row, lo, hi, nt, kc == 0);
+          } else {
+            float32x4_t facc[4][1];
+            tile<T, 1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            store_tile<1>(facc, out, row, lo, hi, nt, kc == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// GEMV: per 4-row group and block, 8 sdot (row r's halves x the activation halves) into four
+// int32x4 running sums that are never reset inside a chunk (|sum| <= 64 x 32 x 128 x 127 < 2^31),
+// three addp fold them (lane r = row r), and the block's own sums are the difference from the
+// previous block's fold: no per-block zeroing moves. The start value (magic - off * s, computed
+// in a general register and dup'ed) is added to that difference, then the same fsub / fmul / fmla
+// as the GEMM follow (lane r of one float32x4 = row r).
+template <WeightType T>
+void gemv(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  constexpr size_t gb = kGroupBytes<T>;
+  const float32x4_t magic = vdupq_n_f32(kMagic);
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      const uint8_t* w = wt + row / kRowInterleave * nb * gb;
+      float32x4_t y = vdupq_n_f32(0.0f);
+      for (size_t kc = 0; kc < nb; kc += kChunk) {
+        const size_t ke = nb - kc < kChunk ? nb : kc + kChunk;
+        float32x4_t facc = vdupq_n_f32(0.0f);
+        int32x4_t i[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+        int32x4_t prev = vdupq_n_s32(0);
+        for (size_t b = kc; b < ke; ++b) {
+          PIQUANT_MCA_BEGIN(T, 4, 1, 1);
+          const uint8_t* blk = w + b * gb;
+          const BlockQ8A& xa = x[b];
+          const int8x16_t alo = vld1q_s8(xa.qs), ahi = vld1q_s8(xa.qs + 16);
+          PIQUANT_UNROLL
+          for (int r = 0; r < 4; ++r) {
+            int8x16_t lo, hi;
+            if (T == WeightType::kQ8) {
+              lo = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 8 + 16 * r));
+              hi = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 72 + 16 * r));
+            } else {
+              const uint8x16_t q = vld1q_u8(blk + (T == WeightType::kQ4M ? 16 : 8) + 16 * r);
+              lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
+              hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+            }
+            i[r] = vdotq_s32(vdotq_s32(i[r], lo, alo), hi, ahi);
+          }
+          const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+          int32_t init = kMagicBits - kOffset<T> * xa.s;
+          asm("" : "+r"(init));  // keep it in a general register: dup from there (no ASIMD ops)
+          const int32x4_t v = vaddq_s32(vsubq_s32(p, prev), vdupq_n_s32(init));
+          prev = p;
+          const float32x4_t t = vmulq_n_f32(vsubq_f32(vreinterpretq_f32_s32(v), magic), xa.d);
+          facc = vfmaq_f32(facc, t, load_f16x4(blk));
+          if (T == WeightType::kQ4M) {
+            facc = vfmaq_f32(facc, vdupq_n_f32(xa.d * static_cast<float>(xa.s)), load_f16x4(blk + 8));
+          }
+          PIQUANT_MCA_END();
+        }
+        y = kc == 0 ? facc : vaddq_f32(y, facc);
+      }
+      if (row >= a.m0 && row + 4 <= a.m1) {
+        vst1q_f32(out + row, y);
+      } else {
+        float tmp[4];
+        vst1q_f32(tmp, y);
+        for (size_t r = 0; r < 4; ++r) {
+          if (row + r >= a.m0 && row + r < a.m1) out[row + r] = tmp[r];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
 
 void gemv_f32_q8_q8_neondot(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
 void gemv_f32_q8_q4_neondot(const GemmArgs& a) { gemv<WeightType::kQ4>(a); }
 void gemv_f32_q8_q4m_neondot(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
-void gemm_f32_q8_q8_4x4_neondot(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
-void gemm_f32_q8_q4_4x4_neondot(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
-void gemm_f32_q8_q4m_4x4_neondot(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
+void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
+void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 
 }  // namespace piquant::kernels

@@ -12,56 +12,110 @@ using F = CpuFeature;
 constexpr MatmulOp kV = MatmulOp::kGemv, kM = MatmulOp::kGemm;
 constexpr ActType kQ = ActType::kQ8, kF = ActType::kF32;
 
-const GemmKernel kTable[] = {
+// One line per kernel: the name is the function's own (K stringifies it), and check() below
+// verifies at compile time that the name agrees with the entry's op, weight and activation type,
+// tile (mr x nr in every GEMM name) and CPU feature (the ISA suffix).
+#define K(fn, op, w, act, feat, mr, nr, kr) {#fn, op, w, act, feat, mr, nr, kr, fn}
+constexpr GemmKernel kTable[] = {
 #if defined(__x86_64__)
-    {"gemv_f32_q8_q4_avx512vnni", kV, W::kQ4, kQ, F::kAvx512Vnni, 4, 1, 32, gemv_f32_q8_q4_avx512vnni},
-    {"gemv_f32_q8_q4m_avx512vnni", kV, W::kQ4M, kQ, F::kAvx512Vnni, 4, 1, 32, gemv_f32_q8_q4m_avx512vnni},
-    {"gemv_f32_q8_q8_avx512vnni", kV, W::kQ8, kQ, F::kAvx512Vnni, 4, 1, 32, gemv_f32_q8_q8_avx512vnni},
-    {"gemm_f32_q8_q4_4x8_avx512vnni", kM, W::kQ4, kQ, F::kAvx512Vnni, 4, 8, 32, gemm_f32_q8_q4_4x8_avx512vnni},
-    {"gemm_f32_q8_q4m_4x8_avx512vnni", kM, W::kQ4M, kQ, F::kAvx512Vnni, 4, 8, 32, gemm_f32_q8_q4m_4x8_avx512vnni},
-    {"gemm_f32_q8_q8_4x8_avx512vnni", kM, W::kQ8, kQ, F::kAvx512Vnni, 4, 8, 32, gemm_f32_q8_q8_4x8_avx512vnni},
-    {"gemv_f32_q8_q4_avx2", kV, W::kQ4, kQ, F::kAvx2, 4, 1, 32, gemv_f32_q8_q4_avx2},
-    {"gemv_f32_q8_q4m_avx2", kV, W::kQ4M, kQ, F::kAvx2, 4, 1, 32, gemv_f32_q8_q4m_avx2},
-    {"gemv_f32_q8_q8_avx2", kV, W::kQ8, kQ, F::kAvx2, 4, 1, 32, gemv_f32_q8_q8_avx2},
-    {"gemm_f32_q8_q4_4x4_avx2", kM, W::kQ4, kQ, F::kAvx2, 4, 4, 32, gemm_f32_q8_q4_4x4_avx2},
-    {"gemm_f32_q8_q4m_4x4_avx2", kM, W::kQ4M, kQ, F::kAvx2, 4, 4, 32, gemm_f32_q8_q4m_4x4_avx2},
-    {"gemm_f32_q8_q8_4x4_avx2", kM, W::kQ8, kQ, F::kAvx2, 4, 4, 32, gemm_f32_q8_q8_4x4_avx2},
-    {"gemv_f32_f32_f32_avx2", kV, W::kF32, kF, F::kAvx2, 1, 1, 32, gemv_f32_f32_f32_avx2},
-    {"gemv_f32_f32_f16_avx2", kV, W::kF16, kF, F::kAvx2, 1, 1, 32, gemv_f32_f32_f16_avx2},
-    {"gemm_f32_f32_f32_avx2", kM, W::kF32, kF, F::kAvx2, 1, 1, 32, gemv_f32_f32_f32_avx2},
-    {"gemm_f32_f32_f16_avx2", kM, W::kF16, kF, F::kAvx2, 1, 1, 32, gemv_f32_f32_f16_avx2},
+    K(gemv_f32_q8_q4_avx512vnni, kV, W::kQ4, kQ, F::kAvx512Vnni, 4, 1, 32),
+    K(gemv_f32_q8_q4m_avx512vnni, kV, W::kQ4M, kQ, F::kAvx512Vnni, 4, 1, 32),
+    K(gemv_f32_q8_q8_avx512vnni, kV, W::kQ8, kQ, F::kAvx512Vnni, 4, 1, 32),
+    K(gemm_f32_q8_q4_4x8_avx512vnni, kM, W::kQ4, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemm_f32_q8_q4m_4x8_avx512vnni, kM, W::kQ4M, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemm_f32_q8_q8_4x8_avx512vnni, kM, W::kQ8, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemv_f32_q8_q4_avx2, kV, W::kQ4, kQ, F::kAvx2, 8, 1, 32),
+    K(gemv_f32_q8_q4m_avx2, kV, W::kQ4M, kQ, F::kAvx2, 8, 1, 32),
+    K(gemv_f32_q8_q8_avx2, kV, W::kQ8, kQ, F::kAvx2, 8, 1, 32),
+    K(gemm_f32_q8_q4_8x4_avx2, kM, W::kQ4, kQ, F::kAvx2, 8, 4, 32),
+    K(gemm_f32_q8_q4m_8x4_avx2, kM, W::kQ4M, kQ, F::kAvx2, 8, 4, 32),
+    K(gemm_f32_q8_q8_8x4_avx2, kM, W::kQ8, kQ, F::kAvx2, 8, 4, 32),
+    K(gemv_f32_f32_f32_avx2, kV, W::kF32, kF, F::kAvx2, 1, 1, 32),
+    K(gemv_f32_f32_f16_avx2, kV, W::kF16, kF, F::kAvx2, 1, 1, 32),
+    K(gemv_f32_f32_f32_avx2, kM, W::kF32, kF, F::kAvx2, 1, 1, 32),
+    K(gemv_f32_f32_f16_avx2, kM, W::kF16, kF, F::kAvx2, 1, 1, 32),
 #endif
 #if defined(__aarch64__)
-    {"gemv_f32_q8_q4_neondot", kV, W::kQ4, kQ, F::kNeonDot, 4, 1, 32, gemv_f32_q8_q4_neondot},
-    {"gemv_f32_q8_q4m_neondot", kV, W::kQ4M, kQ, F::kNeonDot, 4, 1, 32, gemv_f32_q8_q4m_neondot},
-    {"gemv_f32_q8_q8_neondot", kV, W::kQ8, kQ, F::kNeonDot, 4, 1, 32, gemv_f32_q8_q8_neondot},
-    {"gemm_f32_q8_q4_4x4_neondot", kM, W::kQ4, kQ, F::kNeonDot, 4, 4, 32, gemm_f32_q8_q4_4x4_neondot},
-    {"gemm_f32_q8_q4m_4x4_neondot", kM, W::kQ4M, kQ, F::kNeonDot, 4, 4, 32, gemm_f32_q8_q4m_4x4_neondot},
-    {"gemm_f32_q8_q8_4x4_neondot", kM, W::kQ8, kQ, F::kNeonDot, 4, 4, 32, gemm_f32_q8_q8_4x4_neondot},
-    {"gemv_f32_q8_q4_neon", kV, W::kQ4, kQ, F::kNeon, 4, 1, 32, gemv_f32_q8_q4_neon},
-    {"gemv_f32_q8_q4m_neon", kV, W::kQ4M, kQ, F::kNeon, 4, 1, 32, gemv_f32_q8_q4m_neon},
-    {"gemv_f32_q8_q8_neon", kV, W::kQ8, kQ, F::kNeon, 4, 1, 32, gemv_f32_q8_q8_neon},
-    {"gemm_f32_q8_q4_4x4_neon", kM, W::kQ4, kQ, F::kNeon, 4, 4, 32, gemm_f32_q8_q4_4x4_neon},
-    {"gemm_f32_q8_q4m_4x4_neon", kM, W::kQ4M, kQ, F::kNeon, 4, 4, 32, gemm_f32_q8_q4m_4x4_neon},
-    {"gemm_f32_q8_q8_4x4_neon", kM, W::kQ8, kQ, F::kNeon, 4, 4, 32, gemm_f32_q8_q8_4x4_neon},
-    {"gemv_f32_f32_f32_neon", kV, W::kF32, kF, F::kNeon, 1, 1, 16, gemv_f32_f32_f32_neon},
-    {"gemv_f32_f32_f16_neon", kV, W::kF16, kF, F::kNeon, 1, 1, 16, gemv_f32_f32_f16_neon},
-    {"gemm_f32_f32_f32_neon", kM, W::kF32, kF, F::kNeon, 1, 1, 16, gemv_f32_f32_f32_neon},
-    {"gemm_f32_f32_f16_neon", kM, W::kF16, kF, F::kNeon, 1, 1, 16, gemv_f32_f32_f16_neon},
+    K(gemv_f32_q8_q4_neondot, kV, W::kQ4, kQ, F::kNeonDot, 4, 1, 32),
+    K(gemv_f32_q8_q4m_neondot, kV, W::kQ4M, kQ, F::kNeonDot, 4, 1, 32),
+    K(gemv_f32_q8_q8_neondot, kV, W::kQ8, kQ, F::kNeonDot, 4, 1, 32),
+    K(gemm_f32_q8_q4_4x8_neondot, kM, W::kQ4, kQ, F::kNeonDot, 4, 8, 32),
+    K(gemm_f32_q8_q4m_4x8_neondot, kM, W::kQ4M, kQ, F::kNeonDot, 4, 8, 32),
+    K(gemm_f32_q8_q8_4x8_neondot, kM, W::kQ8, kQ, F::kNeonDot, 4, 8, 32),
+    K(gemv_f32_q8_q4_neon, kV, W::kQ4, kQ, F::kNeon, 4, 1, 32),
+    K(gemv_f32_q8_q4m_neon, kV, W::kQ4M, kQ, F::kNeon, 4, 1, 32),
+    K(gemv_f32_q8_q8_neon, kV, W::kQ8, kQ, F::kNeon, 4, 1, 32),
+    K(gemm_f32_q8_q4_4x4_neon, kM, W::kQ4, kQ, F::kNeon, 4, 4, 32),
+    K(gemm_f32_q8_q4m_4x4_neon, kM, W::kQ4M, kQ, F::kNeon, 4, 4, 32),
+    K(gemm_f32_q8_q8_4x4_neon, kM, W::kQ8, kQ, F::kNeon, 4, 4, 32),
+    K(gemv_f32_f32_f32_neon, kV, W::kF32, kF, F::kNeon, 1, 1, 16),
+    K(gemv_f32_f32_f16_neon, kV, W::kF16, kF, F::kNeon, 1, 1, 16),
+    K(gemv_f32_f32_f32_neon, kM, W::kF32, kF, F::kNeon, 1, 1, 16),
+    K(gemv_f32_f32_f16_neon, kM, W::kF16, kF, F::kNeon, 1, 1, 16),
 #endif
     // References: one function serves GEMV and GEMM.
-    {"gemv_f32_q8_q4_ref", kV, W::kQ4, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q4_ref},
-    {"gemv_f32_q8_q4m_ref", kV, W::kQ4M, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q4m_ref},
-    {"gemv_f32_q8_q8_ref", kV, W::kQ8, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q8_ref},
-    {"gemv_f32_f32_f32_ref", kV, W::kF32, kF, F::kNone, 1, 1, 1, matmul_f32_f32_f32_ref},
-    {"gemv_f32_f32_f16_ref", kV, W::kF16, kF, F::kNone, 1, 1, 1, matmul_f32_f32_f16_ref},
-    {"gemm_f32_q8_q4_ref", kM, W::kQ4, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q4_ref},
-    {"gemm_f32_q8_q4m_ref", kM, W::kQ4M, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q4m_ref},
-    {"gemm_f32_q8_q8_ref", kM, W::kQ8, kQ, F::kNone, 1, 1, 32, matmul_f32_q8_q8_ref},
-    {"gemm_f32_f32_f32_ref", kM, W::kF32, kF, F::kNone, 1, 1, 1, matmul_f32_f32_f32_ref},
-    {"gemm_f32_f32_f16_ref", kM, W::kF16, kF, F::kNone, 1, 1, 1, matmul_f32_f32_f16_ref},
+    K(matmul_f32_q8_q4_ref, kV, W::kQ4, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q4m_ref, kV, W::kQ4M, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q8_ref, kV, W::kQ8, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_f32_f32_ref, kV, W::kF32, kF, F::kNone, 1, 1, 1),
+    K(matmul_f32_f32_f16_ref, kV, W::kF16, kF, F::kNone, 1, 1, 1),
+    K(matmul_f32_q8_q4_ref, kM, W::kQ4, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q4m_ref, kM, W::kQ4M, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q8_ref, kM, W::kQ8, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_f32_f32_ref, kM, W::kF32, kF, F::kNone, 1, 1, 1),
+    K(matmul_f32_f32_f16_ref, kM, W::kF16, kF, F::kNone, 1, 1, 1),
 };
+#undef K
 constexpr size_t kCount = sizeof(kTable) / sizeof(kTable[0]);
+
+constexpr size_t len(const char* s) {
+  size_t n = 0;
+  while (s[n]) ++n;
+  return n;
+}
+constexpr bool contains(const char* s, const char* sub) {
+  const size_t n = len(s), m = len(sub);
+  for (size_t i = 0; i + m <= n; ++i) {
+    size_t j = 0;
+    while (j < m && s[i + j] == sub[j]) ++j;
+    if (j == m) return true;
+  }
+  return false;
+}
+constexpr bool ends_with(const char* s, const char* suf) {
+  const size_t n = len(s), m = len(suf);
+  if (m > n) return false;
+  for (size_t i = 0; i < m; ++i) {
+    if (s[n - m + i] != suf[i]) return false;
+  }
+  return true;
+}
+constexpr const char* isa_suffix(CpuFeature f) {
+  return f == F::kNone ? "_ref" : f == F::kNeon ? "_neon" : f == F::kNeonDot ? "_neondot"
+       : f == F::kAvx2 ? "_avx2" : f == F::kAvx512Vnni ? "_avx512vnni" : "?";
+}
+constexpr const char* type_part(W w, ActType a) {
+  if (a == kQ) return w == W::kQ8 ? "_q8_q8_" : w == W::kQ4 ? "_q8_q4_" : w == W::kQ4M ? "_q8_q4m_" : "?";
+  return w == W::kF32 ? "_f32_f32_" : w == W::kF16 ? "_f32_f16_" : "?";
+}
+constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", single digits
+  const char t[] = {'_', char('0' + mr), 'x', char('0' + nr), '_', 0};
+  return mr < 10 && nr < 10 && contains(s, t);
+}
+constexpr bool check() {
+  for (const GemmKernel& k : kTable) {
+    const char* n = k.name;
+    if (!ends_with(n, isa_suffix(k.needs)) || !contains(n, type_part(k.weights, k.act))) return false;
+    const bool gemv = n[3] == 'v', gemm = n[3] == 'm' && n[0] == 'g', shared = n[0] == 'm';
+    // gemm_*: a register tile named in the name; gemv_*: one token (also serves the GEMM op
+    // where no tile exists); matmul_*: the references, any shape.
+    if (gemm && (k.op != kM || !has_tile(n, k.mr, k.nr))) return false;
+    if (gemv && k.nr != 1) return false;
+    if (!gemv && !gemm && !shared) return false;
+  }
+  return true;
+}
+static_assert(check(), "a matmul registry entry's name disagrees with its op, types, tile or ISA");
 constexpr WeightType kTypes[] = {W::kF32, W::kF16, W::kQ8, W::kQ4, W::kQ4M};
 
 const GemmKernel* choose(MatmulOp op, WeightType t) {
