@@ -3,6 +3,7 @@
 /// Umbrella header: everything an application needs.
 #include "piquant/chat.hpp"
 #include "piquant/error.hpp"
+#include "piquant/grammar.hpp"
 #include "piquant/lora.hpp"
 #include "piquant/model.hpp"
 #include "piquant/sampler.hpp"
