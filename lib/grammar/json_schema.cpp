@@ -2,7 +2,7 @@
 // declared property order (required ones must appear, optional ones may be left out), which is
 // what llama.cpp's converter does too. Whitespace between tokens is llama.cpp's `space` rule
 // (nothing, one space, or a newline and up to 20 spaces/tabs) so a model cannot pad forever;
-// numbers have at most 16 integral and 16 fraction digits for the same reason. A \u escape never
+// numbers have at most 16 integral and 16 fraction digits and a 2-digit exponent (a double). A \u escape never
 // names a UTF-16 surrogate (most parsers reject a lone one; write the character itself instead).
 #include <functional>
 #include <map>
@@ -22,7 +22,7 @@ json-char ::= [^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" json-hex4)
 json-hex4 ::= [0-9a-cA-CeEfF] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}
 json-string ::= "\"" json-char* "\""
 json-int-part ::= [0] | [1-9] [0-9]{0,15}
-json-number ::= "-"? json-int-part ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?
+json-number ::= "-"? json-int-part ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?
 json-integer ::= "-"? json-int-part
 json-boolean ::= "true" | "false"
 json-null ::= "null"
