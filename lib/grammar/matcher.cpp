@@ -1,17 +1,25 @@
 // The grammar matcher: a set of parse stacks (llama.cpp's pushdown automaton), each stack a
-// linked list of (position, parent) nodes in one arena so pushing and popping copy nothing.
+// linked list of interned (position, parent) nodes, so pushing and popping copy nothing and equal
+// stacks are equal numbers.
 //
-// The token mask walks a byte trie of the vocabulary depth first, carrying the stacks reached by
+// The token mask walks a byte trie of the vocabulary depth first, carrying the state reached by
 // the bytes of the path so far: a subtree is cut as soon as no stack survives, so a token costs
 // only the part of its bytes not shared with a token already tried, and whole branches of the
 // vocabulary (every token starting with a letter where only a digit may follow) cost one step.
+// States (stack sets + an unfinished UTF-8 character) are interned and cache their successor per
+// byte: a lazily built DFA over the configurations the generation actually visits, so inside a
+// JSON string, where nearly every token fits, the walk is one table lookup per trie node; and
+// the whole masks of the last few states are kept, since the same state recurs within a
+// generation (every token inside a string starts from the same one).
 // Bytes of a UTF-8 character are gathered before the stacks advance; a token that ends inside a
-// character is allowed when some completion of it matches a class at a stack top. The nodes and
-// stack lists made while walking live above a mark and are dropped on the way back up.
+// character is allowed when some completion of it matches a class at a stack top.
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
+#include <tuple>
+#include <unordered_map>
 
 #include "grammar/grammar_impl.hpp"
 #include "piquant/error.hpp"
@@ -115,18 +123,37 @@ struct GrammarMatcher::Impl {
   const GrammarVocab::Impl& v;
   std::vector<std::vector<uint32_t>> alt_starts;  // per rule
 
+  // Stack nodes, interned: one index per (position, parent), so equal stacks are equal indices.
   struct Node {
     uint32_t pos;
     int32_t parent;
   };
-  std::vector<Node> arena;
-  std::vector<int32_t> heads;  // the current stacks are heads[0, n_heads); -1: the empty stack
-  size_t n_heads = 0;
-  uint32_t partial_val = 0;    // an unfinished UTF-8 character at the end of the text so far
-  int partial_rem = 0;
-  size_t seg_begin = 0;        // where the list being built by expand starts
+  std::vector<Node> nodes;
+  std::unordered_map<uint64_t, int32_t> node_ids;
 
-  // Mask walk output.
+  // A state: the set of stacks (sorted node indices; -1 the empty stack, i.e. the grammar may end
+  // here) plus an unfinished UTF-8 character. States are interned too, and each caches its
+  // successor per byte, so the walk over the vocabulary trie becomes mostly table lookups once
+  // a state has been seen (string contents, digits, whitespace recur at every token).
+  struct State {
+    std::vector<int32_t> heads;
+    uint32_t partial_val = 0;
+    int partial_rem = 0;
+    bool live = false;                 // some stack can still take a character
+    std::vector<int32_t> next;         // 256 successors: kUnknown, kDead or a state index
+  };
+  static constexpr int32_t kUnknown = -2, kDead = -1;
+  std::vector<State> states;
+  std::map<std::tuple<std::vector<int32_t>, uint32_t, int>, int32_t> state_ids;
+  int32_t cur = 0;
+  static constexpr size_t kMaxStates = 1 << 15;  // then the caches start over
+
+  // Whole masks of recent states (the state inside a string, after a comma, ... recurs at many
+  // tokens of one generation); cleared when full.
+  std::unordered_map<int32_t, std::pair<std::vector<uint8_t>, size_t>> mask_cache;
+  static constexpr size_t kMaxCachedMasks = 16;
+
+  std::vector<int32_t> scratch;
   uint8_t* allowed = nullptr;
   size_t n_allowed = 0;
 
@@ -140,48 +167,58 @@ struct GrammarMatcher::Impl {
         if (g.elems[p].op == Op::kAlt) alt_starts[r].push_back(p + 1);
       }
     }
-    // The start: the root rule as if referenced from an empty stack.
-    seg_begin = 0;
-    expand_rule(g.root, -1);
-    n_heads = heads.size();
+    scratch.clear();
+    expand_rule(g.root, -1);  // the root rule as if referenced from an empty stack
+    cur = intern(scratch, 0, 0);
   }
 
   bool at_alt_end(uint32_t pos) const {
     const Op op = g.elems[pos].op;
     return op == Op::kEnd || op == Op::kAlt;
   }
-  int32_t new_node(uint32_t pos, int32_t parent) {
-    arena.push_back({pos, parent});
-    return static_cast<int32_t>(arena.size() - 1);
+  int32_t node(uint32_t pos, int32_t parent) {
+    const uint64_t key = (uint64_t{pos} << 32) | static_cast<uint32_t>(parent + 1);
+    auto [it, fresh] = node_ids.emplace(key, static_cast<int32_t>(nodes.size()));
+    if (fresh) nodes.push_back({pos, parent});
+    return it->second;
   }
-  void push_unique(int32_t idx) {
-    for (size_t i = seg_begin; i < heads.size(); ++i) {
-      const int32_t h = heads[i];
-      if (h == idx) return;
-      if (h >= 0 && idx >= 0 && arena[h].pos == arena[idx].pos && arena[h].parent == arena[idx].parent) return;
-    }
-    heads.push_back(idx);
+  int32_t intern(std::vector<int32_t> heads, uint32_t pval, int prem) {
+    std::sort(heads.begin(), heads.end());
+    heads.erase(std::unique(heads.begin(), heads.end()), heads.end());
+    auto key = std::make_tuple(std::move(heads), pval, prem);
+    auto it = state_ids.find(key);
+    if (it != state_ids.end()) return it->second;
+    State st;
+    st.heads = std::get<0>(key);
+    st.partial_val = pval;
+    st.partial_rem = prem;
+    st.live = prem != 0 || (!st.heads.empty() && st.heads.back() >= 0);
+    st.next.assign(256, kUnknown);
+    const auto id = static_cast<int32_t>(states.size());
+    states.push_back(std::move(st));
+    state_ids.emplace(std::move(key), id);
+    return id;
   }
-  // Pushes the stacks reached from `idx` (a node whose position may be a rule reference or an
-  // alternative's end) down to ones whose top is a character class. No left recursion (refused
-  // at parse time) means this terminates.
+  // Adds to scratch the stacks reached from node idx (whose position may be a rule reference or
+  // an alternative's end) down to ones whose top is a character class. No left recursion
+  // (refused at parse time) means this terminates.
   void expand(int32_t idx) {
     while (true) {
       if (idx < 0) {
-        push_unique(-1);
+        scratch.push_back(-1);
         return;
       }
-      const Node n = arena[static_cast<size_t>(idx)];
+      const Node n = nodes[static_cast<size_t>(idx)];
       const grammar::Elem& e = g.elems[n.pos];
       if (e.op == Op::kEnd || e.op == Op::kAlt) {
         idx = n.parent;
         continue;
       }
       if (e.op != Op::kRuleRef) {
-        push_unique(idx);
+        scratch.push_back(idx);
         return;
       }
-      const int32_t cont = at_alt_end(n.pos + 1) ? n.parent : new_node(n.pos + 1, n.parent);
+      const int32_t cont = at_alt_end(n.pos + 1) ? n.parent : node(n.pos + 1, n.parent);
       expand_rule(e.value, cont);
       return;
     }
@@ -189,33 +226,11 @@ struct GrammarMatcher::Impl {
   void expand_rule(uint32_t rule, int32_t cont) {
     for (uint32_t p : alt_starts[rule]) {
       if (at_alt_end(p)) expand(cont);
-      else expand(new_node(p, cont));
+      else expand(node(p, cont));
     }
   }
-  // Appends the stacks after code point cp from heads[b, e).
-  void advance(size_t b, size_t e, uint32_t cp) {
-    seg_begin = heads.size();
-    for (size_t i = b; i < e; ++i) {
-      const int32_t h = heads[i];
-      if (h < 0) continue;
-      const Node n = arena[static_cast<size_t>(h)];
-      const grammar::CharClass& cc = g.classes[static_cast<size_t>(g.class_at[n.pos])];
-      if (!cc.match(cp)) continue;
-      if (at_alt_end(cc.next)) expand(n.parent);
-      else expand(new_node(cc.next, n.parent));
-    }
-  }
-  bool partial_feasible(size_t b, size_t e, uint32_t val, int rem) const {
-    // The code points this prefix can still become (overlong forms are refused by utf8_step).
-    const uint32_t lo = std::max(val << (6 * rem), rem == 1 ? 0x80u : rem == 2 ? 0x800u : 0x10000u);
-    const uint32_t hi = std::min((val << (6 * rem)) | ((1u << (6 * rem)) - 1), 0x10FFFFu);
-    for (size_t i = b; i < e; ++i) {
-      const int32_t h = heads[i];
-      if (h < 0) continue;
-      const grammar::CharClass& cc = g.classes[static_cast<size_t>(g.class_at[arena[static_cast<size_t>(h)].pos])];
-      if (cc.match_range(lo, hi)) return true;
-    }
-    return false;
+  const grammar::CharClass& top_class(int32_t head) const {
+    return g.classes[static_cast<size_t>(g.class_at[nodes[static_cast<size_t>(head)].pos])];
   }
 
   // One byte on top of the UTF-8 state (val, rem). Returns 0: invalid, 1: partial, 2: complete.
@@ -235,105 +250,106 @@ struct GrammarMatcher::Impl {
     return --rem == 0 ? 2 : 1;
   }
 
-  void walk(uint32_t tnode, size_t b, size_t e, uint32_t pval, int prem) {
+  // The state after one more byte, or kDead.
+  int32_t step(int32_t s, uint8_t byte) {
+    int32_t cached = states[static_cast<size_t>(s)].next[byte];
+    if (cached != kUnknown) return cached;
+    const State& st = states[static_cast<size_t>(s)];
+    uint32_t val = st.partial_val;
+    int rem = st.partial_rem;
+    const int kind = utf8_step(byte, val, rem);
+    int32_t result = kDead;
+    scratch.clear();
+    if (kind == 1) {
+      // The code points this prefix can still become (overlong forms are refused above).
+      const uint32_t lo = std::max(val << (6 * rem), rem == 1 ? 0x80u : rem == 2 ? 0x800u : 0x10000u);
+      const uint32_t hi = std::min((val << (6 * rem)) | ((1u << (6 * rem)) - 1), 0x10FFFFu);
+      bool feasible = false;
+      for (int32_t h : st.heads) feasible = feasible || (h >= 0 && top_class(h).match_range(lo, hi));
+      if (feasible) scratch = st.heads;
+      if (feasible) result = intern(scratch, val, rem);
+    } else if (kind == 2) {
+      const std::vector<int32_t> heads = st.heads;  // intern() may move states
+      for (int32_t h : heads) {
+        if (h < 0) continue;
+        const grammar::CharClass& cc = top_class(h);
+        if (!cc.match(val)) continue;
+        const int32_t parent = nodes[static_cast<size_t>(h)].parent;
+        if (at_alt_end(cc.next)) expand(parent);
+        else expand(node(cc.next, parent));
+      }
+      if (!scratch.empty()) result = intern(scratch, 0, 0);
+    }
+    states[static_cast<size_t>(s)].next[byte] = result;
+    return result;
+  }
+
+  void walk(uint32_t tnode, int32_t s) {
     const GrammarVocab::Impl::Node& tn = v.nodes[tnode];
     for (uint32_t c = tn.first_child; c < tn.first_child + tn.n_children; ++c) {
       const GrammarVocab::Impl::Node& cn = v.nodes[c];
-      uint32_t val = pval;
-      int rem = prem;
-      const int step = utf8_step(cn.byte, val, rem);
-      if (step == 0) continue;
-      const size_t arena_mark = arena.size(), heads_mark = heads.size();
-      size_t nb = b, ne = e;
-      if (step == 2) {
-        advance(b, e, val);
-        nb = heads_mark;
-        ne = heads.size();
-        if (nb == ne) continue;  // nothing added to the arena either
-      } else if (!partial_feasible(b, e, val, rem)) {
-        continue;
-      }
-      for (uint32_t t = cn.first_token; t < cn.first_token + cn.n_tokens; ++t) {
-        allowed[v.tokens[t]] = 1;
-      }
+      const int32_t ns = step(s, cn.byte);
+      if (ns < 0) continue;
+      for (uint32_t t = cn.first_token; t < cn.first_token + cn.n_tokens; ++t) allowed[v.tokens[t]] = 1;
       n_allowed += cn.n_tokens;
-      if (cn.n_children != 0) {
-        bool live = step == 1;
-        for (size_t i = nb; i < ne && !live; ++i) live = heads[i] >= 0;
-        if (live) walk(c, nb, ne, step == 2 ? 0 : val, step == 2 ? 0 : rem);
-      }
-      arena.resize(arena_mark);
-      heads.resize(heads_mark);
+      if (cn.n_children != 0 && states[static_cast<size_t>(ns)].live) walk(c, ns);
     }
   }
 
-  bool can_end() const {
-    if (partial_rem != 0) return false;
-    for (size_t i = 0; i < n_heads; ++i) if (heads[i] < 0) return true;
-    return false;
+  bool can_end(int32_t s) const {
+    const State& st = states[static_cast<size_t>(s)];
+    return st.partial_rem == 0 && !st.heads.empty() && st.heads.front() == -1;
+  }
+
+  // Starts the caches over from the current state when they have grown large.
+  void trim() {
+    if (states.size() < kMaxStates) return;
+    const State keep = states[static_cast<size_t>(cur)];
+    std::vector<Node> old_nodes = std::move(nodes);
+    nodes.clear();
+    node_ids.clear();
+    mask_cache.clear();
+    states.clear();
+    state_ids.clear();
+    std::function<int32_t(int32_t)> copy = [&](int32_t i) -> int32_t {
+      if (i < 0) return -1;
+      return node(old_nodes[static_cast<size_t>(i)].pos, copy(old_nodes[static_cast<size_t>(i)].parent));
+    };
+    std::vector<int32_t> heads;
+    for (int32_t h : keep.heads) heads.push_back(copy(h));
+    cur = intern(heads, keep.partial_val, keep.partial_rem);
   }
 
   size_t compute_mask(uint8_t* out, bool allow_end) {
-    allowed = out;
-    n_allowed = 0;
-    std::fill(out, out + v.n_vocab, uint8_t{0});
-    heads.resize(n_heads);
-    const size_t arena_mark = arena.size();
-    walk(0, 0, n_heads, partial_val, partial_rem);
-    arena.resize(arena_mark);
-    heads.resize(n_heads);
-    if (allow_end && can_end()) {
+    trim();
+    auto hit = mask_cache.find(cur);
+    if (hit != mask_cache.end()) {
+      std::copy(hit->second.first.begin(), hit->second.first.end(), out);
+      n_allowed = hit->second.second;
+    } else {
+      allowed = out;
+      n_allowed = 0;
+      std::fill(out, out + v.n_vocab, uint8_t{0});
+      walk(0, cur);
+      if (mask_cache.size() >= kMaxCachedMasks) mask_cache.clear();
+      mask_cache.emplace(cur, std::make_pair(std::vector<uint8_t>(out, out + v.n_vocab), n_allowed));
+    }
+    if (allow_end && can_end(cur)) {
       for (TokenId t : v.end_tokens) out[t] = 1;
       n_allowed += v.end_tokens.size();
     }
     return n_allowed;
   }
 
-  // Advances the persistent state over bytes; false (state unchanged) when rejected.
+  // Advances over bytes; false (state unchanged) when rejected.
   bool accept_bytes(std::string_view bytes) {
-    const std::vector<Node> arena0 = arena;
-    const std::vector<int32_t> heads0(heads.begin(), heads.begin() + static_cast<long>(n_heads));
-    const uint32_t pv0 = partial_val;
-    const int pr0 = partial_rem;
-    auto undo = [&] {
-      arena = arena0;
-      heads = heads0;
-      n_heads = heads0.size();
-      partial_val = pv0;
-      partial_rem = pr0;
-      return false;
-    };
-    heads.resize(n_heads);
+    int32_t s = cur;
     for (char ch : bytes) {
-      const int step = utf8_step(static_cast<uint8_t>(ch), partial_val, partial_rem);
-      if (step == 0) return undo();
-      if (step == 1) {
-        if (!partial_feasible(0, n_heads, partial_val, partial_rem)) return undo();
-        continue;
-      }
-      advance(0, n_heads, partial_val);
-      heads.erase(heads.begin(), heads.begin() + static_cast<long>(n_heads));
-      n_heads = heads.size();
-      partial_val = 0;
-      if (n_heads == 0) return undo();
+      s = step(s, static_cast<uint8_t>(ch));
+      if (s < 0) return false;
     }
-    compact();
+    cur = s;
     return true;
-  }
-
-  // Copies the nodes the current stacks use into a fresh arena (the rest is garbage).
-  void compact() {
-    std::vector<Node> fresh;
-    std::vector<int32_t> remap(arena.size(), -1);
-    std::function<int32_t(int32_t)> copy = [&](int32_t i) -> int32_t {
-      if (i < 0) return -1;
-      if (remap[static_cast<size_t>(i)] >= 0) return remap[static_cast<size_t>(i)];
-      const int32_t parent = copy(arena[static_cast<size_t>(i)].parent);
-      fresh.push_back({arena[static_cast<size_t>(i)].pos, parent});
-      return remap[static_cast<size_t>(i)] = static_cast<int32_t>(fresh.size() - 1);
-    };
-    for (size_t i = 0; i < n_heads; ++i) heads[i] = copy(heads[i]);
-    arena = std::move(fresh);
   }
 };
 
@@ -367,7 +383,7 @@ void GrammarMatcher::accept_token(TokenId id) {
     throw Error(ErrorCode::kOutOfRange, "grammar: token id " + std::to_string(id) + " is outside the vocabulary");
   }
   if (v.is_end[static_cast<size_t>(id)]) {
-    if (!impl_->can_end()) {
+    if (!impl_->can_end(impl_->cur)) {
       throw Error(ErrorCode::kInvalidArgument, "grammar: end-of-generation token " + std::to_string(id) +
                                                    " before the grammar is complete");
     }
@@ -380,11 +396,9 @@ void GrammarMatcher::accept_token(TokenId id) {
 }
 
 bool GrammarMatcher::accept_text(std::string_view text) { return impl_->accept_bytes(text); }
-bool GrammarMatcher::can_end() const { return impl_->can_end(); }
+bool GrammarMatcher::can_end() const { return impl_->can_end(impl_->cur); }
 bool GrammarMatcher::is_complete() const {
-  if (!impl_->can_end()) return false;
-  for (size_t i = 0; i < impl_->n_heads; ++i) if (impl_->heads[i] >= 0) return false;
-  return true;
+  return impl_->can_end(impl_->cur) && !impl_->states[static_cast<size_t>(impl_->cur)].live;
 }
 
 }  // namespace piquant

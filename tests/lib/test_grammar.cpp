@@ -14,8 +14,19 @@ using piquant::GrammarVocab;
 
 namespace {
 
+std::shared_ptr<const piquant::Model> small_model() {
+  piquant::SyntheticModelOptions so;
+  so.config.dim = 32;
+  so.config.hidden_dim = 64;
+  so.config.n_layers = 1;
+  so.config.n_heads = 2;
+  so.config.max_seq_len = 64;
+  static auto m = piquant::Model::synthetic(so);
+  return m;
+}
+
 std::shared_ptr<const GrammarVocab> demo_vocab() {
-  static auto v = GrammarVocab::build(piquant::Model::synthetic({{}, 1})->tokenizer());
+  static auto v = GrammarVocab::build(small_model()->tokenizer());
   return v;
 }
 
@@ -183,7 +194,7 @@ TEST_CASE("the token mask matches a brute-force check of every token", "[grammar
 root ::= "{" ws "\"name\":" ws "\"" [^"]{0,20} "\"" ws "," ws "\"n\":" ws [0-9]{1,4} ws "}" | "€" [α-ω]+
 ws ::= [ \n]{0,3}
 )");
-  auto model = piquant::Model::synthetic({{}, 1});
+  auto model = small_model();
   for (const std::string prefix : {"", "{", "{ \"na", "{\"name\": \"ab", "{\"name\":\"x\" ,\"n\": 12",
                                    "\xE2", "\xE2\x82", "€α"}) {
     check_mask_against_brute_force(g, model->tokenizer(), demo_vocab(), prefix, 1);

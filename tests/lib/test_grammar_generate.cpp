@@ -43,9 +43,12 @@ std::vector<std::string> generate_all(const std::shared_ptr<const piquant::Gramm
     piquant::GenerateOptions o;
     o.max_tokens = 400;
     o.sampler.temperature = 1.0f;
-    o.sampler.top_k = 0;
-    o.sampler.top_p = 1.0f;
-    o.sampler.min_p = 0.0f;
+    if (i % 2) {  // the whole distribution; even generations keep the default top-k/top-p/min-p
+      o.sampler.top_k = 0;
+      o.sampler.top_p = 1.0f;
+      o.sampler.min_p = 0.0f;
+    }
+    if (i % 3 == 0) o.sampler.repeat_penalty = 1.3f;  // penalties see -inf logits too
     o.sampler.seed = 1000 + static_cast<uint64_t>(i);
     o.grammar = g;
     const auto r = s.generate("Output:", nullptr, o);
