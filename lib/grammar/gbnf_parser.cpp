@@ -32,6 +32,8 @@ class Parser {
   std::vector<size_t> where_;      // definition (or first reference) offset of each rule
   std::vector<bool> defined_;
   std::map<std::string, uint32_t, std::less<>> ids_;
+  int depth_ = 0;  // open groups
+  static constexpr int kMaxDepth = 200;
 
   std::string place(size_t at) const {
     size_t line = 1, col = 1;
@@ -226,8 +228,10 @@ class Parser {
       } else if (c == '(') {
         ++pos_;
         skip_space(true);
+        if (++depth_ > kMaxDepth) fail(at, "groups nested more than " + std::to_string(kMaxDepth) + " deep");
         const uint32_t sub = helper(rule_name, at);
         alternates(rule_name, sub, true);
+        --depth_;
         if (peek() != ')') fail(at, "unclosed group (no matching ')')");
         ++pos_;
         last = out.size();

@@ -84,6 +84,7 @@ class Converter {
  private:
   const Json& root_;
   std::string root_name_;
+  int depth_ = 0;
   std::map<std::string, std::string> rules_;
   std::map<std::string, std::string> ref_rules_;  // "$ref" target -> rule name
 
@@ -123,6 +124,12 @@ class Converter {
 
   // The rule (or inline expression) for schema s at JSON pointer ptr.
   std::string visit(const Json& s, const std::string& ptr, const std::string& hint) {
+    struct Depth {  // schemas nested without end would exhaust the stack
+      int& d;
+      explicit Depth(int& x) : d(++x) {}
+      ~Depth() { --d; }
+    } depth(depth_);
+    if (depth_ > 100) bad(ptr, "schemas nested more than 100 deep");
     if (s.is_boolean()) {
       if (s.get<bool>()) return "json-value";
       bad(ptr, "the schema 'false' admits no value");

@@ -146,7 +146,7 @@ struct GrammarMatcher::Impl {
   std::vector<State> states;
   std::map<std::tuple<std::vector<int32_t>, uint32_t, int>, int32_t> state_ids;
   int32_t cur = 0;
-  static constexpr size_t kMaxStates = 1 << 15;  // then the caches start over
+  static constexpr size_t kMaxStates = 4096;  // (1 KiB each) then the caches start over
 
   // Whole masks of recent states (the state inside a string, after a comma, ... recurs at many
   // tokens of one generation); cleared when full.
@@ -311,9 +311,12 @@ struct GrammarMatcher::Impl {
     mask_cache.clear();
     states.clear();
     state_ids.clear();
-    std::function<int32_t(int32_t)> copy = [&](int32_t i) -> int32_t {
-      if (i < 0) return -1;
-      return node(old_nodes[static_cast<size_t>(i)].pos, copy(old_nodes[static_cast<size_t>(i)].parent));
+    auto copy = [&](int32_t i) {  // iteratively: stacks may be thousands deep
+      std::vector<uint32_t> chain;
+      for (; i >= 0; i = old_nodes[static_cast<size_t>(i)].parent) chain.push_back(old_nodes[static_cast<size_t>(i)].pos);
+      int32_t n = -1;
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it) n = node(*it, n);
+      return n;
     };
     std::vector<int32_t> heads;
     for (int32_t h : keep.heads) heads.push_back(copy(h));
