@@ -255,6 +255,7 @@ Args parse(int argc, char** argv) {
 
 int run(const Args& a) {
   using clock = std::chrono::steady_clock;
+  const auto grammar = grammar_from_args(a);  // before loading: a bad grammar fails fast
   const auto t_load = clock::now();
   std::shared_ptr<const piquant::Model> model;
   std::string prompt = a.prompt;
@@ -311,7 +312,7 @@ int run(const Args& a) {
   go.sampler = a.sampler;
   go.stop_at_end_of_generation = !a.ignore_eos;
   go.stop = a.stop;
-  go.grammar = grammar_from_args(a);
+  go.grammar = grammar;
   std::ofstream logits_file;
   if (!a.logits_out.empty()) {
     logits_file.open(a.logits_out, std::ios::binary);
