@@ -39,7 +39,7 @@ class Grammar {
 
 /// GBNF text for a JSON Schema: type (object, array, string, number, integer, boolean, null, or a
 /// list of them), properties, required, additionalProperties (false, true or a schema), enum,
-/// const, items, prefixItems, minItems/maxItems, minLength/maxLength, pattern (literals, classes,
+/// const, items, minItems/maxItems, minLength/maxLength, pattern (literals, classes,
 /// groups, |, * + ? {m,n}, anchored), anyOf/oneOf, allOf of one schema, $ref to #/$defs/... or
 /// #/definitions/...; annotations (title, description, examples, default, $schema, $id,
 /// $comment, format) are ignored. Any other keyword throws Error(kUnsupported) naming it and its

@@ -314,3 +314,25 @@ TEST_CASE("mangled grammars and schemas give errors, never crashes or hangs", "[
   CHECK_THAT(parse_error("root ::= " + std::string(300, '(') + "\"a\"" + std::string(300, ')')),
              Catch::Contains("nested more than 200 deep"));
 }
+
+TEST_CASE("response_format objects map to grammars for a server", "[grammar]") {
+  CHECK(piquant::grammar_from_response_format(R"({"type": "text"})") == nullptr);
+  auto obj = piquant::grammar_from_response_format(R"({"type": "json_object"})");
+  REQUIRE(obj);
+  GrammarMatcher m1(obj, demo_vocab());
+  CHECK((m1.accept_text(R"({"a": [1, {"b": null}]})") && m1.can_end()));
+  auto schema = piquant::grammar_from_response_format(
+      R"({"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "array", "items": {"type": "boolean"}}}})");
+  GrammarMatcher m2(schema, demo_vocab());
+  CHECK((m2.accept_text("[true, false]") && m2.can_end()));
+  GrammarMatcher m3(schema, demo_vocab());
+  CHECK_FALSE(m3.accept_text("[1"));
+  CHECK_THROWS_WITH(piquant::grammar_from_response_format(R"({"type": "xml"})"), Catch::Contains("unknown type 'xml'"));
+  CHECK_THROWS_WITH(piquant::grammar_from_tools(R"([{"type": "function"}])"), Catch::Contains("tools[0]"));
+  piquant::ToolCallFormat llama;
+  llama.arguments_key = "parameters";
+  auto tools = piquant::grammar_from_tools(
+      R"([{"type": "function", "function": {"name": "stop", "parameters": {"type": "object", "properties": {}}}}])", llama);
+  GrammarMatcher m4(tools, demo_vocab());
+  CHECK((m4.accept_text(R"({"name": "stop", "parameters": {}})") && m4.can_end()));
+}
