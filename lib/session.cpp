@@ -1,6 +1,7 @@
 #include "piquant/session.hpp"
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "model/context_options.hpp"
@@ -20,6 +21,7 @@ struct Session::Impl {
   std::vector<float> logits;
   int pos = 0;
   std::vector<AdapterChoice> adapters;  // the forward reads them through a pointer
+  std::shared_ptr<const GrammarVocab> grammar_vocab;  // built at the first constrained generate
 
   Impl(std::shared_ptr<const Model> m, int ctx, int threads, KvType kv)
       : model(std::move(m)),
@@ -172,10 +174,27 @@ GenerateResult Session::generate_core(const std::vector<TokenId>& prompt_ids,
   }
   r.prompt_seconds = seconds_since(t0);
   std::vector<float> work(logits, logits + n_vocab);
+  std::optional<GrammarMatcher> grammar;
+  if (options.grammar) {
+    if (!impl_->grammar_vocab) impl_->grammar_vocab = GrammarVocab::build(m.tokenizer());
+    grammar.emplace(options.grammar, impl_->grammar_vocab);
+  }
 
   t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < options.max_tokens; ++i) {
+    if (grammar) {  // mask before sampling; stop when nothing (or only the end) may follow
+      if (grammar->is_complete()) {
+        r.stop = GenerateResult::StopReason::kGrammarComplete;
+        break;
+      }
+      if (grammar->mask_logits(work.data(), n_vocab, options.stop_at_end_of_generation) == 0) {
+        r.stop = grammar->can_end() ? GenerateResult::StopReason::kGrammarComplete
+                                    : GenerateResult::StopReason::kGrammarNoToken;
+        break;
+      }
+    }
     const TokenId next = sampler.sample(work.data(), n_vocab);
+    if (grammar) grammar->accept_token(next);
     r.generated_ids.push_back(next);
     if (options.stop_at_end_of_generation && m.has_tokenizer() &&
         m.tokenizer().is_end_of_generation(next)) {

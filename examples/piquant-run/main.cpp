@@ -65,6 +65,10 @@ A long flag takes its value after a space or '=' (--ctx-size 64, --ctx-size=64).
                           repeatable: several adapters add up
       --lora-scale S      scale of the preceding --lora (default 1; multiplies alpha / r)
       --lora-scaled FILE S  --lora FILE --lora-scale S in one (llama.cpp's spelling)
+      --grammar TEXT      constrain the output to a GBNF grammar (llama.cpp syntax; rule root)
+      --grammar-file FILE the same from a .gbnf file
+      --json-schema S     constrain the output to a JSON Schema (JSON text, or a file holding it)
+  -j, --json              constrain the output to any JSON object
   -ctk, --kv-type T       KV cache type: f16, q8 or f32 (default: f32 for f32 models, else f16)
       --no-escape         take -p, -r and --system literally (default: \n \t \r \\ \" \'
                           and \xHH in them are turned into the characters, as llama.cpp does)
@@ -141,9 +145,37 @@ struct Args {
   std::vector<std::string> stop;  // -r
   std::vector<std::pair<std::string, float>> loras;  // file, scale
   std::vector<std::string> notes;  // printed as "piquant-run: note: ..." before the run
+  // Structured output (docs/structured-output.md): at most one of these.
+  std::string grammar, grammar_file, json_schema;
+  bool json = false;
 };
 
 constexpr long kMaxThreads = 1024;
+
+// The grammar the structured-output flags ask for, or null.
+std::shared_ptr<const piquant::Grammar> grammar_from_args(const Args& a) {
+  const int n = !a.grammar.empty() + !a.grammar_file.empty() + !a.json_schema.empty() + a.json;
+  if (n > 1) die("give only one of --grammar, --grammar-file, --json-schema, -j");
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) die(path + ": cannot open");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  try {
+    if (!a.grammar.empty()) return piquant::Grammar::parse(a.grammar);
+    if (!a.grammar_file.empty()) return piquant::Grammar::parse(slurp(a.grammar_file));
+    if (!a.json_schema.empty()) {
+      const size_t first = a.json_schema.find_first_not_of(" \t\r\n");
+      const bool inline_json = first != std::string::npos && (a.json_schema[first] == '{' || a.json_schema[first] == '[');
+      return piquant::Grammar::from_json_schema(inline_json ? a.json_schema : slurp(a.json_schema));
+    }
+    if (a.json) return piquant::Grammar::json_object();
+  } catch (const piquant::Error& e) {
+    const char* flag = !a.grammar.empty() ? "--grammar" : !a.grammar_file.empty() ? "--grammar-file" : "--json-schema";
+    die(std::string(flag) + ": " + e.what());
+  }
+  return nullptr;
+}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -273,6 +305,10 @@ Args parse(int argc, char** argv) {
     else if (f == "--mmproj" || f == "--image") {
       die(f + " is not available: piquant runs text models only");
     }
+    else if (f == "--grammar") a.grammar = args.value();
+    else if (f == "--grammar-file") a.grammar_file = args.value();
+    else if (f == "--json-schema") a.json_schema = args.value();
+    else if (f == "-j" || f == "--json") a.json = true;
     else if (f == "-e" || f == "--escape") a.escape = true;
     else if (f == "--no-escape") a.escape = false;
     else if (f == "-v" || f == "--verbose") a.verbose = true;
@@ -305,6 +341,7 @@ Args parse(int argc, char** argv) {
 
 int run(const Args& a) {
   using clock = std::chrono::steady_clock;
+  const auto grammar = grammar_from_args(a);  // before loading: a bad grammar fails fast
   const auto t_load = clock::now();
   std::shared_ptr<const piquant::Model> model;
   std::string prompt = a.prompt;
@@ -379,6 +416,7 @@ int run(const Args& a) {
   go.sampler = a.sampler;
   go.stop_at_end_of_generation = !a.ignore_eos;
   go.stop = a.stop;
+  go.grammar = grammar;
   std::ofstream logits_file;
   if (!a.logits_out.empty()) {
     logits_file.open(a.logits_out, std::ios::binary);
@@ -435,6 +473,9 @@ int run(const Args& a) {
   if (r.stop == piquant::GenerateResult::StopReason::kContextFull) {
     std::fprintf(stderr, "piquant-run: stopped: the context (%d tokens) is full; -c sets its size\n",
                  session.n_ctx());
+  }
+  if (r.stop == piquant::GenerateResult::StopReason::kGrammarNoToken) {
+    std::fprintf(stderr, "piquant-run: stopped: no token of the vocabulary can continue the grammar\n");
   }
   const double n_gen = static_cast<double>(r.generated_ids.size());
   const double gen_tps = r.gen_seconds > 0 ? std::max(0.0, n_gen - 1) / r.gen_seconds : 0.0;

@@ -4,6 +4,7 @@
 #include "piquant/batch.hpp"
 #include "piquant/chat.hpp"
 #include "piquant/error.hpp"
+#include "piquant/grammar.hpp"
 #include "piquant/lora.hpp"
 #include "piquant/model.hpp"
 #include "piquant/sampler.hpp"

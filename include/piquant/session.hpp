@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "piquant/grammar.hpp"
 #include "piquant/lora.hpp"
 #include "piquant/model.hpp"
 #include "piquant/sampler.hpp"
@@ -37,6 +38,11 @@ struct GenerateOptions {
   EncodeOptions encode;               ///< how the prompt text is tokenized
   /// Sees the logits of every evaluated position (prompt tokens included), before sampling.
   std::function<void(const float* logits, size_t n_vocab)> on_logits;
+  /// Constrains the generated text to this grammar (Grammar::parse / from_json_schema /
+  /// json_object): tokens that would leave it are masked before sampling, so it composes with
+  /// every sampler setting. End-of-generation tokens are allowed only where the grammar can end;
+  /// generation stops with kGrammarComplete when nothing else can follow. Needs a tokenizer.
+  std::shared_ptr<const Grammar> grammar;
 };
 
 struct GenerateResult {
@@ -45,8 +51,12 @@ struct GenerateResult {
   std::string text;
   double prompt_seconds = 0;  ///< time spent evaluating the prompt
   double gen_seconds = 0;     ///< time spent generating
-  enum class StopReason { kMaxTokens, kEndOfGeneration, kStopString, kCallback, kContextFull } stop =
-      StopReason::kMaxTokens;
+  /// kGrammarComplete: the grammar admits no more text; kGrammarNoToken: no token of the
+  /// vocabulary continues the grammar here (the text is then an unfinished sentence of it).
+  enum class StopReason {
+    kMaxTokens, kEndOfGeneration, kStopString, kCallback, kContextFull, kGrammarComplete,
+    kGrammarNoToken
+  } stop = StopReason::kMaxTokens;
 };
 
 /// Called with each new piece of text (whole UTF-8 characters); return false to stop.
