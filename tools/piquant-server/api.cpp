@@ -16,6 +16,9 @@ using json = nlohmann::json;
 
 namespace {
 
+/// JSON text; bytes that are not valid UTF-8 (a model can emit them) become U+FFFD.
+std::string dumps(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 /// A request the client got wrong: answered with `status` and an OpenAI-shaped error.
 struct ApiError {
   int status;
@@ -27,7 +30,7 @@ void send_error(httplib::Response& res, int status, const std::string& message,
                 const std::string& type) {
   res.status = status;
   const json body = {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dumps(body), "application/json");
 }
 
 void send_error(httplib::Response& res, const ApiError& e) {
@@ -122,7 +125,7 @@ int64_t unix_time() {
       .count();
 }
 
-std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string sse(const json& j) { return "data: " + dumps(j) + "\n\n"; }
 
 }  // namespace
 
@@ -435,7 +438,7 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
                       {"model", model_name},
                       {"choices", json::array({choice})},
                       {"usage", usage(*job)}};
-    res.set_content(out.dump(), "application/json");
+    res.set_content(dumps(out), "application/json");
     return;
   }
 
@@ -532,7 +535,7 @@ void Api::tokenize(const httplib::Request& req, httplib::Response& res) {
       tokens.push_back(t);
     }
   }
-  res.set_content(json{{"tokens", tokens}}.dump(), "application/json");
+  res.set_content(dumps(json{{"tokens", tokens}}), "application/json");
 }
 
 void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
@@ -552,8 +555,7 @@ void Api::detokenize(const httplib::Request& req, httplib::Response& res) {
     ids.push_back(static_cast<TokenId>(id));
   }
   const std::string text = model_->tokenizer().decode(ids);
-  res.set_content(json{{"content", text}}.dump(-1, ' ', false, json::error_handler_t::replace),
-                  "application/json");
+  res.set_content(dumps(json{{"content", text}}), "application/json");
 }
 
 void Api::models(httplib::Response& res) {
@@ -570,7 +572,7 @@ void Api::models(httplib::Response& res) {
                                {"n_ctx_slot", engine_.n_ctx()},
                                {"n_embd", c.dim},
                                {"description", model_->describe()}}}}})}};
-  res.set_content(out.dump(), "application/json");
+  res.set_content(dumps(out), "application/json");
 }
 
 void Api::health(httplib::Response& res) {
@@ -579,7 +581,7 @@ void Api::health(httplib::Response& res) {
                     {"slots_idle", s.n_slots - s.busy_slots},
                     {"slots_processing", s.busy_slots},
                     {"queue", s.queued}};
-  res.set_content(out.dump(), "application/json");
+  res.set_content(dumps(out), "application/json");
 }
 
 void Api::metrics(httplib::Response& res) {
@@ -621,7 +623,7 @@ void Api::get_adapters(httplib::Response& res) {
   for (size_t i = 0; i < adapters_.size(); ++i) {
     out.push_back({{"id", i}, {"path", adapters_[i].path}, {"scale", adapters_[i].scale}});
   }
-  res.set_content(out.dump(), "application/json");
+  res.set_content(dumps(out), "application/json");
 }
 
 void Api::set_adapters(const httplib::Request& req, httplib::Response& res) {
@@ -642,7 +644,7 @@ void Api::set_adapters(const httplib::Request& req, httplib::Response& res) {
     scales[static_cast<size_t>(id)] = static_cast<float>(sc);
   }
   for (size_t i = 0; i < scales.size(); ++i) adapters_[i].scale = scales[i];
-  res.set_content(json{{"success", true}}.dump(), "application/json");
+  res.set_content(dumps(json{{"success", true}}), "application/json");
 }
 
 }  // namespace piquant::server

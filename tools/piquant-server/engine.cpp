@@ -80,7 +80,9 @@ void Engine::stop() {
 bool Engine::submit(const std::shared_ptr<Job>& job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || queue_.size() >= opt_.max_queue) {
+    // A job may wait only if a slot is free for it or the queue has room.
+    const size_t free_slots = slots_.size() - static_cast<size_t>(stats_.busy_slots);
+    if (stopping_ || queue_.size() >= opt_.max_queue + free_slots) {
       ++stats_.requests_rejected;
       return false;
     }
@@ -164,12 +166,12 @@ void Engine::release(Slot& s, const std::string& reason, const std::string& erro
     s.job->push(s.held + s.stream->flush());
   }
   s.held.clear();
-  s.job->finish(reason, error);
-  {
+  {  // the slot counts as free before the client hears the end
     std::lock_guard<std::mutex> lock(mu_);
     --stats_.busy_slots;
     if (reason == "cancelled") ++stats_.requests_cancelled;
   }
+  s.job->finish(reason, error);
   if (opt_.verbose) {
     std::fprintf(stderr, "slot %d: done (%s), %d tokens\n", s.job->slot, reason.c_str(),
                  s.job->completion_tokens);
