@@ -85,6 +85,38 @@ const isError = (r, status) =>
         [a.json.usage, b.json.usage]);
 }
 
+// --- a chat's next turn evaluates only the new message ---
+{
+  const m1 = [{ role: 'system', content: 'You are a robot.' }, { role: 'user', content: 'Turn left.' }];
+  const a = await post(`${U}/v1/chat/completions`, { messages: m1, max_tokens: 6, temperature: 0 });
+  const m2 = [...m1, { role: 'assistant', content: a.json.choices[0].message.content },
+              { role: 'user', content: 'Now right.' }];
+  const b = await post(`${U}/v1/chat/completions`, { messages: m2, max_tokens: 6, temperature: 0 });
+  check(b.json.usage.prompt_tokens_details.cached_tokens >= a.json.usage.prompt_tokens,
+        'the next chat turn reuses the previous turn from the cache', [a.json.usage, b.json.usage]);
+}
+
+// --- a client that disconnects mid-stream frees its slot at once ---
+{
+  const gen = async () => Number((await (await fetch(`${U}/metrics`)).text()).match(/^piquant_tokens_generated_total (\d+)$/m)[1]);
+  const r = await stream(`${U}/v1/completions`, { prompt: 'Going on and on', max_tokens: 200, ignore_eos: true },
+                         { onEvent: (ev, out) => (out.events.length >= 3 ? 'abort' : undefined) });
+  check(r.aborted, 'the client disconnected after 3 events');
+  let h = null;
+  const t0 = Date.now();
+  for (let i = 0; i < 100; i++) {
+    h = await (await fetch(`${U}/health`)).json();
+    if (h.slots_idle === 2) break;
+    await sleep(10);
+  }
+  const g1 = await gen();
+  await sleep(300);
+  const g2 = await gen();
+  check(h.slots_idle === 2 && g2 === g1, `its slot is free ${Date.now() - t0} ms later and generation stopped`, [h, g1, g2]);
+  const met = await (await fetch(`${U}/metrics`)).text();
+  check(/^piquant_requests_cancelled_total 1$/m.test(met), 'counted as cancelled');
+}
+
 // --- bad input: each an OpenAI-shaped error with the right status ---
 const chat = `${U}/v1/chat/completions`;
 const okMsgs = [{ role: 'user', content: 'hi' }];

@@ -243,13 +243,12 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
       messages.push_back({r == "developer" ? "system" : r, message_content(m, i)});
     }
     const std::string text = opt_.chat_template.render(messages, true);
+    // As piquant::Conversation: formats that write BOS as text ("<s>", "<|begin_of_text|>")
+    // get it from there, otherwise the tokenizer's own convention applies.
     EncodeOptions eo;
-    eo.add_bos = false;  // the rendered text carries the BOS text where the format has one
     eo.parse_special = true;
+    if (tok.bos_id() >= 0 && text.rfind(tok.piece(tok.bos_id()), 0) == 0) eo.add_bos = false;
     g.prompt = tok.encode(text, eo);
-    if (opt_.chat_template.format() == ChatFormat::kPlain && tok.bos_id() >= 0) {
-      g.prompt.insert(g.prompt.begin(), tok.bos_id());
-    }
     const std::string eot = opt_.chat_template.end_of_turn();
     if (!eot.empty()) g.stop.push_back(eot);
   } else {
