@@ -12,7 +12,8 @@ const dir = path.join(BUILD_DIR, 'npm-openai');
 const entry = path.join(dir, 'node_modules', 'openai', 'index.mjs');
 if (!fs.existsSync(entry)) {
   fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--silent', 'openai@4'],
+  const r = spawnSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--silent',
+                                  '--fetch-retries=1', '--fetch-timeout=60000', 'openai@4'],
                       { encoding: 'utf8', timeout: 240000 });
   if (r.status !== 0 || !fs.existsSync(entry)) {
     skip(`npm could not install the openai package (no registry?): ${(r.stderr || r.error || '').toString().slice(0, 300)}`);
