@@ -1,8 +1,23 @@
 // piquant-server against curl and plain HTTP: chat and completions (plain and streaming), the
 // other endpoints, and every kind of bad input with its OpenAI-shaped error and status.
-import { check, curl, deadline, finish, post, startServer, stream, sleep } from './lib.mjs';
+import { spawnSync } from 'node:child_process';
+import { SERVER, check, curl, deadline, finish, post, startServer, stream, sleep } from './lib.mjs';
 
 deadline(240);
+{
+  const run = (args) => spawnSync(SERVER, args, { encoding: 'utf8', timeout: 30000 });
+  const v = run(['--version']);
+  check(v.status === 0 && /^piquant-server \(piquant \d+\.\d+\.\d+\)/.test(v.stdout), '--version', v.stdout);
+  const h = run(['--help']);
+  check(h.status === 0 && ['-np, --parallel', '--lora FILE', '--api-key', '--lora-init-without-apply',
+                           '-ctk', '--chat-template', '--timeout'].every((f) => h.stdout.includes(f)), '--help lists the flags');
+  const b = run(['--parallel', '0']);
+  check(b.status === 1 && /piquant-server: error: --parallel must be at least 1/.test(b.stderr), 'bad flag value: one error line', b.stderr);
+  const u = run(['--bogus']);
+  check(u.status === 1 && /unknown option '--bogus'/.test(u.stderr), 'unknown flag', u.stderr);
+  const m = run(['-m', '/nonexistent/model.gguf']);
+  check(m.status === 1 && /piquant-server: error: .*nonexistent/.test(m.stderr), 'missing model file', m.stderr);
+}
 const srv = await startServer(['-np', '2', '-t', '1', '-c', '256', '--max-body', '20000']);
 const U = srv.url;
 const isError = (r, status) =>
