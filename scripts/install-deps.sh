@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 cross compiler and qemu-user,
 # and clang with its libFuzzer/sanitizer runtimes for scripts/fuzz-smoke.sh)
 set -euo pipefail
-pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data)
+pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data
+      libcpp-httplib-dev curl nodejs npm chromium)  # the last four: piquant-server's tests
 if [[ "${1:-}" == "--cross" ]]; then
   pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
 fi

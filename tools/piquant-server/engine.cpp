@@ -1,0 +1,315 @@
+#include "engine.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace piquant::server {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of one of `stops` (that much
+/// text must be held back: the next piece may complete the stop string).
+size_t held_suffix(const std::string& text, const std::vector<std::string>& stops) {
+  size_t keep = 0;
+  for (const std::string& s : stops) {
+    for (size_t n = std::min(text.size(), s.size() - 1); n > keep; --n) {
+      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
+        keep = n;
+        break;
+      }
+    }
+  }
+  return keep;
+}
+
+}  // namespace
+
+bool Job::take(std::string* text, int ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return done_ || !pending_.empty(); });
+  text->append(pending_);
+  pending_.clear();
+  return done_;
+}
+
+void Job::push(const std::string& text) {
+  if (text.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_ += text;
+  }
+  cv_.notify_all();
+}
+
+void Job::finish(const std::string& reason, const std::string& err) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finish_reason = reason;
+    error = err;
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
+    : model_(std::move(model)), opt_(options) {
+  slots_.resize(static_cast<size_t>(std::max(1, opt_.n_slots)));
+  for (Slot& s : slots_) s.session = std::make_unique<Session>(model_, opt_.session);
+  n_ctx_ = slots_[0].session->n_ctx();
+  stats_.n_slots = static_cast<int>(slots_.size());
+  stats_.n_ctx = n_ctx_;
+  thread_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Engine::submit(const std::shared_ptr<Job>& job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A job may wait only if a slot is free for it or the queue has room.
+    const size_t free_slots = slots_.size() - static_cast<size_t>(stats_.busy_slots);
+    if (stopping_ || queue_.size() >= opt_.max_queue + free_slots) {
+      ++stats_.requests_rejected;
+      return false;
+    }
+    job->submitted = std::chrono::steady_clock::now();
+    queue_.push_back(job);
+    ++stats_.requests;
+    stats_.queued = static_cast<int>(queue_.size());
+  }
+  cv_.notify_all();
+  return true;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+// Gives each waiting job the free slot whose cache shares the longest prefix with its prompt
+// (under the same adapters; ties: the least recently used slot), rewound to that prefix.
+void Engine::admit_locked() {
+  while (!queue_.empty()) {
+    if (queue_.front()->cancelled()) {
+      queue_.front()->finish("cancelled");
+      ++stats_.requests_cancelled;
+      queue_.pop_front();
+      continue;
+    }
+    Slot* best = nullptr;
+    size_t best_lcp = 0;
+    const GenRequest& req = queue_.front()->req;
+    for (Slot& s : slots_) {
+      if (s.job) continue;
+      size_t lcp = 0;
+      if (s.adapter_key == req.adapter_key) {
+        const size_t n = std::min(s.cached.size(), req.prompt.size());
+        while (lcp < n && s.cached[lcp] == req.prompt[lcp]) ++lcp;
+      }
+      if (!best || lcp > best_lcp || (lcp == best_lcp && s.last_used < best->last_used)) {
+        best = &s;
+        best_lcp = lcp;
+      }
+    }
+    if (!best) break;
+    Slot& s = *best;
+    s.job = queue_.front();
+    queue_.pop_front();
+    // At least the last prompt token is evaluated again: its logits choose the first token.
+    const size_t keep = std::min(best_lcp, req.prompt.size() - 1);
+    s.session->rewind(static_cast<int>(keep));
+    s.cached.resize(keep);
+    if (s.adapter_key != req.adapter_key || s.session->adapters().size() != req.adapters.size()) {
+      s.session->set_adapters(req.adapters);
+      s.adapter_key = req.adapter_key;
+    }
+    s.prompt_done = keep;
+    s.next = -1;
+    s.last_used = ++admissions_;
+    s.sampler = std::make_unique<Sampler>(req.sampler);
+    for (TokenId t : req.prompt) s.sampler->accept(t);
+    s.stream = std::make_unique<TokenStream>(model_->tokenizer());
+    s.stream->push(req.prompt.back());  // the reply continues the prompt's text
+    s.stream->flush();
+    s.held.clear();
+    s.job->slot = static_cast<int>(&s - slots_.data());
+    s.job->prompt_tokens = static_cast<int>(req.prompt.size());
+    s.job->cached_tokens = static_cast<int>(keep);
+    stats_.prompt_tokens += req.prompt.size();
+    stats_.prompt_tokens_cached += keep;
+    ++stats_.busy_slots;
+    if (opt_.verbose) {
+      std::fprintf(stderr, "slot %d: %zu prompt tokens, %zu cached\n", s.job->slot,
+                   req.prompt.size(), keep);
+    }
+  }
+  stats_.queued = static_cast<int>(queue_.size());
+}
+
+void Engine::release(Slot& s, const std::string& reason, const std::string& error, bool flush) {
+  if (!s.job) return;
+  if (flush && reason != "cancelled" && reason != "error") {
+    s.job->push(s.held + s.stream->flush());
+  }
+  s.held.clear();
+  {  // the slot counts as free before the client hears the end
+    std::lock_guard<std::mutex> lock(mu_);
+    --stats_.busy_slots;
+    if (reason == "cancelled") ++stats_.requests_cancelled;
+  }
+  s.job->finish(reason, error);
+  if (opt_.verbose) {
+    std::fprintf(stderr, "slot %d: done (%s), %d tokens\n", s.job->slot, reason.c_str(),
+                 s.job->completion_tokens);
+  }
+  s.job.reset();
+  s.next = -1;
+}
+
+bool Engine::on_token(Slot& s, TokenId id) {
+  Job& job = *s.job;
+  if (job.completion_tokens++ == 0) job.ttft_seconds = seconds_since(job.submitted);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.generated_tokens;
+  }
+  const GenRequest& req = job.req;
+  if (!req.ignore_eos && model_->tokenizer().is_end_of_generation(id)) {
+    release(s, "stop");
+    return false;
+  }
+  s.held += s.stream->push(id);
+  for (const std::string& stop : req.stop) {
+    const size_t at = s.held.find(stop);
+    if (at != std::string::npos) {
+      job.push(s.held.substr(0, at));  // nothing of the stop string or after it
+      release(s, "stop", {}, false);
+      return false;
+    }
+  }
+  const size_t keep = held_suffix(s.held, req.stop);
+  job.push(s.held.substr(0, s.held.size() - keep));
+  s.held.erase(0, s.held.size() - keep);
+  if (job.completion_tokens >= req.max_tokens || static_cast<int>(s.cached.size()) >= n_ctx_) {
+    release(s, "length");
+    return false;
+  }
+  s.next = id;
+  return true;
+}
+
+void Engine::prefill_step(Slot& s) {
+  const std::vector<TokenId>& prompt = s.job->req.prompt;
+  const size_t n = std::min(prompt.size() - s.prompt_done, static_cast<size_t>(opt_.prefill_chunk));
+  const std::vector<TokenId> chunk(prompt.begin() + static_cast<long>(s.prompt_done),
+                                   prompt.begin() + static_cast<long>(s.prompt_done + n));
+  const auto t0 = std::chrono::steady_clock::now();
+  const float* logits = nullptr;
+  try {
+    logits = s.session->eval(chunk);
+  } catch (const std::exception& e) {
+    release(s, "error", e.what());
+    return;
+  }
+  s.cached.insert(s.cached.end(), chunk.begin(), chunk.end());
+  s.prompt_done += n;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.prompt_seconds += seconds_since(t0);
+  }
+  if (s.prompt_done < prompt.size()) return;
+  const size_t n_vocab = static_cast<size_t>(model_->config().vocab_size);
+  work_.assign(logits, logits + n_vocab);
+  on_token(s, s.sampler->sample(work_.data(), n_vocab));
+}
+
+void Engine::decode_step(std::vector<Slot*>& slots) {
+  std::vector<Session*> sessions;
+  std::vector<TokenId> tokens;
+  for (Slot* s : slots) {
+    sessions.push_back(s->session.get());
+    tokens.push_back(s->next);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<const float*> logits;
+  try {
+    logits = decode_batch(sessions, tokens);
+  } catch (const std::exception& e) {
+    for (Slot* s : slots) release(*s, "error", e.what());
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.decode_seconds += seconds_since(t0);
+    ++stats_.decode_steps;
+  }
+  const size_t n_vocab = static_cast<size_t>(model_->config().vocab_size);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = *slots[i];
+    s.cached.push_back(s.next);
+    s.next = -1;
+    if (s.job->cancelled()) {
+      release(s, "cancelled");
+      continue;
+    }
+    work_.assign(logits[i], logits[i] + n_vocab);
+    on_token(s, s.sampler->sample(work_.data(), n_vocab));
+  }
+}
+
+void Engine::run() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) break;
+      admit_locked();
+      const bool busy = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+        return static_cast<bool>(s.job);
+      });
+      if (!busy) {
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        continue;
+      }
+    }
+    for (Slot& s : slots_) {
+      if (s.job && s.job->cancelled()) release(s, "cancelled");
+    }
+    // One prompt chunk for one prefilling slot (round robin), then one decode step for all.
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      const size_t i = (prefill_rr_ + k) % slots_.size();
+      if (slots_[i].job && slots_[i].next < 0) {
+        prefill_step(slots_[i]);
+        prefill_rr_ = i + 1;
+        break;
+      }
+    }
+    std::vector<Slot*> decoding;
+    for (Slot& s : slots_) {
+      if (s.job && s.next >= 0) decoding.push_back(&s);
+    }
+    if (!decoding.empty()) decode_step(decoding);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& job : queue_) job->finish("error", "the server is shutting down");
+  queue_.clear();
+  for (Slot& s : slots_) {
+    if (s.job) s.job->finish("error", "the server is shutting down");
+    s.job.reset();
+  }
+}
+
+}  // namespace piquant::server

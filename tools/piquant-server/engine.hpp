@@ -1,0 +1,139 @@
+#pragma once
+// The server's scheduler: one engine thread owns one Session per slot and runs steps. Each step
+// advances every slot in the decode phase by one token in ONE pass over the weights
+// (piquant::decode_batch; each slot's Session applies its own request's LoRA adapters) and
+// evaluates one prompt chunk of at most one slot still prefilling, so a long prompt never
+// freezes the streams already running. HTTP threads only submit requests to a bounded queue and
+// read their events; a cancelled request frees its slot at the next step.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <piquant/piquant.hpp>
+
+namespace piquant::server {
+
+/// What a request asks the engine to do (validated by the HTTP layer).
+struct GenRequest {
+  std::vector<TokenId> prompt;
+  int max_tokens = 256;
+  SamplerOptions sampler;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  std::vector<AdapterChoice> adapters;
+  std::string adapter_key;  ///< identifies the adapter set (the KV cache is only reusable under it)
+};
+
+/// A request in flight: the engine appends text pieces, the HTTP thread takes them.
+class Job {
+ public:
+  explicit Job(GenRequest r) : req(std::move(r)) {}
+  const GenRequest req;
+
+  /// HTTP side: waits up to `ms` for new text or the end; moves out what is there. Returns true
+  /// when the job has finished (and everything was taken).
+  bool take(std::string* text, int ms);
+  /// HTTP side: stop generating (client gone); the engine frees the slot at its next step.
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+
+  // Engine side.
+  void push(const std::string& text);
+  void finish(const std::string& reason, const std::string& error = {});
+
+  // Results, valid once finished.
+  std::string finish_reason;  ///< "stop", "length", "cancelled" or "error"
+  std::string error;
+  int prompt_tokens = 0;
+  int cached_tokens = 0;      ///< prompt tokens reused from the slot's cache
+  int completion_tokens = 0;
+  int slot = -1;
+  double ttft_seconds = 0;    ///< submit -> first token sampled
+  std::chrono::steady_clock::time_point submitted;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;
+  bool done_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct EngineOptions {
+  int n_slots = 4;
+  SessionOptions session;
+  int prefill_chunk = 64;   ///< prompt tokens evaluated per step for one slot
+  size_t max_queue = 16;    ///< requests waiting for a slot; more are refused (503)
+  bool verbose = false;
+};
+
+/// Counters for /metrics and /health.
+struct EngineStats {
+  uint64_t requests = 0, requests_cancelled = 0, requests_rejected = 0;
+  uint64_t prompt_tokens = 0, prompt_tokens_cached = 0, generated_tokens = 0;
+  double prompt_seconds = 0, decode_seconds = 0;
+  uint64_t decode_steps = 0;
+  int busy_slots = 0, queued = 0, n_slots = 0;
+  int n_ctx = 0;
+};
+
+class Engine {
+ public:
+  Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Queues a job; false when the queue is full (the caller answers 503).
+  bool submit(const std::shared_ptr<Job>& job);
+  EngineStats stats() const;
+  int n_ctx() const { return n_ctx_; }
+  void stop();
+
+ private:
+  struct Slot {
+    std::unique_ptr<Session> session;
+    std::vector<TokenId> cached;  ///< tokens in the KV cache (positions 0 .. size)
+    std::string adapter_key;
+    std::shared_ptr<Job> job;
+    size_t prompt_done = 0;       ///< prompt tokens in the cache
+    TokenId next = -1;            ///< sampled, not yet evaluated (decode phase)
+    std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<TokenStream> stream;
+    std::string held;             ///< text held back: it may begin a stop string
+    uint64_t last_used = 0;       ///< step of its last admission (least recently used is reused)
+  };
+  void run();
+  void admit_locked();
+  void prefill_step(Slot& s);
+  void decode_step(std::vector<Slot*>& slots);
+  /// Handles a sampled token; returns false when the job ended with it.
+  bool on_token(Slot& s, TokenId id);
+  /// Ends the slot's job (the slot keeps its cache); `flush` sends the text still held back.
+  void release(Slot& s, const std::string& reason, const std::string& error = {},
+               bool flush = true);
+
+  std::shared_ptr<const Model> model_;
+  EngineOptions opt_;
+  int n_ctx_ = 0;
+  std::vector<Slot> slots_;
+  size_t prefill_rr_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  uint64_t admissions_ = 0;
+  std::vector<float> work_;       ///< logits copy the sampler modifies
+  bool stopping_ = false;
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace piquant::server
