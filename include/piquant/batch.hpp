@@ -6,7 +6,7 @@
 /// continuous batching, N agents sharing a system prompt, or per-agent LoRA adapters build on
 /// it; a single conversation is simpler with Session (session.hpp).
 ///
-///   piquant::Context ctx(model, {.n_ctx = 2048, .n_seq = 8});
+///   piquant::Context ctx(model, {/*n_ctx=*/2048, /*n_seq=*/8});
 ///   int sys = ctx.add_sequence();
 ///   ctx.decode(rows_of(sys, system_prompt_ids));        // evaluated once
 ///   int a = ctx.fork(sys), b = ctx.fork(sys);           // two agents share that prefix

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "lora_test_util.hpp"
 #include "test_util.hpp"
@@ -272,4 +273,32 @@ TEST_CASE("context decode refuses bad rows without changing any sequence",
   CHECK_THROWS_AS(ctx.fork(a, 3), Error);
   CHECK_THROWS_AS(ctx.rewind(a, 3), Error);
   CHECK_THROWS_AS(Context(model, ContextOptions{8, 0}), Error);
+}
+
+TEST_CASE("a decode of more rows than one pass splits a sequence across passes correctly",
+          "[lib][batch]") {
+  const auto model = f32_model(46);
+  Context ctx(model, ContextOptions{64, 3, 2, KvCacheType::kF16});
+  std::mt19937 rng(3);
+  std::vector<std::vector<TokenId>> prompts(3, std::vector<TokenId>(30));
+  std::vector<DecodeRow> rows;  // 90 rows: passes of 64 + 26, sequence 2 split between them
+  std::vector<int> ids;
+  for (auto& p : prompts) {
+    for (auto& t : p) t = static_cast<TokenId>(rng() % kVocab);
+    ids.push_back(ctx.add_sequence());
+    for (size_t i = 0; i < p.size(); ++i) rows.push_back(DecodeRow{p[i], ids.back(), i % 7 == 0 || i + 1 == p.size()});
+  }
+  const auto out = ctx.decode(rows);
+  REQUIRE(out.size() == 3 * 6);  // i = 0, 7, 14, 21, 28 and 29
+  for (size_t s = 0; s < 3; ++s) {
+    Session alone(model, SessionOptions{64, 1, KvCacheType::kF16});
+    std::vector<float> all;
+    alone.eval(prompts[s], &all);
+    const size_t picks[] = {0, 7, 14, 21, 28, 29};
+    for (size_t k = 0; k < 6; ++k) {
+      CAPTURE(s, k);
+      CHECK(rel_err(out[s * 6 + k], all.data() + picks[k] * kVocab) <= 1e-5);
+    }
+    CHECK(ctx.position(ids[s]) == 30);
+  }
 }
