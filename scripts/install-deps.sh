@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything piquant needs to build, test and cross-test, from Debian 12 packages only.
 # Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 cross compiler and qemu-user,
-# and clang with its libFuzzer/sanitizer runtimes for scripts/fuzz-smoke.sh)
+# and clang with its libFuzzer/sanitizer runtimes for scripts/fuzz-smoke.sh, and llvm-19 for
+# llvm-mca-19, the pipeline model of bench/mca.py)
 set -euo pipefail
 pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data
       libcpp-httplib-dev curl nodejs npm chromium)  # the last four: piquant-server's tests
 if [[ "${1:-}" == "--cross" ]]; then
-  pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
+  pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev llvm-19)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
