@@ -5,7 +5,11 @@
 # llvm-mca-19, the pipeline model of bench/mca.py)
 set -euo pipefail
 pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data
-      libcpp-httplib-dev curl nodejs npm chromium)  # the last four: piquant-server's tests
+      libcpp-httplib-dev curl chromium)  # curl, chromium (and node below): piquant-server's tests
+# node and npm: Debian's packages unless the machine already has them (a NodeSource nodejs
+# bundles npm, and Debian's npm package would conflict with it).
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 if [[ "${1:-}" == "--cross" ]]; then
   pkgs+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev llvm-19)
 fi
