@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this; the README's second command):
 #   1. native Release build (library, tools, examples, benchmarks) + ctest
-#   2. AddressSanitizer + UBSan build + ctest; on x86-64 the fuzz smoke test (scripts/fuzz-smoke.sh)
+#   2. AddressSanitizer + UBSan build + ctest (less the tests labelled `slow`: the 60 s server
+#      load test, whose 10 s version runs there); on x86-64 the fuzz smoke test (scripts/fuzz-smoke.sh)
 #   3. install, then build examples/minimal against it through find_package(piquant)
 #   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A76 (NEON + dotprod, Pi 5:
 #      the whole suite) and as Cortex-A72 (NEON only, Pi 4: the tests labelled `isa`, i.e. every
@@ -39,7 +40,7 @@ run_ctest build/test-native
 section "AddressSanitizer + UBSan build + tests"
 configure_build build/test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIQUANT_BUILD_BENCH=OFF \
   -DPIQUANT_SANITIZE="address;undefined"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan -LE slow
 
 if [[ "$arch" == x86_64 ]]; then
   section "fuzz smoke: libFuzzer + ASan/UBSan (clang), every file parser ~15 s"
