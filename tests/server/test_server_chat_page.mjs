@@ -20,7 +20,11 @@ const chrome = spawn(chromiumPath, ['--headless=new', '--no-sandbox', '--disable
 let chromeLog = '';
 chrome.stderr.on('data', (d) => { chromeLog += d.toString(); });
 const killChrome = () => { try { chrome.kill('SIGKILL'); } catch (e) { /* gone */ } };
-process.on('exit', () => { killChrome(); fs.rmSync(profile, { recursive: true, force: true }); });
+process.on('exit', () => {
+  killChrome();
+  // chromium's helper processes may still be writing the profile as it dies: retry, never throw.
+  try { fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }); } catch (e) { /* left in /tmp */ }
+});
 
 let wsUrl = null;
 for (let i = 0; i < 300 && !wsUrl; i++) {
