@@ -168,8 +168,9 @@ int inspect_llama2c(const std::string& path) {
   const piquant::ModelConfig& c = m->config();
   std::printf("%s: llama2.c checkpoint (version 0: a 7 x int32 header, then float32 weights)\n",
               path.c_str());
-  std::printf("  dim %d, hidden_dim %d, %d layers, %d heads (%d kv), head_dim %d\n", c.dim,
-              c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
+  std::printf("  dim %d, hidden_dim %d, %d layer%s, %d heads (%d kv), head_dim %d\n", c.dim,
+              c.hidden_dim, c.n_layers, c.n_layers == 1 ? "" : "s", c.n_heads, c.n_kv_heads,
+              c.head_dim);
   std::printf("  vocab %d, seq_len %d, classifier %s\n", c.vocab_size, c.max_seq_len,
               c.tied_classifier ? "tied to the token embedding" : "separate");
   std::printf("  weights: %s float32; no tokenizer inside (run it with -z tokenizer.bin)\n",
