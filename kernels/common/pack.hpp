@@ -20,6 +20,14 @@ namespace piquant::kernels {
 /// Rows whose blocks are interleaved in the packed quantized layouts.
 constexpr size_t kRowInterleave = 4;
 
+/// Bytes of one packed group block (kRowInterleave rows x one 32-value K-block) of the quantized
+/// type T: the stride the matmul kernels step by.
+template <WeightType T>
+constexpr size_t kGroupBytes =
+    kRowInterleave * (T == WeightType::kQ8    ? sizeof(BlockQ8)
+                      : T == WeightType::kQ4M ? sizeof(BlockQ4M)
+                                              : sizeof(BlockQ4));
+
 /// Row alignment of the packed layout of t: 4 for quantized types, 1 for f32/f16.
 inline size_t row_interleave(WeightType t) { return is_quantized(t) ? kRowInterleave : 1; }
 /// Bytes of the packed m x k matrix of type t (k % 32 == 0), padding included.

@@ -27,13 +27,6 @@
 namespace piquant::kernels {
 namespace {
 
-template <WeightType T>
-constexpr size_t kGroupBytes = kRowInterleave * sizeof(BlockQ4);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ8> = kRowInterleave * sizeof(BlockQ8);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ4M> = kRowInterleave * sizeof(BlockQ4M);
-
 inline __m256i loadu256(const uint8_t* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }

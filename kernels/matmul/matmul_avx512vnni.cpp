@@ -21,13 +21,6 @@
 namespace piquant::kernels {
 namespace {
 
-template <WeightType T>
-constexpr size_t kGroupBytes = kRowInterleave * sizeof(BlockQ4);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ8> = kRowInterleave * sizeof(BlockQ8);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ4M> = kRowInterleave * sizeof(BlockQ4M);
-
 template <WeightType T, int NT>
 struct Tile {
   __m512 acc[NT][2];

@@ -23,13 +23,6 @@
 namespace piquant::kernels {
 namespace {
 
-template <WeightType T>
-constexpr size_t kGroupBytes = kRowInterleave * sizeof(BlockQ4);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ8> = kRowInterleave * sizeof(BlockQ8);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ4M> = kRowInterleave * sizeof(BlockQ4M);
-
 inline float32x4_t load_f16x4(const uint8_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
 }

@@ -38,12 +38,6 @@ constexpr size_t kChunk = 64;  // K-blocks per chunk (stack: quads 64 x 2 x 224 
 constexpr size_t kPanelGroups = 16;  // 64 rows: their chunk of weights stays in L2 across tokens
 
 template <WeightType T>
-constexpr size_t kGroupBytes = kRowInterleave * sizeof(BlockQ4);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ8> = kRowInterleave * sizeof(BlockQ8);
-template <>
-constexpr size_t kGroupBytes<WeightType::kQ4M> = kRowInterleave * sizeof(BlockQ4M);
-template <WeightType T>
 constexpr int32_t kOffset = T == WeightType::kQ4 ? 8 : 0;
 
 inline float32x4_t load_f16x4(const uint8_t* p) {
