@@ -242,6 +242,14 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// -m PATH ("" without -m: the built-in synthetic model), with -z's tokenizer.
+std::shared_ptr<const piquant::Model> load_model(const std::string& path, const Args& a) {
+  if (path.empty()) return piquant::Model::synthetic();
+  piquant::LoadOptions lo;
+  lo.tokenizer_path = a.tokenizer;
+  return piquant::Model::load(path, lo);
+}
+
 int run_batched_bench(const Args& a) {
   bool first_row = true;
   if (a.output == "md") {
@@ -255,14 +263,7 @@ int run_batched_bench(const Args& a) {
     std::printf("[\n");
   }
   for (const std::string& path : a.models) {
-    std::shared_ptr<const piquant::Model> model;
-    if (path.empty()) {
-      model = piquant::Model::synthetic();
-    } else {
-      piquant::LoadOptions lo;
-      lo.tokenizer_path = a.tokenizer;
-      model = piquant::Model::load(path, lo);
-    }
+    const std::shared_ptr<const piquant::Model> model = load_model(path, a);
     const std::string name = path.empty() ? "(synthetic demo model)" : path;
     std::mt19937 rng(42);
     for (int threads : a.threads) {
@@ -394,14 +395,7 @@ int main(int argc, char** argv) {
       std::printf("[\n");
     }
     for (const std::string& path : a.models) {
-      std::shared_ptr<const piquant::Model> model;
-      if (path.empty()) {
-        model = piquant::Model::synthetic();
-      } else {
-        piquant::LoadOptions lo;
-        lo.tokenizer_path = a.tokenizer;
-        model = piquant::Model::load(path, lo);
-      }
+      const std::shared_ptr<const piquant::Model> model = load_model(path, a);
       std::mt19937 rng(42);
       std::vector<std::array<int, 3>> tests;  // depth, prompt, gen
       for (int d : a.n_depth) {
