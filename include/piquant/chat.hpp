@@ -1,7 +1,9 @@
 #pragma once
 /// \file piquant/chat.hpp
 /// Chat templates (Llama 2, Llama 3, ChatML, Mistral, EXAONE) and a multi-turn Conversation that
-/// keeps its KV cache across turns.
+/// keeps its KV cache across turns. Templates also write OpenAI-style tool declarations, tool
+/// calls and tool results in each family's format (Llama 3.1's JSON calls, Qwen 2.5's
+/// <tool_call> in ChatML) and parse a model's tool calls back.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,9 +12,19 @@
 
 namespace piquant {
 
+/// One call of a function by the assistant (OpenAI's message.tool_calls[i]).
+struct ToolCall {
+  std::string id;         ///< e.g. "call_1_0"; a "tool" message answers it by this id
+  std::string name;       ///< the function
+  std::string arguments;  ///< JSON text (an object)
+};
+
 struct ChatMessage {
-  std::string role;  ///< "system", "user" or "assistant"
+  std::string role;  ///< "system", "user", "assistant" or "tool"
   std::string content;
+  std::vector<ToolCall> tool_calls = {};  ///< assistant: the calls it made
+  std::string tool_call_id = {};          ///< tool: the id of the call this is the result of
+  std::string name = {};                  ///< tool: the function's name (optional)
 };
 
 enum class ChatFormat { kLlama2, kLlama3, kChatML, kMistral, kExaone, kPlain };
@@ -33,6 +45,28 @@ class ChatTemplate {
   /// the assistant's reply begins. Includes the BOS text ("<s>", "<|begin_of_text|>") where the
   /// format has one: encode it with parse_special and without add_bos.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  /// The same with tool declarations (an OpenAI `tools` JSON array as text; empty: none) written
+  /// where the family expects them: Llama 3 (3.1's JSON tool calling) in the first user message,
+  /// ChatML as Qwen 2.5 does (a "# Tools" block with <tools></tools> in the system message),
+  /// the other formats in the system prompt with an instruction to answer with a JSON call.
+  /// Assistant messages with tool_calls and "tool" messages are rendered in the same format.
+  /// Throws kInvalidArgument for malformed tools JSON.
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                     std::string_view tools_json) const;
+  /// How this format writes one tool call (for grammar_from_tools): ChatML (Qwen 2.5)
+  /// "<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>"; Llama 3
+  /// {"name": ..., "parameters": ...}; others {"name": ..., "arguments": ...}.
+  ToolCallFormat tool_call_format() const;
+  /// Texts that begin a tool call in a reply (tool_choice "auto" constrains the reply once it
+  /// starts with one, leading whitespace aside): "<tool_call>" for ChatML, "{" and
+  /// "<|python_tag|>" for Llama 3, "{" for the others.
+  std::vector<std::string> tool_call_triggers() const;
+  /// Parses a reply written in this format's tool-call syntax (Llama 3's optionally after
+  /// <|python_tag|>; ChatML's one or more <tool_call> blocks, any text before them goes to
+  /// `content`). Returns false, changing nothing, when the text is not such a call. Ids are
+  /// left empty (the caller assigns them); arguments become compact JSON text.
+  bool parse_tool_calls(std::string_view text, std::vector<ToolCall>* calls,
+                        std::string* content = nullptr) const;
   /// Text that ends an assistant turn in this format ("<|eot_id|>", "<|im_end|>", ...): a stop
   /// string for models whose tokenizer lacks it as a special token.
   std::string end_of_turn() const;

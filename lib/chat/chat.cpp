@@ -4,11 +4,95 @@
 // inspected for the markers that identify its family, as llama.cpp does.
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "piquant/chat.hpp"
 #include "piquant/error.hpp"
 
 namespace piquant {
 namespace {
+
+using Json = nlohmann::ordered_json;
+
+/// JSON as Python's json.dumps writes it (what Jinja's tojson gives in the models' templates):
+/// ", " and ": " separators, or `indent` spaces per level; non-ASCII characters kept.
+std::string py_json(const Json& j, int indent = -1, int level = 0) {
+  const std::string nl = indent < 0 ? "" : "\n" + std::string(static_cast<size_t>(indent * (level + 1)), ' ');
+  const std::string close = indent < 0 ? "" : "\n" + std::string(static_cast<size_t>(indent * level), ' ');
+  const char* sep = indent < 0 ? ", " : ",";
+  if (j.is_object()) {
+    if (j.empty()) return "{}";
+    std::string out = "{";
+    bool first = true;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!first) out += sep;
+      first = false;
+      out += nl + Json(it.key()).dump() + ": " + py_json(it.value(), indent, level + 1);
+    }
+    return out + close + "}";
+  }
+  if (j.is_array()) {
+    if (j.empty()) return "[]";
+    std::string out = "[";
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (i) out += sep;
+      out += nl + py_json(j[i], indent, level + 1);
+    }
+    return out + close + "]";
+  }
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Json parse_tools(std::string_view tools_json) {
+  Json tools;
+  try {
+    tools = Json::parse(tools_json);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(ErrorCode::kInvalidArgument, std::string("tools are not valid JSON: ") + e.what());
+  }
+  if (!tools.is_array()) throw Error(ErrorCode::kInvalidArgument, "tools: expected a JSON array");
+  return tools;
+}
+
+/// A call's arguments as the templates write them: the JSON value (Python style), or the text
+/// itself when it is not JSON.
+std::string arguments_text(const std::string& arguments) {
+  try {
+    return py_json(Json::parse(arguments.empty() ? std::string("{}") : arguments));
+  } catch (const nlohmann::json::parse_error&) {
+    return arguments;
+  }
+}
+
+std::string trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\n' || s[b] == '\t' || s[b] == '\r')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\n' || s[e - 1] == '\t' || s[e - 1] == '\r')) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+/// {"name": "...", "<key>": {...}} (or "arguments" / "parameters" either way) as a ToolCall.
+bool call_from_json(const std::string& text, ToolCall* call) {
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const nlohmann::json::parse_error&) {
+    return false;
+  }
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
+  Json args = j.contains("arguments") ? j["arguments"] : j.contains("parameters") ? j["parameters"] : Json::object();
+  if (args.is_string()) {  // some models write the arguments as a JSON string
+    try {
+      args = Json::parse(args.get<std::string>());
+    } catch (const nlohmann::json::parse_error&) {
+      return false;
+    }
+  }
+  if (!args.is_object()) return false;
+  call->name = j["name"].get<std::string>();
+  call->arguments = args.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return true;
+}
 
 bool contains(std::string_view s, std::string_view what) {
   return s.find(what) != std::string_view::npos;
@@ -85,6 +169,118 @@ std::string render_plain(const std::vector<ChatMessage>& msgs, bool gen) {
   return out;
 }
 
+// Llama 3.1's JSON tool calling (its template with tools_in_user_message, the default): the
+// declarations head the first user message, a call is {"name": ..., "parameters": ...}, tool
+// results come back as "ipython" messages.
+std::string render_llama3_tools(const std::vector<ChatMessage>& msgs, bool gen, const Json& tools) {
+  std::string decl =
+      "Given the following functions, please respond with a JSON for a function call with its "
+      "proper arguments that best answers the given prompt.\n\nRespond in the format "
+      "{\"name\": function name, \"parameters\": dictionary of argument name and its value}."
+      "Do not use variables.\n\n";
+  for (const Json& t : tools) decl += py_json(t, 4) + "\n\n";
+  const bool has_user = std::any_of(msgs.begin(), msgs.end(), [](const ChatMessage& m) { return m.role == "user"; });
+  std::string out = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n";
+  if (!has_user) out += "\n" + decl;
+  if (!msgs.empty() && msgs[0].role == "system") out += msgs[0].content;
+  out += "<|eot_id|>";
+  bool first_user = true;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const ChatMessage& m = msgs[i];
+    if (i == 0 && m.role == "system") continue;
+    if (m.role == "tool") {
+      out += "<|start_header_id|>ipython<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+    } else if (m.role == "assistant" && !m.tool_calls.empty()) {
+      out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+        if (k) out += "\n";
+        out += "{\"name\": " + Json(m.tool_calls[k].name).dump() +
+               ", \"parameters\": " + arguments_text(m.tool_calls[k].arguments) + "}";
+      }
+      out += "<|eot_id|>";
+    } else {
+      out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+      if (m.role == "user" && first_user) {
+        out += decl;
+        first_user = false;
+      }
+      out += m.content + "<|eot_id|>";
+    }
+  }
+  if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// Qwen 2.5's template: ChatML with a "# Tools" block in the system message, calls in
+// <tool_call></tool_call>, tool results as <tool_response> blocks in a user turn.
+std::string render_qwen_tools(const std::vector<ChatMessage>& msgs, bool gen, const Json& tools) {
+  std::string out = "<|im_start|>system\n";
+  if (!msgs.empty() && msgs[0].role == "system") out += msgs[0].content + "\n\n";
+  out += "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+  for (const Json& t : tools) out += "\n" + py_json(t);
+  out += "\n</tools>\n\nFor each function call, return a json object with function name and "
+         "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+         "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n";
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const ChatMessage& m = msgs[i];
+    if (i == 0 && m.role == "system") continue;
+    if (m.role == "tool") {
+      if (i == 0 || msgs[i - 1].role != "tool") out += "<|im_start|>user";
+      out += "\n<tool_response>\n" + m.content + "\n</tool_response>";
+      if (i + 1 == msgs.size() || msgs[i + 1].role != "tool") out += "<|im_end|>\n";
+    } else if (m.role == "assistant" && !m.tool_calls.empty()) {
+      out += "<|im_start|>assistant";
+      if (!m.content.empty()) out += "\n" + m.content;
+      for (const ToolCall& c : m.tool_calls) {
+        out += "\n<tool_call>\n{\"name\": " + Json(c.name).dump() +
+               ", \"arguments\": " + arguments_text(c.arguments) + "}\n</tool_call>";
+      }
+      out += "<|im_end|>\n";
+    } else {
+      out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+    }
+  }
+  if (gen) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+// Formats without a tool syntax of their own: the declarations and the answer format go into
+// the system prompt, calls are written as their JSON, results as user messages.
+std::vector<ChatMessage> generic_tools(const std::vector<ChatMessage>& msgs, const Json& tools) {
+  std::vector<ChatMessage> out;
+  std::string sys;
+  size_t first = 0;
+  if (!msgs.empty() && msgs[0].role == "system") {
+    sys = msgs[0].content + "\n\n";
+    first = 1;
+  }
+  if (!tools.empty()) {
+    sys += "You can call these functions:\n";
+    for (const Json& t : tools) sys += py_json(t) + "\n";
+    sys += "To call one, answer with only a JSON object {\"name\": function name, \"arguments\": "
+           "an object of its arguments}.";
+  }
+  if (!sys.empty()) out.push_back({"system", sys});
+  for (size_t i = first; i < msgs.size(); ++i) {
+    const ChatMessage& m = msgs[i];
+    if (m.role == "tool") {
+      out.push_back({"user", "Result of " + (m.name.empty() ? std::string("the call") : m.name) +
+                                 " (" + m.tool_call_id + "): " + m.content});
+    } else if (m.role == "assistant" && !m.tool_calls.empty()) {
+      std::string text = m.content;
+      for (const ToolCall& c : m.tool_calls) {
+        if (!text.empty()) text += "\n";
+        text += "{\"name\": " + Json(c.name).dump() + ", \"arguments\": " + arguments_text(c.arguments) + "}";
+      }
+      out.push_back({"assistant", text});
+    } else {
+      out.push_back({m.role, m.content});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 ChatTemplate ChatTemplate::detect(std::string_view j, const Tokenizer* tok) {
@@ -130,12 +326,29 @@ const char* ChatTemplate::name() const {
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool gen) const {
-  for (const ChatMessage& m : msgs) {
-    if (m.role != "system" && m.role != "user" && m.role != "assistant") {
+  return render(msgs, gen, {});
+}
+
+std::string ChatTemplate::render(const std::vector<ChatMessage>& in, bool gen,
+                                 std::string_view tools_json) const {
+  bool tool_turns = false;
+  for (const ChatMessage& m : in) {
+    if (m.role != "system" && m.role != "user" && m.role != "assistant" && m.role != "tool") {
       throw Error(ErrorCode::kInvalidArgument, "chat message with unknown role '" + m.role +
-                                                   "' (system, user or assistant)");
+                                                   "' (system, user, assistant or tool)");
     }
+    tool_turns = tool_turns || m.role == "tool" || !m.tool_calls.empty();
   }
+  const Json tools = tools_json.empty() ? Json::array() : parse_tools(tools_json);
+  if (format_ == ChatFormat::kLlama3 && (!tools.empty() || tool_turns)) {
+    return render_llama3_tools(in, gen, tools);
+  }
+  if (format_ == ChatFormat::kChatML && (!tools.empty() || tool_turns)) {
+    return render_qwen_tools(in, gen, tools);
+  }
+  std::vector<ChatMessage> generic;
+  if (!tools.empty() || tool_turns) generic = generic_tools(in, tools);
+  const std::vector<ChatMessage>& msgs = !tools.empty() || tool_turns ? generic : in;
   switch (format_) {
     case ChatFormat::kLlama2: return render_inst(msgs, true);
     case ChatFormat::kMistral: return render_inst(msgs, false);
@@ -145,6 +358,59 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool gen)
     case ChatFormat::kPlain: return render_plain(msgs, gen);
   }
   return {};
+}
+
+ToolCallFormat ChatTemplate::tool_call_format() const {
+  ToolCallFormat f;
+  if (format_ == ChatFormat::kChatML) {
+    f.prefix = "<tool_call>\n";
+    f.suffix = "\n</tool_call>";
+  } else if (format_ == ChatFormat::kLlama3) {
+    f.arguments_key = "parameters";
+  }
+  return f;
+}
+
+std::vector<std::string> ChatTemplate::tool_call_triggers() const {
+  if (format_ == ChatFormat::kChatML) return {"<tool_call>"};
+  if (format_ == ChatFormat::kLlama3) return {"{", "<|python_tag|>"};
+  return {"{"};
+}
+
+bool ChatTemplate::parse_tool_calls(std::string_view text, std::vector<ToolCall>* calls,
+                                    std::string* content) const {
+  std::vector<ToolCall> found;
+  std::string before;
+  if (format_ == ChatFormat::kChatML) {
+    const std::string_view open = "<tool_call>", close = "</tool_call>";
+    size_t at = text.find(open);
+    if (at == std::string_view::npos) return false;
+    before = trim(text.substr(0, at));
+    while (at != std::string_view::npos) {
+      const size_t b = at + open.size();
+      const size_t e = text.find(close, b);
+      if (e == std::string_view::npos) return false;
+      ToolCall c;
+      if (!call_from_json(trim(text.substr(b, e - b)), &c)) return false;
+      found.push_back(std::move(c));
+      const std::string rest = trim(text.substr(e + close.size()));
+      if (rest.empty()) break;
+      at = text.find(open, e + close.size());
+      if (at == std::string_view::npos || !trim(text.substr(e + close.size(), at - e - close.size())).empty()) {
+        return false;  // text between or after the calls
+      }
+    }
+  } else {
+    std::string t = trim(text);
+    const std::string tag = "<|python_tag|>";
+    if (format_ == ChatFormat::kLlama3 && t.rfind(tag, 0) == 0) t = trim(t.substr(tag.size()));
+    ToolCall c;
+    if (!call_from_json(t, &c)) return false;
+    found.push_back(std::move(c));
+  }
+  *calls = std::move(found);
+  if (content) *content = before;
+  return true;
 }
 
 std::string ChatTemplate::end_of_turn() const {

@@ -45,6 +45,89 @@ TEST_CASE("chat templates render each family's format", "[lib][chat]") {
                   piquant::Error);
 }
 
+TEST_CASE("chat templates write tool declarations, calls and results in each family's format",
+          "[lib][chat]") {
+  using piquant::ChatFormat;
+  using piquant::ChatTemplate;
+  const std::string tools =
+      R"([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", )"
+      R"("properties": {"city": {"type": "string"}}, "required": ["city"]}}}])";
+  std::vector<piquant::ChatMessage> turns = {{"system", "Be brief."}, {"user", "Weather in Oslo?"}};
+  piquant::ChatMessage call{"assistant", ""};
+  call.tool_calls.push_back({"call_1", "get_weather", R"({"city":"Oslo"})"});
+  piquant::ChatMessage result{"tool", "3 C"};
+  result.tool_call_id = "call_1";
+  result.name = "get_weather";
+  turns.push_back(call);
+  turns.push_back(result);
+  // Qwen 2.5 (ChatML): the # Tools block in the system message, <tool_call> and <tool_response>.
+  CHECK(ChatTemplate(ChatFormat::kChatML).render(turns, true, tools) ==
+        "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to assist "
+        "with the user query.\n\nYou are provided with function signatures within <tools></tools> "
+        "XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+        "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, "
+        "\"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object with "
+        "function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+        "{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
+        "<|im_start|>user\nWeather in Oslo?<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+        "{\"city\": \"Oslo\"}}\n</tool_call><|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\n3 C\n</tool_response><|im_end|>\n<|im_start|>assistant\n");
+  // Llama 3.1: declarations (indented JSON) head the first user message; results are ipython turns.
+  CHECK(ChatTemplate(ChatFormat::kLlama3).render(turns, true, tools) ==
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n"
+        "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nGiven the following "
+        "functions, please respond with a JSON for a function call with its proper arguments that "
+        "best answers the given prompt.\n\nRespond in the format {\"name\": function name, "
+        "\"parameters\": dictionary of argument name and its value}.Do not use variables.\n\n{\n"
+        "    \"type\": \"function\",\n    \"function\": {\n        \"name\": \"get_weather\",\n"
+        "        \"parameters\": {\n            \"type\": \"object\",\n            \"properties\": {\n"
+        "                \"city\": {\n                    \"type\": \"string\"\n                }\n"
+        "            },\n            \"required\": [\n                \"city\"\n            ]\n"
+        "        }\n    }\n}\n\nWeather in Oslo?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", "
+        "\"parameters\": {\"city\": \"Oslo\"}}<|eot_id|>"
+        "<|start_header_id|>ipython<|end_header_id|>\n\n3 C<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  // Formats without a tool syntax: the declarations in the system prompt, results as user turns.
+  const std::string plain = ChatTemplate(ChatFormat::kPlain).render(turns, true, tools);
+  CHECK(plain.find("You can call these functions:\n{\"type\": \"function\"") != std::string::npos);
+  CHECK(plain.find("Assistant:{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n") !=
+        std::string::npos);
+  CHECK(plain.find("User: Result of get_weather (call_1): 3 C\n") != std::string::npos);
+  // Without tools nothing changes.
+  CHECK(ChatTemplate(ChatFormat::kChatML).render(kTwoTurns, true, "") ==
+        ChatTemplate(ChatFormat::kChatML).render(kTwoTurns, true));
+  CHECK_THROWS_WITH(ChatTemplate(ChatFormat::kChatML).render(kTwoTurns, true, "[{"),
+                    Catch::Contains("tools are not valid JSON"));
+
+  // Parsing a reply back.
+  std::vector<piquant::ToolCall> calls;
+  std::string content;
+  const ChatTemplate qwen(ChatFormat::kChatML), llama(ChatFormat::kLlama3);
+  REQUIRE(qwen.parse_tool_calls("Checking.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n"
+                                "</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call>",
+                                &calls, &content));
+  CHECK(content == "Checking.");
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].name == "a");
+  CHECK(calls[0].arguments == R"({"x":1})");
+  CHECK(calls[1].arguments == "{}");
+  CHECK_FALSE(qwen.parse_tool_calls("no call here", &calls));
+  CHECK_FALSE(qwen.parse_tool_calls("<tool_call>\n{\"name\": \"a\", \"arguments\": {}}", &calls));  // unclosed
+  CHECK_FALSE(qwen.parse_tool_calls("<tool_call>{\"name\": \"a\"}</tool_call> and more", &calls));
+  REQUIRE(llama.parse_tool_calls(" {\"name\": \"move\", \"parameters\": {\"cm\": 20}}", &calls));
+  CHECK(calls.size() == 1);
+  CHECK(calls[0].name == "move");
+  CHECK(calls[0].arguments == R"({"cm":20})");
+  REQUIRE(llama.parse_tool_calls("<|python_tag|>{\"name\": \"m\", \"parameters\": {}}", &calls));
+  CHECK(calls[0].name == "m");
+  CHECK_FALSE(llama.parse_tool_calls("{\"name\": \"m\", \"parameters\": [1]}", &calls));
+  CHECK_FALSE(llama.parse_tool_calls("{\"parameters\": {}}", &calls));
+  CHECK(qwen.tool_call_format().prefix == "<tool_call>\n");
+  CHECK(llama.tool_call_format().arguments_key == "parameters");
+}
+
 TEST_CASE("chat templates are recognised from Jinja text and by name", "[lib][chat]") {
   using piquant::ChatFormat;
   using piquant::ChatTemplate;

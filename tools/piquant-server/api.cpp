@@ -2,8 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <random>
 #include <sstream>
@@ -127,6 +130,57 @@ int64_t unix_time() {
 
 std::string sse(const json& j) { return "data: " + dumps(j) + "\n\n"; }
 
+/// o[key] if it is a string, else "".
+std::string string_field(const json& o, const char* key) {
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+/// OpenAI's rule for function names: ^[a-zA-Z0-9_-]{1,64}$.
+bool valid_function_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+/// An assistant message's "tool_calls" (OpenAI's shape) as ToolCalls.
+std::vector<ToolCall> message_tool_calls(const json& m, size_t i) {
+  std::vector<ToolCall> out;
+  const auto it = m.find("tool_calls");
+  if (it == m.end() || it->is_null()) return out;
+  const std::string at = "messages[" + std::to_string(i) + "].tool_calls";
+  if (!it->is_array()) bad(at + " must be an array");
+  for (size_t k = 0; k < it->size(); ++k) {
+    const json& c = (*it)[k];
+    const std::string where = at + "[" + std::to_string(k) + "]";
+    if (!c.is_object()) bad(where + " must be an object");
+    if (!c.contains("id") || !c["id"].is_string() || c["id"].get<std::string>().empty()) {
+      bad(where + ".id must be a non-empty string");
+    }
+    if (c.contains("type") && c["type"] != "function") bad(where + ".type must be \"function\"");
+    if (!c.contains("function") || !c["function"].is_object()) bad(where + ".function must be an object");
+    const json& f = c["function"];
+    if (!f.contains("name") || !f["name"].is_string()) bad(where + ".function.name must be a string");
+    ToolCall call;
+    call.id = c["id"].get<std::string>();
+    call.name = f["name"].get<std::string>();
+    if (f.contains("arguments") && !f["arguments"].is_null()) {
+      if (f["arguments"].is_string()) {
+        call.arguments = f["arguments"].get<std::string>();
+      } else if (f["arguments"].is_object()) {
+        call.arguments = dumps(f["arguments"]);
+      } else {
+        bad(where + ".function.arguments must be a string (JSON text)");
+      }
+    }
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+enum class ToolChoice { kNone, kAuto, kRequired, kNamed };
+
 }  // namespace
 
 Api::Api(std::shared_ptr<const Model> model, Engine& engine, std::vector<LoadedAdapter> adapters,
@@ -221,6 +275,17 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
   require_object(body);
   const Tokenizer& tok = model_->tokenizer();
   GenRequest g;
+  // The body with its objects' keys in the order written (json sorts them): a schema's
+  // properties are generated in their declared order, tools declared as given.
+  std::optional<nlohmann::ordered_json> ordered;
+  auto ordered_body = [&]() -> const nlohmann::ordered_json& {
+    if (!ordered) ordered = nlohmann::ordered_json::parse(req.body);
+    return *ordered;
+  };
+  std::string tools_text;  // the request's tools (JSON text), empty: none
+  std::vector<std::string> tool_names;
+  ToolChoice choice = ToolChoice::kNone;
+  std::string named;
 
   // The prompt.
   if (chat) {
@@ -228,6 +293,7 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
     if (it == body.end() || !it->is_array()) bad("'messages' must be an array of messages");
     if (it->empty()) bad("'messages' must not be empty");
     std::vector<ChatMessage> messages;
+    std::vector<std::string> call_ids;  // of the earlier assistant messages' tool calls
     for (size_t i = 0; i < it->size(); ++i) {
       const json& m = (*it)[i];
       if (!m.is_object()) bad("messages[" + std::to_string(i) + "] must be an object");
@@ -236,13 +302,98 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
         bad("messages[" + std::to_string(i) + "].role must be a string");
       }
       const std::string r = role->get<std::string>();
-      if (r != "system" && r != "user" && r != "assistant" && r != "developer") {
+      if (r != "system" && r != "user" && r != "assistant" && r != "developer" && r != "tool") {
         bad("messages[" + std::to_string(i) + "].role '" + r +
-            "' is not one of system, developer, user, assistant");
+            "' is not one of system, developer, user, assistant, tool");
       }
-      messages.push_back({r == "developer" ? "system" : r, message_content(m, i)});
+      ChatMessage cm{r == "developer" ? "system" : r, message_content(m, i)};
+      if (r == "assistant") {
+        cm.tool_calls = message_tool_calls(m, i);
+        for (const ToolCall& c : cm.tool_calls) call_ids.push_back(c.id);
+      } else if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+        bad("messages[" + std::to_string(i) + "]: only assistant messages carry 'tool_calls'");
+      }
+      if (r == "tool") {
+        const auto id = m.find("tool_call_id");
+        if (id == m.end() || !id->is_string()) {
+          bad("messages[" + std::to_string(i) + "]: a tool message needs 'tool_call_id' (a string)");
+        }
+        cm.tool_call_id = id->get<std::string>();
+        if (std::find(call_ids.begin(), call_ids.end(), cm.tool_call_id) == call_ids.end()) {
+          bad("messages[" + std::to_string(i) + "].tool_call_id '" + cm.tool_call_id +
+              "' matches no tool call of an earlier assistant message");
+        }
+        if (const auto n = m.find("name"); n != m.end() && n->is_string()) cm.name = n->get<std::string>();
+        if (cm.name.empty()) {  // the function's name, from the call answered
+          for (const ChatMessage& prev : messages) {
+            for (const ToolCall& c : prev.tool_calls) {
+              if (c.id == cm.tool_call_id) cm.name = c.name;
+            }
+          }
+        }
+      }
+      messages.push_back(std::move(cm));
     }
-    const std::string text = opt_.chat_template.render(messages, true);
+
+    // Tools: declared in the prompt by the template; the call constrained by a grammar.
+    if (const auto t = body.find("tools"); t != body.end() && !t->is_null()) {
+      if (!t->is_array()) bad("'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+      for (size_t k = 0; k < t->size(); ++k) {
+        const json& tool = (*t)[k];
+        const std::string where = "tools[" + std::to_string(k) + "]";
+        if (!tool.is_object() || string_field(tool, "type") != "function") {
+          bad(where + " must be {\"type\": \"function\", \"function\": {...}}");
+        }
+        if (!tool.contains("function") || !tool["function"].is_object()) bad(where + ".function must be an object");
+        const json& f = tool["function"];
+        if (!f.contains("name") || !f["name"].is_string() || !valid_function_name(f["name"].get<std::string>())) {
+          bad(where + ".function.name must be 1-64 letters, digits, '_' or '-'");
+        }
+        if (f.contains("parameters") && !f["parameters"].is_object()) {
+          bad(where + ".function.parameters must be a JSON Schema object");
+        }
+        tool_names.push_back(f["name"].get<std::string>());
+      }
+      if (!t->empty()) tools_text = ordered_body()["tools"].dump();
+    }
+    if (const auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
+      const std::string expected =
+          "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+          "\"function\": {\"name\": NAME}}";
+      if (c->is_string()) {
+        const std::string v = c->get<std::string>();
+        if (v == "none") choice = ToolChoice::kNone;
+        else if (v == "auto") choice = ToolChoice::kAuto;
+        else if (v == "required") choice = ToolChoice::kRequired;
+        else bad(expected + ", got \"" + v + "\"");
+      } else if (c->is_object() && string_field(*c, "type") == "function" && c->contains("function") &&
+                 (*c)["function"].is_object() && (*c)["function"].contains("name") &&
+                 (*c)["function"]["name"].is_string()) {
+        choice = ToolChoice::kNamed;
+        named = (*c)["function"]["name"].get<std::string>();
+      } else {
+        bad(expected);
+      }
+      if (choice != ToolChoice::kNone && tools_text.empty()) {
+        bad("'tool_choice' asks for a tool call but no 'tools' are declared");
+      }
+      if (choice == ToolChoice::kNamed &&
+          std::find(tool_names.begin(), tool_names.end(), named) == tool_names.end()) {
+        bad("'tool_choice' names the function '" + named + "', which is not among 'tools'");
+      }
+    } else {
+      choice = tools_text.empty() ? ToolChoice::kNone : ToolChoice::kAuto;  // OpenAI's defaults
+    }
+    if (choice != ToolChoice::kNone) {
+      try {
+        g.grammar = grammar_from_tools(tools_text, opt_.chat_template.tool_call_format(),
+                                       choice == ToolChoice::kNamed ? named : std::string());
+      } catch (const Error& e) {
+        bad(e.what());
+      }
+      if (choice == ToolChoice::kAuto) g.grammar_triggers = opt_.chat_template.tool_call_triggers();
+    }
+    const std::string text = opt_.chat_template.render(messages, true, tools_text);
     // As piquant::Conversation: formats that write BOS as text ("<s>", "<|begin_of_text|>")
     // get it from there, otherwise the tokenizer's own convention applies.
     EncodeOptions eo;
@@ -252,6 +403,11 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
     const std::string eot = opt_.chat_template.end_of_turn();
     if (!eot.empty()) g.stop.push_back(eot);
   } else {
+    for (const char* key : {"tools", "tool_choice"}) {
+      if (body.contains(key) && !body[key].is_null()) {
+        bad(std::string("'") + key + "' is for /v1/chat/completions only");
+      }
+    }
     const auto it = body.find("prompt");
     if (it == body.end() || it->is_null()) bad("'prompt' is required");
     json p = *it;
@@ -369,6 +525,41 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
     include_usage = get_bool(*it, "include_usage", false);
   }
 
+  // response_format: the reply constrained to JSON (any object, or a schema).
+  if (const auto it = body.find("response_format"); it != body.end() && !it->is_null()) {
+    if (!it->is_object() || !it->contains("type") || !(*it)["type"].is_string()) {
+      bad("'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
+    }
+    const std::string type = (*it)["type"].get<std::string>();
+    if (type != "text" && type != "json_object" && type != "json_schema") {
+      bad("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\", got \"" + type + "\"");
+    }
+    if (type == "json_schema") {
+      const auto js = it->find("json_schema");
+      if (js == it->end() || !js->is_object()) {
+        bad("'response_format.json_schema' must be an object {\"name\": ..., \"schema\": {...}, \"strict\": ...}");
+      }
+      if (js->contains("name") && !(*js)["name"].is_string()) bad("'response_format.json_schema.name' must be a string");
+      if (js->contains("strict") && !(*js)["strict"].is_null() && !(*js)["strict"].is_boolean()) {
+        bad("'response_format.json_schema.strict' must be true or false");
+      }
+      if (js->contains("schema") && !(*js)["schema"].is_object()) {
+        bad("'response_format.json_schema.schema' must be a JSON Schema object");
+      }
+    }
+    if (type != "text") {
+      if (g.grammar) {
+        bad("'response_format' together with 'tools' is not supported: give tool_choice \"none\" "
+            "or leave one out");
+      }
+      try {
+        g.grammar = grammar_from_response_format(ordered_body()["response_format"].dump());
+      } catch (const Error& e) {
+        bad(std::string("'response_format': ") + e.what());
+      }
+    }
+  }
+
   // Adapters: the request's list (unlisted adapters get scale 0), else the defaults.
   {
     std::lock_guard<std::mutex> lock(adapters_mu_);
@@ -417,6 +608,30 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
                 {"prompt_tokens_details", {{"cached_tokens", j.cached_tokens}}}};
   };
 
+  // A reply that is a tool call (the grammar applied): parsed into OpenAI's tool_calls.
+  const bool want_tools = chat && choice != ToolChoice::kNone;
+  const ChatTemplate tmpl = opt_.chat_template;
+  struct Parsed {
+    bool is_call = false;
+    std::string content;
+    json calls = json::array();
+  };
+  auto parse_calls = [=](const Job& j, const std::string& text) {
+    Parsed p;
+    std::vector<ToolCall> calls;
+    if (!want_tools || j.reply_mode() != ReplyMode::kConstrained ||
+        !tmpl.parse_tool_calls(text, &calls, &p.content)) {
+      return p;
+    }
+    p.is_call = true;
+    for (size_t k = 0; k < calls.size(); ++k) {
+      p.calls.push_back({{"id", "call_" + id.substr(id.find('-') + 1) + "_" + std::to_string(k)},
+                         {"type", "function"},
+                         {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}});
+    }
+    return p;
+  };
+
   if (!stream) {
     std::string text;
     while (!job->take(&text, 200)) {
@@ -425,37 +640,48 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
       send_error(res, 500, job->error, "server_error");
       return;
     }
-    json choice = {{"index", 0}, {"finish_reason", job->finish_reason}, {"logprobs", nullptr}};
+    json choice_out = {{"index", 0}, {"finish_reason", job->finish_reason}, {"logprobs", nullptr}};
     if (chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", text}};
+      const Parsed p = parse_calls(*job, text);
+      if (p.is_call) {
+        choice_out["message"] = {{"role", "assistant"},
+                                 {"content", p.content.empty() ? json(nullptr) : json(p.content)},
+                                 {"tool_calls", p.calls}};
+        choice_out["finish_reason"] = "tool_calls";
+      } else {
+        choice_out["message"] = {{"role", "assistant"}, {"content", text}};
+      }
     } else {
-      choice["text"] = text;
+      choice_out["text"] = text;
     }
     const json out = {{"id", id},
                       {"object", chat ? "chat.completion" : "text_completion"},
                       {"created", created},
                       {"model", model_name},
-                      {"choices", json::array({choice})},
+                      {"choices", json::array({choice_out})},
                       {"usage", usage(*job)}};
     res.set_content(dumps(out), "application/json");
     return;
   }
 
-  // Streaming: one SSE event per piece of text, then the finish reason, usage, [DONE].
+  // Streaming: one SSE event per piece of text, then the finish reason, usage, [DONE]. A reply
+  // that may be a tool call is held back until it is known; a call goes out as OpenAI streams
+  // one: delta.tool_calls[index] with id, type and name, then its arguments.
   auto chunk = [=](const json& delta_or_text, const json& finish) {
-    json choice = {{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
+    json ch = {{"index", 0}, {"finish_reason", finish}, {"logprobs", nullptr}};
     if (chat) {
-      choice["delta"] = delta_or_text;
+      ch["delta"] = delta_or_text;
     } else {
-      choice["text"] = delta_or_text;
+      ch["text"] = delta_or_text;
     }
     return json{{"id", id},
                 {"object", chat ? "chat.completion.chunk" : "text_completion"},
                 {"created", created},
                 {"model", model_name},
-                {"choices", json::array({choice})}};
+                {"choices", json::array({ch})}};
   };
   auto started = std::make_shared<bool>(false);
+  auto held = std::make_shared<std::string>();  // text not sent yet (a possible tool call)
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -471,15 +697,41 @@ void Api::completions(const httplib::Request& req, httplib::Response& res, bool 
         }
         std::string text;
         const bool done = job->take(&text, 100);
-        if (!text.empty()) {
-          out += sse(chat ? chunk({{"content", text}}, nullptr) : chunk(text, nullptr));
+        *held += text;
+        const bool hold = want_tools && job->reply_mode() != ReplyMode::kText;
+        auto send_text = [&](const std::string& t) {
+          if (!t.empty()) out += sse(chat ? chunk({{"content", t}}, nullptr) : chunk(t, nullptr));
+        };
+        if (!hold) {
+          send_text(*held);
+          held->clear();
         }
         if (done) {
           if (job->finish_reason == "error") {
             out += sse({{"error", {{"message", job->error}, {"type", "server_error"}, {"code", 500}}}});
           } else {
-            json last = chat ? chunk(json::object(), job->finish_reason)
-                             : chunk("", job->finish_reason);
+            std::string finish = job->finish_reason;
+            const Parsed p = parse_calls(*job, *held);
+            if (p.is_call) {
+              send_text(p.content);
+              for (size_t k = 0; k < p.calls.size(); ++k) {
+                const json& c = p.calls[k];
+                out += sse(chunk({{"tool_calls", json::array({{{"index", k},
+                                                               {"id", c["id"]},
+                                                               {"type", "function"},
+                                                               {"function", {{"name", c["function"]["name"]},
+                                                                             {"arguments", ""}}}}})}},
+                                 nullptr));
+                out += sse(chunk({{"tool_calls", json::array({{{"index", k},
+                                                               {"function", {{"arguments", c["function"]["arguments"]}}}}})}},
+                                 nullptr));
+              }
+              finish = "tool_calls";
+            } else {
+              send_text(*held);
+            }
+            held->clear();
+            json last = chat ? chunk(json::object(), finish) : chunk("", finish);
             if (!include_usage) last["usage"] = usage(*job);  // llama-server's habit
             out += sse(last);
             if (include_usage) {

@@ -146,6 +146,13 @@ void Engine::admit_locked() {
     s.stream->push(req.prompt.back());  // the reply continues the prompt's text
     s.stream->flush();
     s.held.clear();
+    s.lazy_text.clear();
+    s.prev = req.prompt.back();
+    s.matcher.reset();
+    if (req.grammar) {
+      if (!grammar_vocab_) grammar_vocab_ = GrammarVocab::build(model_->tokenizer());
+      if (req.grammar_triggers.empty()) s.matcher.emplace(req.grammar, grammar_vocab_);
+    }
     s.job->slot = static_cast<int>(&s - slots_.data());
     s.job->prompt_tokens = static_cast<int>(req.prompt.size());
     s.job->cached_tokens = static_cast<int>(keep);
@@ -177,7 +184,61 @@ void Engine::release(Slot& s, const std::string& reason, const std::string& erro
                  s.job->completion_tokens);
   }
   s.job.reset();
+  s.matcher.reset();
   s.next = -1;
+}
+
+TokenId Engine::sample(Slot& s, const float* logits) {
+  const size_t n_vocab = static_cast<size_t>(model_->config().vocab_size);
+  work_.assign(logits, logits + n_vocab);
+  if (s.matcher) {
+    // Nothing may follow (complete), or no token of the vocabulary continues the grammar: the
+    // reply ends here (a reply that is not a whole sentence of the grammar shows in the API's
+    // parse of it).
+    if (s.matcher->is_complete() ||
+        s.matcher->mask_logits(work_.data(), n_vocab, !s.job->req.ignore_eos) == 0) {
+      if (opt_.verbose && !s.matcher->can_end()) {
+        std::fprintf(stderr, "slot %d: no token can continue the grammar\n", s.job->slot);
+      }
+      release(s, "stop");
+      return -1;
+    }
+  }
+  const TokenId id = s.sampler->sample(work_.data(), n_vocab);
+  if (s.matcher) s.matcher->accept_token(id);
+  return id;
+}
+
+void Engine::decide_lazy(Slot& s) {
+  const GenRequest& req = s.job->req;
+  size_t b = 0;
+  while (b < s.lazy_text.size() && std::strchr(" \t\r\n", s.lazy_text[b]) != nullptr) ++b;
+  const std::string_view t = std::string_view(s.lazy_text).substr(b);
+  if (t.empty()) return;
+  for (const std::string& trigger : req.grammar_triggers) {
+    if (t.compare(0, trigger.size(), trigger) != 0) continue;
+    // The reply begins a call: from here on the grammar holds. A trigger that is not the
+    // grammar's own start (Llama 3's <|python_tag|>) is left out of what it sees.
+    std::string_view rest = t;
+    if (trigger == "<|python_tag|>") {
+      rest.remove_prefix(trigger.size());
+      while (!rest.empty() && std::strchr(" \t\r\n", rest.front()) != nullptr) rest.remove_prefix(1);
+    }
+    s.matcher.emplace(req.grammar, grammar_vocab_);
+    if (s.matcher->accept_text(rest)) {
+      s.job->mode.store(static_cast<int>(ReplyMode::kConstrained));
+    } else {
+      s.matcher.reset();
+      s.job->mode.store(static_cast<int>(ReplyMode::kText));
+    }
+    s.lazy_text.clear();
+    return;
+  }
+  for (const std::string& trigger : req.grammar_triggers) {
+    if (trigger.compare(0, t.size(), t) == 0) return;  // may still become one
+  }
+  s.job->mode.store(static_cast<int>(ReplyMode::kText));
+  s.lazy_text.clear();
 }
 
 bool Engine::on_token(Slot& s, TokenId id) {
@@ -192,6 +253,11 @@ bool Engine::on_token(Slot& s, TokenId id) {
     release(s, "stop");
     return false;
   }
+  if (s.job->reply_mode() == ReplyMode::kUndecided) {
+    s.lazy_text += model_->tokenizer().token_bytes(id, s.prev);
+    decide_lazy(s);
+  }
+  s.prev = id;
   s.held += s.stream->push(id);
   for (const std::string& stop : req.stop) {
     const size_t at = s.held.find(stop);
@@ -204,6 +270,10 @@ bool Engine::on_token(Slot& s, TokenId id) {
   const size_t keep = held_suffix(s.held, req.stop);
   job.push(s.held.substr(0, s.held.size() - keep));
   s.held.erase(0, s.held.size() - keep);
+  if (s.matcher && s.matcher->is_complete()) {  // no need to evaluate it: nothing may follow
+    release(s, "stop");
+    return false;
+  }
   if (job.completion_tokens >= req.max_tokens || static_cast<int>(s.cached.size()) >= n_ctx_) {
     release(s, "length");
     return false;
@@ -232,9 +302,8 @@ void Engine::prefill_step(Slot& s) {
     stats_.prompt_seconds += seconds_since(t0);
   }
   if (s.prompt_done < prompt.size()) return;
-  const size_t n_vocab = static_cast<size_t>(model_->config().vocab_size);
-  work_.assign(logits, logits + n_vocab);
-  on_token(s, s.sampler->sample(work_.data(), n_vocab));
+  const TokenId id = sample(s, logits);
+  if (id >= 0) on_token(s, id);
 }
 
 void Engine::decode_step(std::vector<Slot*>& slots) {
@@ -257,7 +326,6 @@ void Engine::decode_step(std::vector<Slot*>& slots) {
     stats_.decode_seconds += seconds_since(t0);
     ++stats_.decode_steps;
   }
-  const size_t n_vocab = static_cast<size_t>(model_->config().vocab_size);
   for (size_t i = 0; i < slots.size(); ++i) {
     Slot& s = *slots[i];
     s.cached.push_back(s.next);
@@ -266,8 +334,8 @@ void Engine::decode_step(std::vector<Slot*>& slots) {
       release(s, "cancelled");
       continue;
     }
-    work_.assign(logits[i], logits[i] + n_vocab);
-    on_token(s, s.sampler->sample(work_.data(), n_vocab));
+    const TokenId id = sample(s, logits[i]);
+    if (id >= 0) on_token(s, id);
   }
 }
 

@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,13 +30,29 @@ struct GenRequest {
   bool ignore_eos = false;
   std::vector<AdapterChoice> adapters;
   std::string adapter_key;  ///< identifies the adapter set (the KV cache is only reusable under it)
+  /// Constrains the reply (response_format, tools): tokens that would leave it are masked.
+  std::shared_ptr<const Grammar> grammar;
+  /// Non-empty (tool_choice "auto"): the grammar applies only once the reply, leading
+  /// whitespace aside, starts with one of these; a reply that cannot is free text.
+  std::vector<std::string> grammar_triggers;
 };
+
+/// What a reply turned out to be, for the HTTP side (tool calls are not streamed as text).
+enum class ReplyMode : int { kText = 0, kUndecided = 1, kConstrained = 2 };
 
 /// A request in flight: the engine appends text pieces, the HTTP thread takes them.
 class Job {
  public:
-  explicit Job(GenRequest r) : req(std::move(r)) {}
+  explicit Job(GenRequest r)
+      : req(std::move(r)),
+        mode(static_cast<int>(!req.grammar                  ? ReplyMode::kText
+                              : req.grammar_triggers.empty() ? ReplyMode::kConstrained
+                                                             : ReplyMode::kUndecided)) {}
   const GenRequest req;
+  /// A ReplyMode; kUndecided turns into kText or kConstrained (set before the text that
+  /// decided it is pushed).
+  std::atomic<int> mode;
+  ReplyMode reply_mode() const { return static_cast<ReplyMode>(mode.load()); }
 
   /// HTTP side: waits up to `ms` for new text or the end; moves out what is there. Returns true
   /// when the job has finished (and everything was taken).
@@ -108,14 +125,22 @@ class Engine {
     std::unique_ptr<Sampler> sampler;
     std::unique_ptr<TokenStream> stream;
     std::string held;             ///< text held back: it may begin a stop string
+    std::optional<GrammarMatcher> matcher;  ///< the job's grammar state (once it applies)
+    std::string lazy_text;        ///< reply bytes while a lazy grammar is undecided
+    TokenId prev = -1;            ///< the last token (for token_bytes)
     uint64_t last_used = 0;       ///< step of its last admission (least recently used is reused)
   };
   void run();
   void admit_locked();
   void prefill_step(Slot& s);
   void decode_step(std::vector<Slot*>& slots);
+  /// Samples the slot's next token (under its grammar); -1 when the job ended instead (the
+  /// grammar is complete, or no token can continue it).
+  TokenId sample(Slot& s, const float* logits);
   /// Handles a sampled token; returns false when the job ended with it.
   bool on_token(Slot& s, TokenId id);
+  /// A lazy grammar (tool_choice "auto"): decides from the reply so far whether it applies.
+  void decide_lazy(Slot& s);
   /// Ends the slot's job (the slot keeps its cache); `flush` sends the text still held back.
   void release(Slot& s, const std::string& reason, const std::string& error = {},
                bool flush = true);
@@ -131,6 +156,7 @@ class Engine {
   std::deque<std::shared_ptr<Job>> queue_;
   uint64_t admissions_ = 0;
   std::vector<float> work_;       ///< logits copy the sampler modifies
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  ///< built at the first grammar
   bool stopping_ = false;
   EngineStats stats_;
   std::thread thread_;

@@ -22,7 +22,7 @@ namespace {
 
 const char* kUsage = R"(usage: piquant-server [options]
   -m, --model FILE        model file (.piq, .gguf or llama2.c checkpoint); none: the seeded
-                          random demo model (its text is noise)
+                          random demo model (its text is noise; its context is -c, default 1024)
   -z, --tokenizer FILE    tokenizer file for models without one (llama2.c tokenizer.bin)
   -a, --alias NAME        model name in /v1/models and responses (default: the file name)
       --host ADDR         address to listen on (default 127.0.0.1: this machine only)
@@ -120,7 +120,10 @@ int main(int argc, char** argv) {
   try {
     std::shared_ptr<const piquant::Model> model;
     if (a.model.empty()) {
-      model = piquant::Model::synthetic();
+      // The demo model has no training context of its own: -c sets it (default 1024).
+      piquant::SyntheticModelOptions so;
+      so.config.max_seq_len = a.ctx;
+      model = piquant::Model::synthetic(so);
     } else {
       piquant::LoadOptions lo;
       lo.tokenizer_path = a.tokenizer;
