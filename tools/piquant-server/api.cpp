@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "chat_page.hpp"
+#include "http_pool.hpp"
 
 namespace piquant::server {
 
@@ -207,6 +208,12 @@ bool Api::authorized(const httplib::Request& req) const {
 
 void Api::install(httplib::Server& server) {
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (refusing_connection()) {  // over --threads-http: refused at once, the connection closes
+      res.set_header("Retry-After", "1");
+      res.set_header("Connection", "close");
+      send_error(res, 503, "too many connections at once (--threads-http): try again", "server_error");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!opt_.cors_origin.empty()) {
       res.set_header("Access-Control-Allow-Origin", opt_.cors_origin);
       res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
@@ -846,18 +853,26 @@ void Api::metrics(httplib::Response& res) {
          static_cast<double>(s.requests));
   metric("requests_rejected_total", "counter", "Requests refused with 503 (queue full).",
          static_cast<double>(s.requests_rejected));
+  metric("connections_refused_total", "counter",
+         "Connections refused with 503 (more than --threads-http at once).",
+         static_cast<double>(g_connections_refused.load()));
   metric("requests_cancelled_total", "counter", "Requests cancelled (client gone).",
          static_cast<double>(s.requests_cancelled));
   metric("prompt_tokens_total", "counter", "Prompt tokens of accepted requests.",
          static_cast<double>(s.prompt_tokens));
-  metric("prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache.",
+  metric("prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache (its own or copied).",
          static_cast<double>(s.prompt_tokens_cached));
+  metric("prompt_tokens_evaluated_total", "counter",
+         "Prompt tokens run through the model (the rest came from caches).",
+         static_cast<double>(s.prompt_tokens_evaluated));
+  metric("prompt_tokens_forked_total", "counter",
+         "Prompt tokens copied from another slot's cache (a shared prefix evaluated once).",
+         static_cast<double>(s.prompt_tokens_forked));
   metric("tokens_generated_total", "counter", "Tokens generated.",
          static_cast<double>(s.generated_tokens));
   metric("prompt_tokens_seconds", "gauge", "Average prompt evaluation speed (tokens/s).",
-         s.prompt_seconds > 0
-             ? static_cast<double>(s.prompt_tokens - s.prompt_tokens_cached) / s.prompt_seconds
-             : 0.0);
+         s.prompt_seconds > 0 ? static_cast<double>(s.prompt_tokens_evaluated) / s.prompt_seconds
+                              : 0.0);
   metric("predicted_tokens_seconds", "gauge", "Average generation speed over decode steps (tokens/s).",
          s.decode_seconds > 0 ? static_cast<double>(s.generated_tokens) / s.decode_seconds : 0.0);
   metric("decode_steps_total", "counter", "Batched decode passes.",

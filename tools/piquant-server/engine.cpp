@@ -56,11 +56,64 @@ void Job::finish(const std::string& reason, const std::string& err) {
   cv_.notify_all();
 }
 
+namespace {
+
+class ContextBackend final : public ModelBackend {
+ public:
+  ContextBackend(std::shared_ptr<const Model> model, const ContextOptions& options)
+      : ctx_(std::move(model), options) {}
+  int n_ctx() const override { return ctx_.n_ctx(); }
+  int add_sequence() override { return ctx_.add_sequence(); }
+  int fork(int src, int n_pos) override { return ctx_.fork(src, n_pos); }
+  void remove_sequence(int seq) override { ctx_.remove_sequence(seq); }
+  void rewind(int seq, int position) override { ctx_.rewind(seq, position); }
+  void set_adapters(int seq, std::vector<AdapterChoice> adapters) override {
+    ctx_.set_adapters(seq, std::move(adapters));
+  }
+  std::vector<const float*> decode(const std::vector<DecodeRow>& rows) override {
+    return ctx_.decode(rows);
+  }
+
+ private:
+  Context ctx_;
+};
+
+size_t common_prefix(const std::vector<TokenId>& a, const std::vector<TokenId>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t k = 0;
+  while (k < n && a[k] == b[k]) ++k;
+  return k;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelBackend> make_context_backend(std::shared_ptr<const Model> model,
+                                                   const ContextOptions& options) {
+  return std::make_unique<ContextBackend>(std::move(model), options);
+}
+
+namespace {
+
+ContextOptions context_options(const EngineOptions& o) {
+  ContextOptions c;
+  c.n_ctx = o.session.n_ctx;
+  c.n_seq = std::max(1, o.n_slots);
+  c.n_threads = o.session.n_threads;
+  c.kv_type = o.session.kv_type;
+  return c;
+}
+
+}  // namespace
+
 Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
-    : model_(std::move(model)), opt_(options) {
+    : Engine(model, make_context_backend(model, context_options(options)), options) {}
+
+Engine::Engine(std::shared_ptr<const Model> model, std::unique_ptr<ModelBackend> backend,
+               const EngineOptions& options)
+    : model_(std::move(model)), backend_(std::move(backend)), opt_(options) {
   slots_.resize(static_cast<size_t>(std::max(1, opt_.n_slots)));
-  for (Slot& s : slots_) s.session = std::make_unique<Session>(model_, opt_.session);
-  n_ctx_ = slots_[0].session->n_ctx();
+  for (Slot& s : slots_) s.seq = backend_->add_sequence();
+  n_ctx_ = backend_->n_ctx();
   stats_.n_slots = static_cast<int>(slots_.size());
   stats_.n_ctx = n_ctx_;
   thread_ = std::thread([this] { run(); });
@@ -115,11 +168,7 @@ void Engine::admit_locked() {
     const GenRequest& req = queue_.front()->req;
     for (Slot& s : slots_) {
       if (s.job) continue;
-      size_t lcp = 0;
-      if (s.adapter_key == req.adapter_key) {
-        const size_t n = std::min(s.cached.size(), req.prompt.size());
-        while (lcp < n && s.cached[lcp] == req.prompt[lcp]) ++lcp;
-      }
+      const size_t lcp = s.adapter_key == req.adapter_key ? common_prefix(s.cached, req.prompt) : 0;
       if (!best || lcp > best_lcp || (lcp == best_lcp && s.last_used < best->last_used)) {
         best = &s;
         best_lcp = lcp;
@@ -131,12 +180,10 @@ void Engine::admit_locked() {
     queue_.pop_front();
     // At least the last prompt token is evaluated again: its logits choose the first token.
     const size_t keep = std::min(best_lcp, req.prompt.size() - 1);
-    s.session->rewind(static_cast<int>(keep));
+    backend_->rewind(s.seq, static_cast<int>(keep));
     s.cached.resize(keep);
-    if (s.adapter_key != req.adapter_key || s.session->adapters().size() != req.adapters.size()) {
-      s.session->set_adapters(req.adapters);
-      s.adapter_key = req.adapter_key;
-    }
+    backend_->set_adapters(s.seq, req.adapters);
+    s.adapter_key = req.adapter_key;
     s.prompt_done = keep;
     s.next = -1;
     s.last_used = ++admissions_;
@@ -282,59 +329,132 @@ bool Engine::on_token(Slot& s, TokenId id) {
   return true;
 }
 
-void Engine::prefill_step(Slot& s) {
-  const std::vector<TokenId>& prompt = s.job->req.prompt;
-  const size_t n = std::min(prompt.size() - s.prompt_done, static_cast<size_t>(opt_.prefill_chunk));
-  const std::vector<TokenId> chunk(prompt.begin() + static_cast<long>(s.prompt_done),
-                                   prompt.begin() + static_cast<long>(s.prompt_done + n));
-  const auto t0 = std::chrono::steady_clock::now();
-  const float* logits = nullptr;
-  try {
-    logits = s.session->eval(chunk);
-  } catch (const std::exception& e) {
-    release(s, "error", e.what());
-    return;
+void Engine::fork_prefix(Slot& s) {
+  const GenRequest& req = s.job->req;
+  const Slot* src = nullptr;
+  size_t best = s.prompt_done;
+  for (const Slot& t : slots_) {
+    if (&t == &s || t.adapter_key != req.adapter_key) continue;  // other adapters: other keys/values
+    // At least the last prompt token is evaluated: its logits choose the first token.
+    const size_t n = std::min(common_prefix(t.cached, req.prompt), req.prompt.size() - 1);
+    if (n > best) {
+      best = n;
+      src = &t;
+    }
   }
-  s.cached.insert(s.cached.end(), chunk.begin(), chunk.end());
-  s.prompt_done += n;
+  if (!src) return;
+  // The slot's own sequence goes; a copy of the source's first `best` positions takes its place.
+  backend_->remove_sequence(s.seq);
+  s.seq = backend_->fork(src->seq, static_cast<int>(best));
+  backend_->set_adapters(s.seq, req.adapters);
+  const size_t gained = best - s.prompt_done;
+  s.cached.assign(req.prompt.begin(), req.prompt.begin() + static_cast<long>(best));
+  s.prompt_done = best;
+  s.job->cached_tokens += static_cast<int>(gained);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.prompt_seconds += seconds_since(t0);
+    stats_.prompt_tokens_cached += gained;
+    stats_.prompt_tokens_forked += gained;
   }
-  if (s.prompt_done < prompt.size()) return;
-  const TokenId id = sample(s, logits);
-  if (id >= 0) on_token(s, id);
+  if (opt_.verbose) {
+    std::fprintf(stderr, "slot %d: %zu prompt tokens copied from slot %d\n", s.job->slot, gained,
+                 static_cast<int>(src - slots_.data()));
+  }
 }
 
-void Engine::decode_step(std::vector<Slot*>& slots) {
-  std::vector<Session*> sessions;
-  std::vector<TokenId> tokens;
-  for (Slot* s : slots) {
-    sessions.push_back(s->session.get());
-    tokens.push_back(s->next);
+Engine::Slot* Engine::pick_prefill() {
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const size_t i = (prefill_rr_ + k) % slots_.size();
+    Slot& s = slots_[i];
+    if (!s.job || s.next >= 0) continue;
+    const std::vector<TokenId>& prompt = s.job->req.prompt;
+    bool waits = false;
+    for (const Slot& t : slots_) {
+      if (&t == &s || !t.job || t.next >= 0 || t.last_used > s.last_used ||
+          t.adapter_key != s.adapter_key) {
+        continue;
+      }
+      // t, admitted earlier and still reading its prompt, will hold s's next tokens: wait.
+      const size_t shared = std::min(common_prefix(t.job->req.prompt, prompt), prompt.size() - 1);
+      if (shared > s.prompt_done && t.prompt_done < shared) waits = true;
+    }
+    if (waits) continue;
+    prefill_rr_ = i + 1;
+    return &s;
+  }
+  return nullptr;
+}
+
+void Engine::step(Slot* prefill, const std::vector<Slot*>& decoding) {
+  std::vector<DecodeRow> rows;
+  size_t n_chunk = 0;
+  if (prefill) {
+    const std::vector<TokenId>& prompt = prefill->job->req.prompt;
+    // The chunk fills the pass up to --prefill-chunk rows beside the generating slots' rows.
+    const size_t chunk = static_cast<size_t>(opt_.prefill_chunk);
+    const size_t room = decoding.size() + 1 < chunk ? chunk - decoding.size() : 1;
+    n_chunk = std::min(prompt.size() - prefill->prompt_done, room);
+    const bool last = prefill->prompt_done + n_chunk == prompt.size();
+    for (size_t k = 0; k < n_chunk; ++k) {
+      DecodeRow r;
+      r.token = prompt[prefill->prompt_done + k];
+      r.seq = prefill->seq;
+      r.logits = last && k + 1 == n_chunk;  // the logits of the prompt's last token only
+      rows.push_back(r);
+    }
+  }
+  for (Slot* s : decoding) {
+    DecodeRow r;
+    r.token = s->next;
+    r.seq = s->seq;
+    rows.push_back(r);
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<const float*> logits;
   try {
-    logits = decode_batch(sessions, tokens);
+    logits = backend_->decode(rows);
   } catch (const std::exception& e) {
-    for (Slot* s : slots) release(*s, "error", e.what());
+    if (prefill) release(*prefill, "error", e.what());
+    for (Slot* s : decoding) release(*s, "error", e.what());
     return;
   }
   {
+    // A mixed pass's time is shared between prompt and generation by rows.
+    const double dt = seconds_since(t0);
+    const double share = static_cast<double>(n_chunk) / static_cast<double>(rows.size());
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.decode_seconds += seconds_since(t0);
-    ++stats_.decode_steps;
+    stats_.prompt_seconds += dt * share;
+    stats_.decode_seconds += dt * (1 - share);
+    stats_.prompt_tokens_evaluated += n_chunk;
+    if (!decoding.empty()) ++stats_.decode_steps;
   }
-  for (size_t i = 0; i < slots.size(); ++i) {
-    Slot& s = *slots[i];
+  size_t out = 0;
+  if (prefill) {
+    Slot& s = *prefill;
+    const std::vector<TokenId>& prompt = s.job->req.prompt;
+    s.cached.insert(s.cached.end(), prompt.begin() + static_cast<long>(s.prompt_done),
+                    prompt.begin() + static_cast<long>(s.prompt_done + n_chunk));
+    s.prompt_done += n_chunk;
+    if (s.prompt_done == prompt.size()) {
+      const float* l = logits[out++];
+      if (s.job->cancelled()) {
+        release(s, "cancelled");
+      } else {
+        const TokenId id = sample(s, l);
+        if (id >= 0) on_token(s, id);
+      }
+    }
+  }
+  for (Slot* sp : decoding) {
+    Slot& s = *sp;
+    const float* l = logits[out++];
     s.cached.push_back(s.next);
     s.next = -1;
     if (s.job->cancelled()) {
       release(s, "cancelled");
       continue;
     }
-    const TokenId id = sample(s, logits[i]);
+    const TokenId id = sample(s, l);
     if (id >= 0) on_token(s, id);
   }
 }
@@ -356,20 +476,15 @@ void Engine::run() {
     for (Slot& s : slots_) {
       if (s.job && s.job->cancelled()) release(s, "cancelled");
     }
-    // One prompt chunk for one prefilling slot (round robin), then one decode step for all.
-    for (size_t k = 0; k < slots_.size(); ++k) {
-      const size_t i = (prefill_rr_ + k) % slots_.size();
-      if (slots_[i].job && slots_[i].next < 0) {
-        prefill_step(slots_[i]);
-        prefill_rr_ = i + 1;
-        break;
-      }
-    }
+    // One pass: a prompt chunk of one prefilling slot (round robin; its prefix copied from
+    // another slot where one holds it) and the next token of every generating slot.
+    Slot* prefill = pick_prefill();
+    if (prefill) fork_prefix(*prefill);
     std::vector<Slot*> decoding;
     for (Slot& s : slots_) {
       if (s.job && s.next >= 0) decoding.push_back(&s);
     }
-    if (!decoding.empty()) decode_step(decoding);
+    if (prefill || !decoding.empty()) step(prefill, decoding);
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& job : queue_) job->finish("error", "the server is shutting down");

@@ -1,10 +1,12 @@
 #pragma once
-// The server's scheduler: one engine thread owns one Session per slot and runs steps. Each step
-// advances every slot in the decode phase by one token in ONE pass over the weights
-// (piquant::decode_batch; each slot's Session applies its own request's LoRA adapters) and
-// evaluates one prompt chunk of at most one slot still prefilling, so a long prompt never
-// freezes the streams already running. HTTP threads only submit requests to a bounded queue and
-// read their events; a cancelled request frees its slot at the next step.
+// The server's scheduler: one engine thread owns a piquant::Context (one sequence per slot) and
+// runs steps. Each step is ONE pass over the weights (Context::decode) whose rows are the next
+// token of every slot in the decode phase and one prompt chunk of at most one slot still
+// prefilling, so a long prompt never freezes the streams already running; each sequence carries
+// its own request's LoRA adapters. A prompt prefix that another slot holds (a shared system
+// prompt) is copied from it (Context::fork) instead of evaluated again; a slot whose prefix is
+// being evaluated by another waits for it. HTTP threads only submit requests to a bounded queue
+// and read their events; a cancelled request frees its slot at the next step.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -83,6 +85,24 @@ class Job {
   std::atomic<bool> cancelled_{false};
 };
 
+/// The engine's only way to the model: a small seam. Here a piquant::Context; an MPI job's rank
+/// 0 can put a distributed model behind the same calls (same semantics as Context's).
+class ModelBackend {
+ public:
+  virtual ~ModelBackend() = default;
+  virtual int n_ctx() const = 0;
+  virtual int add_sequence() = 0;
+  virtual int fork(int src, int n_pos) = 0;
+  virtual void remove_sequence(int seq) = 0;
+  virtual void rewind(int seq, int position) = 0;
+  virtual void set_adapters(int seq, std::vector<AdapterChoice> adapters) = 0;
+  virtual std::vector<const float*> decode(const std::vector<DecodeRow>& rows) = 0;
+};
+
+/// A piquant::Context of `n_seq` sequences behind the seam.
+std::unique_ptr<ModelBackend> make_context_backend(std::shared_ptr<const Model> model,
+                                                   const ContextOptions& options);
+
 struct EngineOptions {
   int n_slots = 4;
   SessionOptions session;
@@ -95,6 +115,8 @@ struct EngineOptions {
 struct EngineStats {
   uint64_t requests = 0, requests_cancelled = 0, requests_rejected = 0;
   uint64_t prompt_tokens = 0, prompt_tokens_cached = 0, generated_tokens = 0;
+  uint64_t prompt_tokens_evaluated = 0;  ///< prompt tokens run through the model
+  uint64_t prompt_tokens_forked = 0;     ///< prompt tokens copied from another slot's cache
   double prompt_seconds = 0, decode_seconds = 0;
   uint64_t decode_steps = 0;
   int busy_slots = 0, queued = 0, n_slots = 0;
@@ -103,7 +125,11 @@ struct EngineStats {
 
 class Engine {
  public:
+  /// A Context of n_slots sequences (options.session: context per slot, threads, KV type).
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
+  /// On another backend (with at least n_slots free sequences).
+  Engine(std::shared_ptr<const Model> model, std::unique_ptr<ModelBackend> backend,
+         const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -116,7 +142,7 @@ class Engine {
 
  private:
   struct Slot {
-    std::unique_ptr<Session> session;
+    int seq = -1;                 ///< its sequence in the backend
     std::vector<TokenId> cached;  ///< tokens in the KV cache (positions 0 .. size)
     std::string adapter_key;
     std::shared_ptr<Job> job;
@@ -132,8 +158,13 @@ class Engine {
   };
   void run();
   void admit_locked();
-  void prefill_step(Slot& s);
-  void decode_step(std::vector<Slot*>& slots);
+  /// One pass: a prompt chunk of `prefill` (may be null) and the next token of `decoding`.
+  void step(Slot* prefill, const std::vector<Slot*>& decoding);
+  /// The prefilling slot to advance this step (round robin), skipping slots whose next prompt
+  /// tokens another slot admitted earlier is evaluating (they fork it when it is there).
+  Slot* pick_prefill();
+  /// Copies the longest prefix of s's prompt that another slot holds, if longer than its own.
+  void fork_prefix(Slot& s);
   /// Samples the slot's next token (under its grammar); -1 when the job ended instead (the
   /// grammar is complete, or no token can continue it).
   TokenId sample(Slot& s, const float* logits);
@@ -146,6 +177,7 @@ class Engine {
                bool flush = true);
 
   std::shared_ptr<const Model> model_;
+  std::unique_ptr<ModelBackend> backend_;
   EngineOptions opt_;
   int n_ctx_ = 0;
   std::vector<Slot> slots_;

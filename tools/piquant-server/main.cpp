@@ -16,6 +16,7 @@
 
 #include "api.hpp"
 #include "engine.hpp"
+#include "http_pool.hpp"
 #include "util/cli.hpp"
 
 namespace {
@@ -41,9 +42,10 @@ const char* kUsage = R"(usage: piquant-server [options]
       --cors-origin O     send CORS headers allowing origin O (default: no CORS headers)
   -n, --n-predict N       the most tokens one request may generate (default: the slot context)
       --max-queue N       requests waiting for a slot; more get 503 (default 4 x slots)
-      --threads-http N    HTTP connections served at once (default 64)
+      --threads-http N    HTTP connections served at once; more get 503 (default 64)
       --max-body BYTES    largest request body; more gets 413 (default 1048576)
-      --prefill-chunk N   prompt tokens evaluated per step, between decode steps (default 64)
+      --prefill-chunk N   rows per pass: a prompt chunk fills what the generating slots
+                          leave (default 64)
       --timeout S         read/write timeout of a connection in seconds (default 600)
   -v, --verbose           print model details and one line per request to stderr
   -h, --help              this text
@@ -177,7 +179,11 @@ int main(int argc, char** argv) {
 
     httplib::Server server;
     const size_t http_threads = static_cast<size_t>(a.threads_http);
-    server.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+    // At most --threads-http connections at once; more are answered 503 (Retry-After) by two
+    // refusal threads and closed instead of waiting for a worker.
+    server.new_task_queue = [http_threads] {
+      return new piquant::server::CappedPool(http_threads, 2);
+    };
     server.set_payload_max_length(a.max_body);
     server.set_read_timeout(a.timeout, 0);
     server.set_write_timeout(a.timeout, 0);
