@@ -97,7 +97,7 @@ namespace {
 ContextOptions context_options(const EngineOptions& o) {
   ContextOptions c;
   c.n_ctx = o.session.n_ctx;
-  c.n_seq = std::max(1, o.n_slots);
+  c.n_seq = std::max(1, o.n_slots) + 1;  // one spare: a prefix copy is made before the old goes
   c.n_threads = o.session.n_threads;
   c.kv_type = o.session.kv_type;
   return c;
@@ -343,10 +343,19 @@ void Engine::fork_prefix(Slot& s) {
     }
   }
   if (!src) return;
-  // The slot's own sequence goes; a copy of the source's first `best` positions takes its place.
+  // A copy of the source's first `best` positions (in the spare sequence) takes the place of
+  // the slot's own sequence, which then becomes the spare.
+  int copy = -1;
+  try {
+    copy = backend_->fork(src->seq, static_cast<int>(best));
+    backend_->set_adapters(copy, req.adapters);
+  } catch (const std::exception& e) {  // not expected; the slot just evaluates its prompt
+    if (copy >= 0) backend_->remove_sequence(copy);
+    if (opt_.verbose) std::fprintf(stderr, "slot %d: no prefix copy: %s\n", s.job->slot, e.what());
+    return;
+  }
   backend_->remove_sequence(s.seq);
-  s.seq = backend_->fork(src->seq, static_cast<int>(best));
-  backend_->set_adapters(s.seq, req.adapters);
+  s.seq = copy;
   const size_t gained = best - s.prompt_done;
   s.cached.assign(req.prompt.begin(), req.prompt.begin() + static_cast<long>(best));
   s.prompt_done = best;

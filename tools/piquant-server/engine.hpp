@@ -127,7 +127,7 @@ class Engine {
  public:
   /// A Context of n_slots sequences (options.session: context per slot, threads, KV type).
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
-  /// On another backend (with at least n_slots free sequences).
+  /// On another backend (with at least n_slots + 1 free sequences: one spare for prefix copies).
   Engine(std::shared_ptr<const Model> model, std::unique_ptr<ModelBackend> backend,
          const EngineOptions& options);
   ~Engine();
