@@ -78,6 +78,8 @@ class ContextBackend final : public ModelBackend {
   Context ctx_;
 };
 
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 size_t common_prefix(const std::vector<TokenId>& a, const std::vector<TokenId>& b) {
   const size_t n = std::min(a.size(), b.size());
   size_t k = 0;
@@ -259,7 +261,7 @@ TokenId Engine::sample(Slot& s, const float* logits) {
 void Engine::decide_lazy(Slot& s) {
   const GenRequest& req = s.job->req;
   size_t b = 0;
-  while (b < s.lazy_text.size() && std::strchr(" \t\r\n", s.lazy_text[b]) != nullptr) ++b;
+  while (b < s.lazy_text.size() && is_space(s.lazy_text[b])) ++b;
   const std::string_view t = std::string_view(s.lazy_text).substr(b);
   if (t.empty()) return;
   for (const std::string& trigger : req.grammar_triggers) {
@@ -269,7 +271,7 @@ void Engine::decide_lazy(Slot& s) {
     std::string_view rest = t;
     if (trigger == "<|python_tag|>") {
       rest.remove_prefix(trigger.size());
-      while (!rest.empty() && std::strchr(" \t\r\n", rest.front()) != nullptr) rest.remove_prefix(1);
+      while (!rest.empty() && is_space(rest.front())) rest.remove_prefix(1);
     }
     s.matcher.emplace(req.grammar, grammar_vocab_);
     if (s.matcher->accept_text(rest)) {
