@@ -281,4 +281,21 @@ double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, s
   return ref > 0 ? std::sqrt(err / ref) : 0.0;
 }
 
+double relative_rms_error_kquant(k::KQuant t, const float* w, const void* rows_q, size_t rows,
+                                 size_t cols) {
+  std::vector<float> deq(cols);
+  const size_t rb = k::kquant_row_bytes(t, cols);
+  double err = 0, ref = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    k::dequantize_row_kquant(t, static_cast<const uint8_t*>(rows_q) + r * rb, deq.data(), cols);
+    for (size_t c = 0; c < cols; ++c) {
+      const double x = double(w[r * cols + c]);
+      const double e = x - double(deq[c]);
+      err += e * e;
+      ref += x * x;
+    }
+  }
+  return ref > 0 ? std::sqrt(err / ref) : 0.0;
+}
+
 }  // namespace piquant

@@ -44,4 +44,8 @@ void quantize_matrix_kquant(kernels::KQuant t, const float* w, size_t rows, size
 double relative_rms_error(kernels::WeightType t, const float* w, const void* rows_q, size_t rows,
                           size_t cols);
 
+/// relative_rms_error for row-major GGUF K-quant / Q5_0 / Q5_1 rows.
+double relative_rms_error_kquant(kernels::KQuant t, const float* w, const void* rows_q,
+                                 size_t rows, size_t cols);
+
 }  // namespace piquant

@@ -51,6 +51,9 @@ class GgufWriter {
   void add_tensor(const std::string& name, uint32_t type, std::vector<uint64_t> dims,
                   std::string bytes);
 
+  /// The metadata added so far, in order (e.g. to copy tokenizer_to_gguf's keys elsewhere).
+  const std::vector<std::pair<std::string, GgufWriteValue>>& metadata() const { return kv_; }
+
   /// The whole file.
   std::string to_bytes() const;
   /// Writes the file; Error(kIo) on failure.
