@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/fp16.hpp"
+#include "common/quant_k.hpp"
 
 namespace piquant::kernels {
 
@@ -39,16 +40,7 @@ size_t block_bytes(WeightType t) {
   return 0;
 }
 
-bool has_quantizer(WeightType t) {
-  switch (t) {
-    case WeightType::kF32:
-    case WeightType::kF16:
-    case WeightType::kQ8:
-    case WeightType::kQ4:
-    case WeightType::kQ4M: return true;
-    default: return false;
-  }
-}
+bool has_quantizer(WeightType t) { return static_cast<size_t>(t) < kWeightTypeCount; }
 
 // The quantizers follow GGUF's reference quantize_row_*_ref so the blocks are interchangeable.
 void quantize_row_q8(const float* x, BlockQ8* y, size_t k) {
@@ -145,10 +137,13 @@ void quantize_rows(WeightType t, const float* x, size_t rows, size_t k, void* ds
       case WeightType::kQ8: quantize_row_q8(x, reinterpret_cast<BlockQ8*>(out), k); break;
       case WeightType::kQ4: quantize_row_q4(x, reinterpret_cast<BlockQ4*>(out), k); break;
       case WeightType::kQ4M: quantize_row_q4m(x, reinterpret_cast<BlockQ4M*>(out), k); break;
-      default:  // no quantizer (has_quantizer() is false): callers check first
-        PIQUANT_ASSERT(has_quantizer(t));
-        std::memset(out, 0, rb);
-        break;
+      // GGUF's blocks: round to nearest (common/quant_k; the converter's scale search is
+      // quantize_row_kquant with search on).
+      case WeightType::kQ4K: quantize_row_kquant(KQuant::kQ4K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5K: quantize_row_kquant(KQuant::kQ5K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ6K: quantize_row_kquant(KQuant::kQ6K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5_0: quantize_row_kquant(KQuant::kQ5_0, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5_1: quantize_row_kquant(KQuant::kQ5_1, x, out, k, {false, nullptr}); break;
     }
   }
 }

@@ -60,8 +60,8 @@ void dequantize_row_q4k(const BlockQ4K* x, float* y, size_t k);  // k % 256 == 0
 void dequantize_row_q5k(const BlockQ5K* x, float* y, size_t k);
 void dequantize_row_q6k(const BlockQ6K* x, float* y, size_t k);
 
-/// True when quantize_rows() can produce type t (f32, f16, q8, q4, q4m; the GGUF-only types are
-/// read from files and have no quantizer here yet).
+/// True when quantize_rows() can produce type t (every type: the GGUF K-quant / Q5_0 / Q5_1
+/// blocks by common/quant_k's round-to-nearest quantizers).
 bool has_quantizer(WeightType t);
 /// Quantizes `rows` row-major f32 rows of k elements into row-major rows of type t
 /// (row_bytes(t, k) each; f16 rounds to nearest even, f32 copies). t must have a quantizer

@@ -22,13 +22,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/blocks.hpp"
+
 namespace piquant::kernels {
 
-/// Values per super-block of the K types.
-constexpr size_t kSuperBlock = 256;
-/// GGUF block sizes in bytes.
+/// GGUF block sizes in bytes (= sizeof BlockQ4K, BlockQ5K, BlockQ6K, BlockQ5_0, BlockQ5_1).
 constexpr size_t kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210, kQ5_0Bytes = 22,
                  kQ5_1Bytes = 24;
+static_assert(sizeof(BlockQ4K) == kQ4KBytes && sizeof(BlockQ5K) == kQ5KBytes &&
+                  sizeof(BlockQ6K) == kQ6KBytes && sizeof(BlockQ5_0) == kQ5_0Bytes &&
+                  sizeof(BlockQ5_1) == kQ5_1Bytes,
+              "the quantizers write GGUF's blocks");
 
 /// Which GGUF block a quantizer writes.
 enum class KQuant : uint8_t { kQ4K, kQ5K, kQ6K, kQ5_0, kQ5_1 };
@@ -56,8 +60,9 @@ struct KQuantOptions {
 void quantize_row_kquant(KQuant t, const float* x, uint8_t* dst, size_t k,
                          const KQuantOptions& options);
 
-/// The inverse, exactly as ggml dequantizes (float operations in ggml's order), so a test can
-/// compare it with lib/format/kquants.cpp and the weighted error is that of the real values.
+/// The inverse, exactly as ggml dequantizes (float operations in ggml's order; built with
+/// -ffp-contract=off like common/dequant.cpp), so the weighted error the search compares is that
+/// of the real values. Tested bit-exact against dequantize_rows().
 void dequantize_row_kquant(KQuant t, const uint8_t* src, float* y, size_t k);
 
 }  // namespace piquant::kernels

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "common/quant.hpp"
 #include "common/quant_k.hpp"
 #include "convert/quantize.hpp"
 #include "format/kquants.hpp"
@@ -78,6 +79,26 @@ TEST_CASE("K-quant quantizers write bytes ggml's dequantization reads", "[conver
         REQUIRE(ours[i] == Approx(theirs[i]).epsilon(1e-6).margin(1e-30));
       }
     }
+  }
+  // Bit for bit against the kernels' dequantize_rows (llama.cpp's own operations), every type,
+  // and quantize_rows (round to nearest) writes the same blocks as quantize_row_kquant.
+  const std::pair<KQuant, kernels::WeightType> kTypes[] = {
+      {KQuant::kQ4K, kernels::WeightType::kQ4K}, {KQuant::kQ5K, kernels::WeightType::kQ5K},
+      {KQuant::kQ6K, kernels::WeightType::kQ6K}, {KQuant::kQ5_0, kernels::WeightType::kQ5_0},
+      {KQuant::kQ5_1, kernels::WeightType::kQ5_1}};
+  for (const auto& [t, wt] : kTypes) {
+    INFO(kernels::to_string(t));
+    const auto x = random_row(rng, k, true, -0.2f);
+    REQUIRE(kernels::row_bytes(wt, k) == kernels::kquant_row_bytes(t, k));
+    std::vector<uint8_t> q(kernels::kquant_row_bytes(t, k)), r(q.size());
+    kernels::quantize_row_kquant(t, x.data(), q.data(), k, {true, nullptr});
+    std::vector<float> ours(k), theirs(k);
+    kernels::dequantize_row_kquant(t, q.data(), ours.data(), k);
+    kernels::dequantize_rows(wt, q.data(), 1, k, theirs.data());
+    REQUIRE(std::memcmp(ours.data(), theirs.data(), k * sizeof(float)) == 0);
+    kernels::quantize_rows(wt, x.data(), 1, k, r.data());
+    kernels::quantize_row_kquant(t, x.data(), q.data(), k, {false, nullptr});
+    CHECK(q == r);
   }
   // Q5_0 / Q5_1 bit layout, by hand: value j's fifth bit is qh bit j, value j + 16's bit j + 16.
   std::vector<float> x(32);
