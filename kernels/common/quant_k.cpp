@@ -491,6 +491,21 @@ void quantize_q51(const float* x, const float* w, bool search, uint8_t* y) {
 
 }  // namespace
 
+void kquant_error_weights(KQuant t, const float* x, const float* importance, float* w) {
+  const size_t nv = kquant_block_values(t);
+  if (t == KQuant::kQ5_0 || t == KQuant::kQ5_1) {  // measured: no gain from the magnitude term
+    for (size_t i = 0; i < nv; ++i) w[i] = importance ? importance[i] : 1.0f;
+    return;
+  }
+  double s2 = 0;
+  for (size_t i = 0; i < nv; ++i) s2 += double(x[i]) * double(x[i]);
+  const float sigma2 = static_cast<float>(2.0 * s2 / double(nv));
+  for (size_t i = 0; i < nv; ++i) {
+    const float mag = std::sqrt(sigma2 + x[i] * x[i]);
+    w[i] = importance ? importance[i] * mag : mag;
+  }
+}
+
 const char* to_string(KQuant t) {
   switch (t) {
     case KQuant::kQ4K: return "q4_k";
@@ -532,11 +547,10 @@ void quantize_row_kquant(KQuant t, const float* x, uint8_t* dst, size_t k,
                          const KQuantOptions& o) {
   const size_t nv = kquant_block_values(t), nb = kquant_block_bytes(t);
   PIQUANT_ASSERT(k % nv == 0);
-  float ones[SB];
-  std::fill(ones, ones + SB, 1.0f);
+  float wb[SB];
   for (size_t b = 0; b < k / nv; ++b) {
     const float* xb = x + b * nv;
-    const float* wb = o.importance ? o.importance + b * nv : ones;
+    kquant_error_weights(t, xb, o.importance ? o.importance + b * nv : nullptr, wb);
     uint8_t* y = dst + b * nb;
     switch (t) {
       case KQuant::kQ4K: quantize_k(xb, wb, false, o.search, y); break;

@@ -10,14 +10,15 @@
 //    scales and minimums coded as 6-bit (Q6_K: 8-bit) multiples of the super-block's fp16 scale
 //    by rounding, then every value rounded. The baseline.
 //  - the search (default): minimizes the weighted squared error sum_i w_i (x_i - deq_i)^2,
-//    w_i = importance[i] (per input column; 1 without calibration). Per sub-block, a grid of
+//    w_i from kquant_error_weights (the importance per input column, 1 without calibration,
+//    times a magnitude term for the K types). Per sub-block, a grid of
 //    range mappings each refit by weighted least squares (scale, and minimum where the type has
 //    one) for the integers it rounds to, the best kept; then the super-block scales d / dmin
 //    are chosen from a few candidates around the largest sub-block scale / minimum over 63
 //    (127 for Q6_K), each sub-block's 6-bit codes picked from the 3 x 3 neighbourhood of their
 //    rounded values by the real (re-rounded, dequantized) error; the best candidate is kept.
 //    The round-to-nearest block is a candidate too, so the search is never worse than it under
-//    the weighted error (tested).
+//    that weighted error (tested).
 // Pure computation (no allocation, no exceptions): the callers check k (lib/convert/quantize).
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +55,13 @@ struct KQuantOptions {
   bool search = true;                 ///< false: plain round to nearest
   const float* importance = nullptr;  ///< k values (>= 0, finite) per row position, or null
 };
+
+/// The per-value weights of the error the search minimizes for one block of t (block values
+/// of x; importance: the block's calibration weights or null). Q4_K / Q5_K / Q6_K:
+/// importance[i] * sqrt(sigma2 + x[i]^2), sigma2 = 2 * mean(x^2) over the super-block (llama.cpp's
+/// idea for K-quants: the activation statistics times a magnitude term favouring a block's larger
+/// weights; measured better in KL on both quality models); Q5_0 / Q5_1: importance[i] (or 1).
+void kquant_error_weights(KQuant t, const float* x, const float* importance, float* w);
 
 /// Quantizes one row of k values (k % kquant_block_values(t) == 0, checked by the caller) into
 /// kquant_row_bytes(t, k) bytes of GGUF blocks. Non-finite inputs are the caller's to reject.

