@@ -78,6 +78,7 @@ TEST_CASE("convert --type q4_k_m: .piq with packed K blocks, fallback per tensor
   ConvertOptions o;
   o.type = "Q4_K_M";
   o.progress = false;
+  o.search = false;  // fast (also under qemu); the search has its own tests
   const ConvertReport rep = convert_model(*src, dir.file("m.piq"), o);
   int fallbacks = 0;
   for (const std::string& n : rep.notices) fallbacks += n.find("not a multiple of 256") != std::string::npos;
@@ -104,7 +105,7 @@ TEST_CASE("convert --type q4_k_m: .piq with packed K blocks, fallback per tensor
   for (size_t i = 0; i < src->tensors().size(); ++i) {
     if (src->tensors()[i].name == "blk.0.attn_q.weight") src->read_f32(i, want.data());
   }
-  CHECK(rel_rms(want, got) < 0.11);
+  CHECK(rel_rms(want, got) < 0.15);
   CHECK(rel_rms(want, got) > 0.01);  // really quantized
 }
 
@@ -115,6 +116,7 @@ TEST_CASE("convert --to gguf writes GGUF K-quant blocks", "[convert][kquant]") {
   o.type = "q5_k_m";
   o.format = "gguf";
   o.progress = false;
+  o.search = false;
   const ConvertReport rep = convert_model(*src, dir.file("m.gguf"), o);
   CHECK(rep.notices.empty());
   const GgufFile g(dir.file("m.gguf"));
@@ -138,7 +140,7 @@ TEST_CASE("convert --to gguf writes GGUF K-quant blocks", "[convert][kquant]") {
   for (size_t i = 0; i < src->tensors().size(); ++i) {
     if (src->tensors()[i].name == "blk.0.ffn_up.weight") src->read_f32(i, want.data());
   }
-  CHECK(rel_rms(want, got) < 0.055);
+  CHECK(rel_rms(want, got) < 0.09);
   // piquant's own GGUF reader accepts the file (the model's shape from the metadata).
   auto back = open_model_source(dir.file("m.gguf"));
   CHECK(back->config().dim == 256);
