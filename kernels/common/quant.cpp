@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/fp16.hpp"
+#include "common/quant_k.hpp"
 
 namespace piquant::kernels {
 
@@ -14,6 +15,11 @@ const char* to_string(WeightType t) {
     case WeightType::kQ8: return "q8";
     case WeightType::kQ4: return "q4";
     case WeightType::kQ4M: return "q4m";
+    case WeightType::kQ4K: return "q4_k";
+    case WeightType::kQ5K: return "q5_k";
+    case WeightType::kQ6K: return "q6_k";
+    case WeightType::kQ5_0: return "q5_0";
+    case WeightType::kQ5_1: return "q5_1";
   }
   return "?";
 }
@@ -25,9 +31,16 @@ size_t block_bytes(WeightType t) {
     case WeightType::kQ8: return sizeof(BlockQ8);
     case WeightType::kQ4: return sizeof(BlockQ4);
     case WeightType::kQ4M: return sizeof(BlockQ4M);
+    case WeightType::kQ4K: return sizeof(BlockQ4K);
+    case WeightType::kQ5K: return sizeof(BlockQ5K);
+    case WeightType::kQ6K: return sizeof(BlockQ6K);
+    case WeightType::kQ5_0: return sizeof(BlockQ5_0);
+    case WeightType::kQ5_1: return sizeof(BlockQ5_1);
   }
   return 0;
 }
+
+bool has_quantizer(WeightType t) { return static_cast<size_t>(t) < kWeightTypeCount; }
 
 // The quantizers follow GGUF's reference quantize_row_*_ref so the blocks are interchangeable.
 void quantize_row_q8(const float* x, BlockQ8* y, size_t k) {
@@ -124,6 +137,13 @@ void quantize_rows(WeightType t, const float* x, size_t rows, size_t k, void* ds
       case WeightType::kQ8: quantize_row_q8(x, reinterpret_cast<BlockQ8*>(out), k); break;
       case WeightType::kQ4: quantize_row_q4(x, reinterpret_cast<BlockQ4*>(out), k); break;
       case WeightType::kQ4M: quantize_row_q4m(x, reinterpret_cast<BlockQ4M*>(out), k); break;
+      // GGUF's blocks: round to nearest (common/quant_k; the converter's scale search is
+      // quantize_row_kquant with search on).
+      case WeightType::kQ4K: quantize_row_kquant(KQuant::kQ4K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5K: quantize_row_kquant(KQuant::kQ5K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ6K: quantize_row_kquant(KQuant::kQ6K, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5_0: quantize_row_kquant(KQuant::kQ5_0, x, out, k, {false, nullptr}); break;
+      case WeightType::kQ5_1: quantize_row_kquant(KQuant::kQ5_1, x, out, k, {false, nullptr}); break;
     }
   }
 }
@@ -144,6 +164,11 @@ void dequantize_rows(WeightType t, const void* src, size_t rows, size_t k, float
       case WeightType::kQ8: dequantize_row_q8(reinterpret_cast<const BlockQ8*>(in), y, k); break;
       case WeightType::kQ4: dequantize_row_q4(reinterpret_cast<const BlockQ4*>(in), y, k); break;
       case WeightType::kQ4M: dequantize_row_q4m(reinterpret_cast<const BlockQ4M*>(in), y, k); break;
+      case WeightType::kQ4K: dequantize_row_q4k(reinterpret_cast<const BlockQ4K*>(in), y, k); break;
+      case WeightType::kQ5K: dequantize_row_q5k(reinterpret_cast<const BlockQ5K*>(in), y, k); break;
+      case WeightType::kQ6K: dequantize_row_q6k(reinterpret_cast<const BlockQ6K*>(in), y, k); break;
+      case WeightType::kQ5_0: dequantize_row_q5_0(reinterpret_cast<const BlockQ5_0*>(in), y, k); break;
+      case WeightType::kQ5_1: dequantize_row_q5_1(reinterpret_cast<const BlockQ5_1*>(in), y, k); break;
     }
   }
 }

@@ -18,6 +18,9 @@ struct ConvertOptions {
   /// keep (each tensor in the piquant type nearest to how the source stores it; GGUF Q8_0,
   /// Q4_0, Q4_1, F16 and F32 tensors are copied bit for bit).
   std::string type = "q8";
+  /// Output format: "piq" (packed for piquant's kernels) or "gguf" (row-major GGUF blocks, the
+  /// types llama.cpp reads; Q/K rows in the layout llama.cpp expects for the architecture).
+  std::string format = "piq";
   int block_size = 32;                      ///< elements per quantization block; the kernels: 32
   bool search = true;                       ///< per-block scale search (false: plain absmax)
   std::vector<TokenId> calibration_tokens;  ///< non-empty: calibrate on these
@@ -56,9 +59,17 @@ std::string convert_type_names();
 /// old q4a / q4a_mix mapped to piquant's; unknown names are returned lower-cased (planned_type
 /// refuses them); K-quant names are refused with the nearest preset.
 std::string canonical_type_name(const std::string& name);
-/// The weight type a tensor gets under `type` (throws Error(kInvalidArgument) for an unknown
-/// name). Vectors are always f32; matrices whose width is not a multiple of 32 stay f32.
-kernels::WeightType planned_type(const std::string& type, const SourceTensor& t);
+/// The weight type a tensor gets under `type` in a model of n_layers layers (throws
+/// Error(kInvalidArgument) for an unknown name). Vectors are always f32; matrices whose width is
+/// not a multiple of 32 stay f32; a K type whose rows are not whole super-blocks falls back
+/// (kquant_fallback).
+kernels::WeightType planned_type(const std::string& type, const SourceTensor& t, int n_layers);
+/// The same as a name ("q4_k", "q5_0", "q8", "f32", ...); `notice` (may be null) receives the
+/// reason when a K type falls back.
+std::string planned_type_name(const std::string& type, const SourceTensor& t, int n_layers,
+                              std::string* notice);
+/// The .piq weight type of a type name (Error(kUnsupported) when .piq files cannot hold it).
+kernels::WeightType piq_weight_type(const std::string& name);
 
 /// Converts `src` into the .piq file `output` (written to output.tmp, renamed at the end).
 ConvertReport convert_model(const ModelSource& src, const std::string& output,

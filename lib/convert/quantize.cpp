@@ -219,6 +219,38 @@ void quantize_matrix(k::WeightType t, const float* w, size_t rows, size_t cols,
     run(0, rows);
 }
 
+void quantize_matrix_kquant(k::KQuant t, const float* w, size_t rows, size_t cols,
+                            const QuantizeOptions& o, void* dst, ThreadPool* pool) {
+  const size_t nv = k::kquant_block_values(t);
+  if (cols % nv != 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("quantize ") + k::to_string(t) + ": rows of " + std::to_string(cols) +
+                    " values are not a multiple of the " + std::to_string(nv) +
+                    "-value block" + (nv == k::kSuperBlock ? " (a K-quant super-block)" : ""));
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) {
+      if (!std::isfinite(w[r * cols + c])) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    std::string("quantize ") + k::to_string(t) + ": value at row " +
+                        std::to_string(r) + ", column " + std::to_string(c) + " is not finite");
+      }
+    }
+  }
+  const size_t rb = k::kquant_row_bytes(t, cols);
+  auto* out = static_cast<uint8_t*>(dst);
+  k::KQuantOptions ko;
+  ko.search = o.search;
+  ko.importance = o.importance;
+  auto run = [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) k::quantize_row_kquant(t, w + r * cols, out + r * rb, cols, ko);
+  };
+  if (pool != nullptr && rows >= 8)
+    pool->parallel_for(rows, 1, run);
+  else
+    run(0, rows);
+}
+
 double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, size_t rows,
                           size_t cols) {
   std::vector<float> deq(cols);
@@ -239,6 +271,23 @@ double relative_rms_error(k::WeightType t, const float* w, const void* rows_q, s
     } else {
       k::dequantize_rows(t, src, 1, cols, deq.data());
     }
+    for (size_t c = 0; c < cols; ++c) {
+      const double x = double(w[r * cols + c]);
+      const double e = x - double(deq[c]);
+      err += e * e;
+      ref += x * x;
+    }
+  }
+  return ref > 0 ? std::sqrt(err / ref) : 0.0;
+}
+
+double relative_rms_error_kquant(k::KQuant t, const float* w, const void* rows_q, size_t rows,
+                                 size_t cols) {
+  std::vector<float> deq(cols);
+  const size_t rb = k::kquant_row_bytes(t, cols);
+  double err = 0, ref = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    k::dequantize_row_kquant(t, static_cast<const uint8_t*>(rows_q) + r * rb, deq.data(), cols);
     for (size_t c = 0; c < cols; ++c) {
       const double x = double(w[r * cols + c]);
       const double e = x - double(deq[c]);

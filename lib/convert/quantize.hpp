@@ -14,6 +14,7 @@
 #include <cstddef>
 
 #include "common/quant.hpp"
+#include "common/quant_k.hpp"
 
 namespace piquant {
 
@@ -30,9 +31,21 @@ struct QuantizeOptions {
 void quantize_matrix(kernels::WeightType t, const float* w, size_t rows, size_t cols,
                      const QuantizeOptions& options, void* dst, ThreadPool* pool);
 
+/// Quantizes a row-major f32 matrix into row-major rows of GGUF K-quant / Q5_0 / Q5_1 blocks
+/// (kernels/common/quant_k.hpp; options.search false: plain round to nearest). Throws
+/// Error(kInvalidArgument) when cols is not a multiple of the type's block (256 for the K
+/// types, 32 for Q5_0 / Q5_1) or a value is not finite. pool may be null; the output does not
+/// depend on the thread count.
+void quantize_matrix_kquant(kernels::KQuant t, const float* w, size_t rows, size_t cols,
+                            const QuantizeOptions& options, void* dst, ThreadPool* pool);
+
 /// sqrt(sum (w - deq)^2 / sum w^2) of a row-major quantized matrix against its f32 source
 /// (0 when the source is all zeros).
 double relative_rms_error(kernels::WeightType t, const float* w, const void* rows_q, size_t rows,
                           size_t cols);
+
+/// relative_rms_error for row-major GGUF K-quant / Q5_0 / Q5_1 rows.
+double relative_rms_error_kquant(kernels::KQuant t, const float* w, const void* rows_q,
+                                 size_t rows, size_t cols);
 
 }  // namespace piquant

@@ -1,5 +1,7 @@
 #include "format/gguf_writer.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -176,6 +178,130 @@ void GgufWriter::write(const std::string& path) const {
   std::ofstream f(path, std::ios::binary);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!f) throw Error(ErrorCode::kIo, path + ": cannot write the GGUF file");
+}
+
+GgufStreamWriter::GgufStreamWriter(std::string path, uint32_t alignment)
+    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), alignment_(alignment) {
+  if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: alignment " + std::to_string(alignment_) + " is not a power of two");
+  }
+}
+
+GgufStreamWriter::~GgufStreamWriter() {
+  if (f_ != nullptr) std::fclose(f_);
+  if (!finished_ && started_) std::remove(tmp_path_.c_str());
+}
+
+void GgufStreamWriter::add(const std::string& key, GgufWriteValue value) {
+  if (started_) throw Error(ErrorCode::kInvalidArgument, "GGUF writer: metadata after tensor data");
+  kv_.emplace_back(key, std::move(value));
+}
+
+uint64_t GgufStreamWriter::declare_tensor(const std::string& name, uint32_t type,
+                                          std::vector<uint64_t> dims) {
+  if (started_) throw Error(ErrorCode::kInvalidArgument, "GGUF writer: tensor declared after data");
+  const GgmlTypeInfo* info = ggml_type_info(type);
+  if (info == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: tensor " + name + " has unknown ggml type " + std::to_string(type));
+  }
+  uint64_t n = 1;
+  for (uint64_t d : dims) n *= d;
+  const uint64_t ne0 = dims.empty() ? 1 : dims[0];
+  if (ne0 % info->block_size != 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: tensor " + name + ": rows of " + std::to_string(ne0) +
+                    " values are not whole " + info->name + " blocks of " +
+                    std::to_string(info->block_size));
+  }
+  const uint64_t bytes = n / info->block_size * info->type_size;
+  tensors_.push_back({name, type, std::move(dims), bytes});
+  return bytes;
+}
+
+void GgufStreamWriter::write_raw(const void* data, size_t size) {
+  if (size != 0 && std::fwrite(data, 1, size, f_) != size) {
+    throw Error(ErrorCode::kIo, tmp_path_ + ": write failed (disk full?)");
+  }
+  pos_ += size;
+}
+
+void GgufStreamWriter::start() {
+  f_ = std::fopen(tmp_path_.c_str(), "wb");
+  if (f_ == nullptr) throw Error(ErrorCode::kIo, tmp_path_ + ": cannot create the file");
+  started_ = true;
+  bool has_alignment_key = false;
+  for (const auto& kv : kv_) has_alignment_key |= kv.first == "general.alignment";
+  const bool add_alignment = alignment_ != 32 && !has_alignment_key;
+  std::string out = "GGUF";
+  put<uint32_t>(out, 3);
+  put<uint64_t>(out, tensors_.size());
+  put<uint64_t>(out, kv_.size() + (add_alignment ? 1 : 0));
+  for (const auto& kv : kv_) {
+    put_string(out, kv.first);
+    put<uint32_t>(out, static_cast<uint32_t>(kv.second.type));
+    put_value(out, kv.second, kv.first);
+  }
+  if (add_alignment) {
+    put_string(out, "general.alignment");
+    put<uint32_t>(out, static_cast<uint32_t>(GgufType::kUint32));
+    put<uint32_t>(out, alignment_);
+  }
+  uint64_t offset = 0;
+  for (const Info& t : tensors_) {
+    put_string(out, t.name);
+    put<uint32_t>(out, static_cast<uint32_t>(t.dims.size()));
+    for (uint64_t d : t.dims) put<uint64_t>(out, d);
+    put<uint32_t>(out, t.type);
+    put<uint64_t>(out, offset);
+    offset = (offset + t.bytes + alignment_ - 1) / alignment_ * alignment_;
+  }
+  pad(out, alignment_);
+  write_raw(out.data(), out.size());
+}
+
+void GgufStreamWriter::append(const void* data, size_t size) {
+  if (!started_) start();
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    if (current_ >= tensors_.size()) {
+      throw Error(ErrorCode::kInvalidArgument, "GGUF writer: more data than the declared tensors");
+    }
+    const Info& t = tensors_[current_];
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(size, t.bytes - written_));
+    write_raw(p, n);
+    p += n, size -= n, written_ += n;
+    if (written_ == t.bytes) {
+      static const char zeros[64] = {};
+      const uint64_t padded = (t.bytes + alignment_ - 1) / alignment_ * alignment_;
+      for (uint64_t left = padded - t.bytes; left > 0;) {
+        const size_t z = static_cast<size_t>(std::min<uint64_t>(left, sizeof zeros));
+        write_raw(zeros, z);
+        left -= z;
+      }
+      ++current_, written_ = 0;
+    }
+  }
+}
+
+void GgufStreamWriter::finish() {
+  if (!started_) start();
+  if (current_ != tensors_.size()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF writer: tensor " + tensors_[current_].name + " is incomplete (" +
+                    std::to_string(written_) + " of " + std::to_string(tensors_[current_].bytes) +
+                    " bytes)");
+  }
+  if (std::fclose(f_) != 0) {
+    f_ = nullptr;
+    throw Error(ErrorCode::kIo, tmp_path_ + ": write failed on close");
+  }
+  f_ = nullptr;
+  if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+    throw Error(ErrorCode::kIo, "cannot rename " + tmp_path_ + " to " + path_);
+  }
+  finished_ = true;
 }
 
 }  // namespace piquant

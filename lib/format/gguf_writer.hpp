@@ -3,6 +3,7 @@
 // tensors given as raw bytes, laid out with the file's alignment. Used by tests to build
 // fixtures and by tools that export GGUF.
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ class GgufWriter {
   void add_tensor(const std::string& name, uint32_t type, std::vector<uint64_t> dims,
                   std::string bytes);
 
+  /// The metadata added so far, in order (e.g. to copy tokenizer_to_gguf's keys elsewhere).
+  const std::vector<std::pair<std::string, GgufWriteValue>>& metadata() const { return kv_; }
+
   /// The whole file.
   std::string to_bytes() const;
   /// Writes the file; Error(kIo) on failure.
@@ -66,6 +70,49 @@ class GgufWriter {
   uint32_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufWriteValue>> kv_;
   std::vector<Tensor> tensors_;
+};
+
+/// Writes a GGUF file tensor by tensor, in bounded memory (piquant-convert --to gguf): the
+/// metadata and every tensor's name, type and shape are declared first (their sizes follow from
+/// type and shape), then each tensor's bytes are written in the declared order. The file is
+/// written to PATH.tmp and renamed to PATH by finish(); destroyed unfinished, it removes the
+/// temporary file.
+class GgufStreamWriter {
+ public:
+  explicit GgufStreamWriter(std::string path, uint32_t alignment = 32);
+  ~GgufStreamWriter();
+  GgufStreamWriter(const GgufStreamWriter&) = delete;
+  GgufStreamWriter& operator=(const GgufStreamWriter&) = delete;
+
+  void add(const std::string& key, GgufWriteValue value);
+  /// Declares the next tensor (Error(kInvalidArgument) for an unknown type or a shape whose
+  /// row length is not a whole number of the type's blocks). Returns its size in bytes.
+  uint64_t declare_tensor(const std::string& name, uint32_t type, std::vector<uint64_t> dims);
+  /// Appends bytes of the current tensor (declared order); a tensor may come in pieces. The
+  /// header is written on the first call.
+  void append(const void* data, size_t size);
+  /// Checks every declared tensor is complete, pads, closes and renames. Error(kIo) on failure.
+  void finish();
+  uint64_t bytes_written() const { return pos_; }
+
+ private:
+  struct Info {
+    std::string name;
+    uint32_t type;
+    std::vector<uint64_t> dims;
+    uint64_t bytes;
+  };
+  void write_raw(const void* data, size_t size);
+  void start();
+  std::string path_, tmp_path_;
+  uint32_t alignment_;
+  std::FILE* f_ = nullptr;
+  uint64_t pos_ = 0;
+  bool started_ = false, finished_ = false;
+  size_t current_ = 0;      // tensor being written
+  uint64_t written_ = 0;    // bytes of it so far
+  std::vector<std::pair<std::string, GgufWriteValue>> kv_;
+  std::vector<Info> tensors_;
 };
 
 }  // namespace piquant

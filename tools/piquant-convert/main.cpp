@@ -17,6 +17,7 @@
 namespace {
 
 const char* kUsage = R"(usage: piquant-convert INPUT -o OUTPUT.piq [options]
+       piquant-convert INPUT -o OUTPUT.gguf --to gguf --type q4_k_m [options]
        piquant-convert --verify FILE.piq
 INPUT is a Hugging Face model directory (config.json + model.safetensors or a sharded
 model.safetensors.index.json), a .gguf file, or a llama2.c checkpoint (its tokenizer.bin
@@ -27,15 +28,21 @@ given with -z). A long flag takes its value after a space or '=' (--type=q4_mix)
                             per-block minimum; q4a is an old name for it),
                             q4_mix / q4m_mix (q4 / q4m, with embedding, classifier and
                             attention v/output projections at q8),
+                            GGUF's K-quants: q4_k, q5_k, q6_k (256-value super-blocks),
+                            q5_0, q5_1, and the mixes q4_k_m / q5_k_m (Q4_K / Q5_K with the
+                            classifier and some attn_v / ffn_down at Q6_K); rows that are
+                            not whole super-blocks fall back per tensor (q4_k -> q5_0,
+                            q5_k -> q5_1, q6_k -> q8) with a note,
                             keep (each tensor as the source stores it where piquant runs it:
-                            GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 copied bit for bit);
-                            K-quants (Q4_K_M, ...) are read from GGUF but not written
+                            GGUF Q8_0 / Q4_0 / Q4_1 / F16 / F32 copied bit for bit)
       --outtype T         the same (llama.cpp's convert script's spelling)
+      --to FORMAT         piq (default) or gguf: a GGUF file llama.cpp runs (row-major
+                          blocks; also chosen when OUTPUT ends in .gguf)
   -z, --tokenizer FILE    tokenizer to embed (needed for llama2.c; overrides the source's);
                           the converter says which tokenizer the file carries, and warns when
                           it carries none
       --block-size N      quantization block (only 32: the kernels' block)
-      --no-search         plain round-to-nearest absmax, no per-block scale search
+      --no-search         plain round to nearest (absmax / min-max), no scale search
       --calibrate FILE    text to run the f32 model over; weights quantization error by each
                           input channel's mean square activation (imatrix-style)
       --calib-tokens N    at most N tokens of the calibration text (default 8192)
@@ -90,7 +97,7 @@ void print_report(const piquant::ConvertReport& rep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string input, output, tokenizer, calib_file, verify_file, lora_file, lora_type = "f16";
+  std::string to, input, output, tokenizer, calib_file, verify_file, lora_file, lora_type = "f16";
   std::vector<std::pair<std::string, float>> merges;  // --merge-lora file, scale
   bool report = false;
   int calib_tokens = 8192;
@@ -102,6 +109,8 @@ int main(int argc, char** argv) {
       output = args.value();
     else if (f == "--type" || f == "--outtype")
       o.type = args.value();
+    else if (f == "--to")
+      to = args.value();
     else if (f == "-z" || f == "--tokenizer")
       tokenizer = args.value();
     else if (f == "--block-size")
@@ -145,6 +154,9 @@ int main(int argc, char** argv) {
     }
     if (input.empty()) die("no INPUT given (see --help)");
     if (output.empty()) die("no output file given (-o OUTPUT.piq)");
+    const bool gguf_name = output.size() > 5 && output.compare(output.size() - 5, 5, ".gguf") == 0;
+    o.format = to.empty() ? (gguf_name ? "gguf" : "piq") : to;
+    if (o.format != "piq" && o.format != "gguf") die("--to " + to + ": piq or gguf");
     auto src = piquant::open_model_source(input, tokenizer);
     if (!lora_file.empty()) {  // pack an adapter for this base model; no model conversion
       if (lora_type != "f16" && lora_type != "q8") die("--lora-type must be f16 or q8");
