@@ -258,67 +258,146 @@ void gemm(const GemmArgs& a) {
 }
 
 // GEMV: per 4-row group and block, 8 sdot (row r's halves x the activation halves) into four
-// int32x4 running sums that are never reset inside a chunk (|sum| <= 64 x 32 x 128 x 127 < 2^31),
-// three addp fold them (lane r = row r), and the block's own sums are the difference from the
-// previous block's fold: no per-block zeroing moves. The start value (magic - off * s, computed
-// in a general register and dup'ed) is added to that difference, then the same fsub / fmul / fmla
-// as the GEMM follow (lane r of one float32x4 = row r).
+// int32x4 chains, three addp fold them (lane r = row r). Each chain starts from a vector *loaded*
+// from the token's per-block record (ActRec, built once per token and reused by every row group),
+// whose lanes sum to the start value kMagicBits - off * s: no zeroing moves, no running sums to
+// subtract, no dup; a load instead of an ASIMD op (the A76's two ASIMD pipes are the limit, its
+// two load pipes are not). Then the same fsub / fmul / fmla as the GEMM (lane r of one float32x4
+// = row r), d_a (and q4m's d_a s) by element from the record's float lanes.
+struct alignas(16) ActRec {
+  int32_t start[4][4];  ///< per row r: lanes sum to kMagicBits - off * s (4 copies: 4 loads, no CSE)
+  float da, das, pad[2];
+};
+static_assert(sizeof(ActRec) == 80, "ActRec layout");
+
+template <WeightType T>
+void build_recs(const BlockQ8A* x, size_t nb, ActRec* rec) {
+  for (size_t b = 0; b < nb; ++b) {
+    ActRec& o = rec[b];
+    const int32_t init = kMagicBits - kOffset<T> * x[b].s;
+    for (int r = 0; r < 4; ++r) {
+      o.start[r][0] = init;
+      o.start[r][1] = o.start[r][2] = o.start[r][3] = 0;
+    }
+    o.da = x[b].d;
+    o.das = x[b].d * static_cast<float>(x[b].s);
+    o.pad[0] = o.pad[1] = 0.0f;
+  }
+}
+
+/// q8: the four rows' int32 sums of one block (lane r = row r, plus the start value), in asm:
+/// the same instructions as the intrinsics, but GCC 12 allocates two vector moves into the
+/// intrinsic version of this loop (2.28 instead of 2.03 cycles per block x row in bench/mca.py).
+inline int32x4_t dot4_q8(const uint8_t* blk, const int8_t* qs, const int32_t* start) {
+  int32x4_t i0, i1, i2, i3;
+  int8x16_t a0, a1, w0, w1, w2, w3;
+  asm("ldp %q[a0], %q[a1], [%[qs]]\n\t"
+      "ldp %q[i0], %q[i1], [%[st]]\n\t"
+      "ldp %q[i2], %q[i3], [%[st], #32]\n\t"
+      "ldur %q[w0], [%[w], #8]\n\t"
+      "ldur %q[w1], [%[w], #24]\n\t"
+      "ldur %q[w2], [%[w], #40]\n\t"
+      "ldur %q[w3], [%[w], #56]\n\t"
+      "sdot %[i0].4s, %[w0].16b, %[a0].16b\n\t"
+      "sdot %[i1].4s, %[w1].16b, %[a0].16b\n\t"
+      "sdot %[i2].4s, %[w2].16b, %[a0].16b\n\t"
+      "sdot %[i3].4s, %[w3].16b, %[a0].16b\n\t"
+      "ldur %q[w0], [%[w], #72]\n\t"
+      "ldur %q[w1], [%[w], #88]\n\t"
+      "ldur %q[w2], [%[w], #104]\n\t"
+      "ldur %q[w3], [%[w], #120]\n\t"
+      "sdot %[i0].4s, %[w0].16b, %[a1].16b\n\t"
+      "sdot %[i1].4s, %[w1].16b, %[a1].16b\n\t"
+      "sdot %[i2].4s, %[w2].16b, %[a1].16b\n\t"
+      "sdot %[i3].4s, %[w3].16b, %[a1].16b\n\t"
+      "addp %[i0].4s, %[i0].4s, %[i1].4s\n\t"
+      "addp %[i2].4s, %[i2].4s, %[i3].4s\n\t"
+      "addp %[i0].4s, %[i0].4s, %[i2].4s"
+      : [i0] "=&w"(i0), [i1] "=&w"(i1), [i2] "=&w"(i2), [i3] "=&w"(i3), [a0] "=&w"(a0),
+        [a1] "=&w"(a1), [w0] "=&w"(w0), [w1] "=&w"(w1), [w2] "=&w"(w2), [w3] "=&w"(w3)
+      : [w] "r"(blk), [qs] "r"(qs), [st] "r"(start),
+        "m"(*reinterpret_cast<const uint8_t(*)[kGroupBytes<WeightType::kQ8>]>(blk)),
+        "m"(*reinterpret_cast<const int8_t(*)[kBlock]>(qs)),
+        "m"(*reinterpret_cast<const int32_t(*)[16]>(start)));
+  return i0;
+}
+
+/// One K-block of the group at blk (4 rows) for one token: facc lane r += row r's block term.
+template <WeightType T>
+inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa, const ActRec& rc,
+                              float32x4_t magic, float32x4_t facc) {
+  int32x4_t p;
+  if (T == WeightType::kQ8) {
+    p = dot4_q8(blk, xa.qs, rc.start[0]);
+  } else {
+    const int8x16_t alo = vld1q_s8(xa.qs), ahi = vld1q_s8(xa.qs + 16);
+    int32x4_t i[4];
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      const uint8x16_t q = vld1q_u8(blk + (T == WeightType::kQ4M ? 16 : 8) + 16 * r);
+      const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
+      const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+      i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc.start[r]), lo, alo), hi, ahi);
+    }
+    p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+  }
+  const float32x2_t dd = vld1_f32(&rc.da);  // d_a, d_a s
+  const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
+  facc = vfmaq_f32(facc, t, load_f16x4(blk));
+  if (T == WeightType::kQ4M) facc = vfmaq_lane_f32(facc, load_f16x4(blk + 8), dd, 1);
+  return facc;
+}
+
+// Records per pass: K <= 8192 in one pass (20 KB of stack); longer rows take several passes over
+// the row groups, the running sums parked in the output between them (a float store and load:
+// the same float sequence as one pass).
+constexpr size_t kRecBlocks = 4 * kChunk;
+
 template <WeightType T>
 void gemv(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
   const float32x4_t magic = vdupq_n_f32(kMagic);
+  ActRec recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
     float* out = a.dst + n * a.dst_stride;
-    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      const uint8_t* w = wt + row / kRowInterleave * nb * gb;
-      float32x4_t y = vdupq_n_f32(0.0f);
-      for (size_t kc = 0; kc < nb; kc += kChunk) {
-        const size_t ke = nb - kc < kChunk ? nb : kc + kChunk;
-        float32x4_t facc = vdupq_n_f32(0.0f);
-        int32x4_t i[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
-        int32x4_t prev = vdupq_n_s32(0);
-        for (size_t b = kc; b < ke; ++b) {
-          PIQUANT_MCA_BEGIN(T, 4, 1, 1);
-          const uint8_t* blk = w + b * gb;
-          const BlockQ8A& xa = x[b];
-          const int8x16_t alo = vld1q_s8(xa.qs), ahi = vld1q_s8(xa.qs + 16);
-          PIQUANT_UNROLL
-          for (int r = 0; r < 4; ++r) {
-            int8x16_t lo, hi;
-            if (T == WeightType::kQ8) {
-              lo = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 8 + 16 * r));
-              hi = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 72 + 16 * r));
-            } else {
-              const uint8x16_t q = vld1q_u8(blk + (T == WeightType::kQ4M ? 16 : 8) + 16 * r);
-              lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
-              hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-            }
-            i[r] = vdotq_s32(vdotq_s32(i[r], lo, alo), hi, ahi);
+    for (size_t k0 = 0; k0 < nb; k0 += kRecBlocks) {
+      const size_t k1 = nb - k0 < kRecBlocks ? nb : k0 + kRecBlocks;
+      build_recs<T>(x + k0, k1 - k0, recs);
+      for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+        const uint8_t* w = wt + row / kRowInterleave * nb * gb;
+        const bool full = row >= a.m0 && row + 4 <= a.m1;
+        float32x4_t y = vdupq_n_f32(0.0f);
+        if (k0 > 0) {
+          float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          for (size_t r = 0; r < 4; ++r) {
+            if (!full && row + r >= a.m0 && row + r < a.m1) tmp[r] = out[row + r];
           }
-          const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
-          int32_t init = kMagicBits - kOffset<T> * xa.s;
-          asm("" : "+r"(init));  // keep it in a general register: dup from there (no ASIMD ops)
-          const int32x4_t v = vaddq_s32(vsubq_s32(p, prev), vdupq_n_s32(init));
-          prev = p;
-          const float32x4_t t = vmulq_n_f32(vsubq_f32(vreinterpretq_f32_s32(v), magic), xa.d);
-          facc = vfmaq_f32(facc, t, load_f16x4(blk));
-          if (T == WeightType::kQ4M) {
-            facc = vfmaq_f32(facc, vdupq_n_f32(xa.d * static_cast<float>(xa.s)), load_f16x4(blk + 8));
-          }
-          PIQUANT_MCA_END();
+          y = full ? vld1q_f32(out + row) : vld1q_f32(tmp);
         }
-        y = kc == 0 ? facc : vaddq_f32(y, facc);
-      }
-      if (row >= a.m0 && row + 4 <= a.m1) {
-        vst1q_f32(out + row, y);
-      } else {
-        float tmp[4];
-        vst1q_f32(tmp, y);
-        for (size_t r = 0; r < 4; ++r) {
-          if (row + r >= a.m0 && row + r < a.m1) out[row + r] = tmp[r];
+        for (size_t kc = k0; kc < k1; kc += kChunk) {
+          const size_t ke = k1 - kc < kChunk ? k1 : kc + kChunk;
+          float32x4_t facc = vdupq_n_f32(0.0f);
+          // One block per iteration: unrolled by 2, GCC 12 adds vector moves (the loop counter's
+          // 4 instructions then cost less than those).
+          const ActRec* rc = recs + (kc - k0);
+          for (size_t b = kc; b < ke; ++b, ++rc) {
+            PIQUANT_MCA_BEGIN(T, 4, 1, 1);
+            facc = gemv_block<T>(w + b * gb, x[b], *rc, magic, facc);
+            PIQUANT_MCA_END();
+          }
+          y = kc == 0 ? facc : vaddq_f32(y, facc);
+        }
+        if (full) {
+          vst1q_f32(out + row, y);
+        } else {
+          float tmp[4];
+          vst1q_f32(tmp, y);
+          for (size_t r = 0; r < 4; ++r) {
+            if (row + r >= a.m0 && row + r < a.m1) out[row + r] = tmp[r];
+          }
         }
       }
     }
