@@ -31,7 +31,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCA = os.environ.get("LLVM_MCA", "llvm-mca-19")
-WEIGHTS = {2: "q8", 3: "q4", 4: "q4m"}  # int(WeightType): see common/quant.hpp
+WEIGHTS = {2: "q8", 3: "q4", 4: "q4m", 5: "q4_k", 6: "q5_k", 7: "q6_k", 8: "q5_0",
+           9: "q5_1"}  # int(WeightType): see common/quant.hpp
 
 # file -> (triple, [(model, label)])
 MODELS = {
@@ -56,7 +57,11 @@ ANCHOR = """The anchor, llama.cpp's own aarch64 kernels measured the same way (i
 Q4_0 repacked 4x4, dotprod, no i8mm; `neoverse-n1`): `gemm_q4_0_4x4_q8_0` 16-token loop 1.66
 cycles per block x row x token (60 % of the floor), its 4-token tail 1.94 (52 %),
 `gemv_q4_0_4x4_q8_0` 3.15 (32 %), `gemm_q8_0_4x4_q8_0` 1.88 (53 %), `gemv_q8_0_4x4_q8_0` 2.28
-(44 %); Pi 4 (`cortex-a72`, `vec_dot_q4_0_q8_0` with `smull`) 11.8."""
+(44 %); Pi 4 (`cortex-a72`, `vec_dot_q4_0_q8_0` with `smull`) 11.8. K-quants, llama.cpp's Pi 5
+path (`*_q4_K_8x4_q8_K`, `*_q6_K_8x4_q8_K`, Q8_K activations; its sub-block loop body plus the
+scale-decode inner loop per super-block, `-O3 -mcpu=cortex-a76`, by hand, not by this script):
+Q4_K GEMM ~3.0, GEMV ~3.8; Q6_K GEMM ~3.7, GEMV ~7.5. The q4_k .. q5_1 rows here count 32-value
+blocks (a 256-value super-block is 8)."""
 
 
 def run(cmd, **kw):

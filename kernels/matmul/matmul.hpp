@@ -90,6 +90,28 @@ void gemv_f32_q8_q4m_neondot(const GemmArgs& a);
 void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a);
 void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a);
 void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a);
+// q4_k on dotprod: q4m's 4 x 8 tile per 32-value sub-block (matmul_neondot.cpp); q5_k, q6_k, q5_0,
+// q5_1 and every type on the A72: one row x 4 (dotprod) or 2 tokens (matmul_kquant_neon_impl.hpp)
+void gemv_f32_q8_q4k_neondot(const GemmArgs& a);
+void gemv_f32_q8_q5k_neondot(const GemmArgs& a);
+void gemv_f32_q8_q6k_neondot(const GemmArgs& a);
+void gemv_f32_q8_q50_neondot(const GemmArgs& a);
+void gemv_f32_q8_q51_neondot(const GemmArgs& a);
+void gemm_f32_q8_q4k_4x8_neondot(const GemmArgs& a);
+void gemm_f32_q8_q5k_1x4_neondot(const GemmArgs& a);
+void gemm_f32_q8_q6k_1x4_neondot(const GemmArgs& a);
+void gemm_f32_q8_q50_1x4_neondot(const GemmArgs& a);
+void gemm_f32_q8_q51_1x4_neondot(const GemmArgs& a);
+void gemv_f32_q8_q4k_neon(const GemmArgs& a);
+void gemv_f32_q8_q5k_neon(const GemmArgs& a);
+void gemv_f32_q8_q6k_neon(const GemmArgs& a);
+void gemv_f32_q8_q50_neon(const GemmArgs& a);
+void gemv_f32_q8_q51_neon(const GemmArgs& a);
+void gemm_f32_q8_q4k_1x2_neon(const GemmArgs& a);
+void gemm_f32_q8_q5k_1x2_neon(const GemmArgs& a);
+void gemm_f32_q8_q6k_1x2_neon(const GemmArgs& a);
+void gemm_f32_q8_q50_1x2_neon(const GemmArgs& a);
+void gemm_f32_q8_q51_1x2_neon(const GemmArgs& a);
 #endif
 
 }  // namespace piquant::kernels

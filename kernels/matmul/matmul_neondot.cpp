@@ -27,6 +27,10 @@
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
 
+#define PIQUANT_DOT16(acc, w, a) vdotq_s32(acc, w, a)
+#define PIQUANT_KZERO_LOAD 1  // the A76's ASIMD pipes are the limit, its two load pipes are not
+#include "matmul/matmul_kquant_neon_impl.hpp"
+
 namespace piquant::kernels {
 namespace {
 
@@ -173,9 +177,112 @@ inline void tile(const uint8_t* __restrict w, const float* __restrict sc, const 
   }
 }
 
+// --- q4_k on the q4m machinery -----------------------------------------------------------
+// A Q4_K value is d sc_j q - dmin mn_j with q = 0..15 in 32-value sub-block j: per sub-block, a
+// q4m block with scale d sc_j and minimum -dmin mn_j. Those two floats per (row, sub-block) are
+// computed once per (4-row group, super-block) by q4k_scales (GEMM: once per panel and chunk, as
+// convert_scales) and the GEMM tile / GEMV run q4m's float sequence on each sub-block, so GEMV ==
+// GEMM bit for bit as for q4m. The nibbles: sub-block j of row r is the low (j even) or high (j
+// odd) nibbles of the row's 32 bytes qs[32 (j / 2) ..]: one load pair per row for two sub-blocks.
+constexpr size_t kQ4KRowBytes = sizeof(BlockQ4K);                    // 144
+constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 rows
+
+/// d sc_j and -dmin mn_j of the 4 rows of the super-block group at g: out[4 j + r] and
+/// out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load each.
+inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
+  float32x4x4_t sl, sh, ml, mh;
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    const uint8_t* p = g + r * kQ4KRowBytes;
+    const uint8x16_t s = kscales(p + offsetof(BlockQ4K, scales));
+    const uint16x8_t s01 = vmovl_u8(vget_low_u8(s)), s23 = vmovl_high_u8(s);
+    const float32x2_t dm = load_f16x2(p);  // d, dmin
+    const float32x2_t ndm = vneg_f32(dm);
+    sl.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s01))), dm, 0);
+    sh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s23))), dm, 0);
+    ml.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s01)), ndm, 1);
+    mh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s23)), ndm, 1);
+  }
+  vst4q_f32(out, sl);  // out[4 j + r] = row r's sub-block j, j = 0..3
+  vst4q_f32(out + 16, sh);
+  vst4q_f32(out + 32, ml);
+  vst4q_f32(out + 48, mh);
+}
+
+/// tile() for q4_k: rows 4g..4g+3 (the group at w: super-blocks [0, nb / 8) of the chunk) x 4G
+/// tokens; sc: q4k_scales of each super-block, 64 floats apart.
+template <int G>
+inline void tile_q4k(const uint8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
+                     size_t nb, float32x4_t (&out)[4][G]) {
+  float32x4_t facc[4][G];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
+  }
+  const float32x4_t magic = vdupq_n_f32(kMagic);
+  for (size_t b = 0; b < nb; b += 2) {  // sub-blocks b (low nibbles) and b + 1 (high)
+    PIQUANT_MCA_BEGIN(WeightType::kQ4K, 4, 4 * G, 2);
+    const uint8_t* qs = w + b / 8 * kQ4KGroupBytes + offsetof(BlockQ4K, qs) + 32 * (b % 8 / 2);
+    uint8x16_t x[4][2];
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
+      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
+    }
+    PIQUANT_UNROLL
+    for (int half = 0; half < 2; ++half) {
+      const size_t bb = b + half;
+      const Quad* qq = q + bb * G;
+      int8x16_t wv[4][2];
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        PIQUANT_UNROLL
+        for (int h = 0; h < 2; ++h) {
+          wv[r][h] = vreinterpretq_s8_u8(half == 0 ? vandq_u8(x[r][h], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][h], 4));
+        }
+      }
+      int32x4_t acc[4][G];
+      PIQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[r]);
+      }
+      dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
+      const float* s = sc + bb / 8 * 64 + 4 * (bb % 8);
+      const float32x4_t dw = vld1q_f32(s), mw = vld1q_f32(s + 32);
+      PIQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        const float32x4_t da = vld1q_f32(qq[g].da), das = vld1q_f32(qq[g].das);
+        float32x4_t t[4];
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) t[r] = vmulq_f32(vsubq_f32(vreinterpretq_f32_s32(acc[r][g]), magic), da);
+        facc[0][g] = vfmaq_laneq_f32(facc[0][g], t[0], dw, 0);
+        facc[1][g] = vfmaq_laneq_f32(facc[1][g], t[1], dw, 1);
+        facc[2][g] = vfmaq_laneq_f32(facc[2][g], t[2], dw, 2);
+        facc[3][g] = vfmaq_laneq_f32(facc[3][g], t[3], dw, 3);
+        facc[0][g] = vfmaq_laneq_f32(facc[0][g], das, mw, 0);
+        facc[1][g] = vfmaq_laneq_f32(facc[1][g], das, mw, 1);
+        facc[2][g] = vfmaq_laneq_f32(facc[2][g], das, mw, 2);
+        facc[3][g] = vfmaq_laneq_f32(facc[3][g], das, mw, 3);
+      }
+    }
+    PIQUANT_MCA_END();
+  }
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) out[r][g] = facc[r][g];
+  }
+}
+
 /// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
 template <WeightType T>
 inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
+  if constexpr (T == WeightType::kQ4K) {
+    for (size_t sb = 0; sb < nb / 8; ++sb) q4k_scales(w + sb * kQ4KGroupBytes, sc + 64 * sb);
+    return;
+  }
   for (size_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * kGroupBytes<T>;
     vst1q_f32(sc + 8 * b, load_f16x4(blk));
@@ -217,6 +324,7 @@ void gemm(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
+  constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
   Quad quads[kChunk * 2];
   alignas(16) float scales[kPanelGroups][kChunk * 8];  // 32 KB
   const size_t row0 = a.m0 - a.m0 % kRowInterleave;
@@ -225,7 +333,7 @@ void gemm(const GemmArgs& a) {
     for (size_t p0 = row0; p0 < a.m1; p0 += kPanelGroups * kRowInterleave) {
       const size_t p1 = p0 + kPanelGroups * kRowInterleave < a.m1 ? p0 + kPanelGroups * kRowInterleave : a.m1;
       for (size_t row = p0; row < p1; row += kRowInterleave) {
-        convert_scales<T>(wt + (row / kRowInterleave * nb + kc) * gb, kn, scales[(row - p0) / kRowInterleave]);
+        convert_scales<T>(wt + (row / kRowInterleave * nb + kc) / per * gb, kn, scales[(row - p0) / kRowInterleave]);
       }
       for (size_t n = a.n0; n < a.n1; n += 8) {
         const int nt = a.n1 - n < 8 ? static_cast<int>(a.n1 - n) : 8;
@@ -240,15 +348,17 @@ void gemm(const GemmArgs& a) {
         // Quads interleaved by token group: quads[b * G + g].
         for (int g = 0; g < g_count; ++g) build_quads<T>(act + 4 * g, kc, kn, quads + g, g_count);
         for (size_t row = p0; row < p1; row += kRowInterleave) {
-          const uint8_t* w = wt + (row / kRowInterleave * nb + kc) * gb;
+          const uint8_t* w = wt + (row / kRowInterleave * nb + kc) / per * gb;
           const size_t lo = row > a.m0 ? row : a.m0, hi = row + 4 < p1 ? row + 4 : p1;
           if (g_count == 2) {
             float32x4_t facc[4][2];
-            tile<T, 2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            if constexpr (T == WeightType::kQ4K) tile_q4k<2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            else tile<T, 2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<2>(facc, out, row, lo, hi, nt, kc == 0);
           } else {
             float32x4_t facc[4][1];
-            tile<T, 1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            if constexpr (T == WeightType::kQ4K) tile_q4k<1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            else tile<T, 1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<1>(facc, out, row, lo, hi, nt, kc == 0);
           }
         }
@@ -258,67 +368,192 @@ void gemm(const GemmArgs& a) {
 }
 
 // GEMV: per 4-row group and block, 8 sdot (row r's halves x the activation halves) into four
-// int32x4 running sums that are never reset inside a chunk (|sum| <= 64 x 32 x 128 x 127 < 2^31),
-// three addp fold them (lane r = row r), and the block's own sums are the difference from the
-// previous block's fold: no per-block zeroing moves. The start value (magic - off * s, computed
-// in a general register and dup'ed) is added to that difference, then the same fsub / fmul / fmla
-// as the GEMM follow (lane r of one float32x4 = row r).
+// int32x4 chains, three addp fold them (lane r = row r). Each chain starts from a vector *loaded*
+// from the token's per-block record (ActRec, built once per token and reused by every row group),
+// whose lanes sum to the start value kMagicBits - off * s: no zeroing moves, no running sums to
+// subtract, no dup; a load instead of an ASIMD op (the A76's two ASIMD pipes are the limit, its
+// two load pipes are not). Then the same fsub / fmul / fmla as the GEMM (lane r of one float32x4
+// = row r), d_a (and q4m's d_a s) by element from the record's float lanes.
+struct alignas(16) ActRec {
+  int32_t start[4][4];  ///< per row r: lanes sum to kMagicBits - off * s (4 copies: 4 loads, no CSE)
+  float da, das, pad[2];
+};
+static_assert(sizeof(ActRec) == 80, "ActRec layout");
+
+template <WeightType T>
+void build_recs(const BlockQ8A* x, size_t nb, ActRec* rec) {
+  for (size_t b = 0; b < nb; ++b) {
+    ActRec& o = rec[b];
+    const int32_t init = kMagicBits - kOffset<T> * x[b].s;
+    for (int r = 0; r < 4; ++r) {
+      o.start[r][0] = init;
+      o.start[r][1] = o.start[r][2] = o.start[r][3] = 0;
+    }
+    o.da = x[b].d;
+    o.das = x[b].d * static_cast<float>(x[b].s);
+    o.pad[0] = o.pad[1] = 0.0f;
+  }
+}
+
+/// q8: the four rows' int32 sums of one block (lane r = row r, plus the start value), in asm:
+/// the same instructions as the intrinsics, but GCC 12 allocates two vector moves into the
+/// intrinsic version of this loop (2.28 instead of 2.03 cycles per block x row in bench/mca.py).
+inline int32x4_t dot4_q8(const uint8_t* blk, const int8_t* qs, const int32_t* start) {
+  int32x4_t i0, i1, i2, i3;
+  int8x16_t a0, a1, w0, w1, w2, w3;
+  asm("ldp %q[a0], %q[a1], [%[qs]]\n\t"
+      "ldp %q[i0], %q[i1], [%[st]]\n\t"
+      "ldp %q[i2], %q[i3], [%[st], #32]\n\t"
+      "ldur %q[w0], [%[w], #8]\n\t"
+      "ldur %q[w1], [%[w], #24]\n\t"
+      "ldur %q[w2], [%[w], #40]\n\t"
+      "ldur %q[w3], [%[w], #56]\n\t"
+      "sdot %[i0].4s, %[w0].16b, %[a0].16b\n\t"
+      "sdot %[i1].4s, %[w1].16b, %[a0].16b\n\t"
+      "sdot %[i2].4s, %[w2].16b, %[a0].16b\n\t"
+      "sdot %[i3].4s, %[w3].16b, %[a0].16b\n\t"
+      "ldur %q[w0], [%[w], #72]\n\t"
+      "ldur %q[w1], [%[w], #88]\n\t"
+      "ldur %q[w2], [%[w], #104]\n\t"
+      "ldur %q[w3], [%[w], #120]\n\t"
+      "sdot %[i0].4s, %[w0].16b, %[a1].16b\n\t"
+      "sdot %[i1].4s, %[w1].16b, %[a1].16b\n\t"
+      "sdot %[i2].4s, %[w2].16b, %[a1].16b\n\t"
+      "sdot %[i3].4s, %[w3].16b, %[a1].16b\n\t"
+      "addp %[i0].4s, %[i0].4s, %[i1].4s\n\t"
+      "addp %[i2].4s, %[i2].4s, %[i3].4s\n\t"
+      "addp %[i0].4s, %[i0].4s, %[i2].4s"
+      : [i0] "=&w"(i0), [i1] "=&w"(i1), [i2] "=&w"(i2), [i3] "=&w"(i3), [a0] "=&w"(a0),
+        [a1] "=&w"(a1), [w0] "=&w"(w0), [w1] "=&w"(w1), [w2] "=&w"(w2), [w3] "=&w"(w3)
+      : [w] "r"(blk), [qs] "r"(qs), [st] "r"(start),
+        "m"(*reinterpret_cast<const uint8_t(*)[kGroupBytes<WeightType::kQ8>]>(blk)),
+        "m"(*reinterpret_cast<const int8_t(*)[kBlock]>(qs)),
+        "m"(*reinterpret_cast<const int32_t(*)[16]>(start)));
+  return i0;
+}
+
+/// One K-block of the group at blk (4 rows) for one token: facc lane r += row r's block term.
+template <WeightType T>
+inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa, const ActRec& rc,
+                              float32x4_t magic, float32x4_t facc) {
+  int32x4_t p;
+  if (T == WeightType::kQ8) {
+    p = dot4_q8(blk, xa.qs, rc.start[0]);
+  } else {
+    const int8x16_t alo = vld1q_s8(xa.qs), ahi = vld1q_s8(xa.qs + 16);
+    int32x4_t i[4];
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      const uint8x16_t q = vld1q_u8(blk + (T == WeightType::kQ4M ? 16 : 8) + 16 * r);
+      const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
+      const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+      i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc.start[r]), lo, alo), hi, ahi);
+    }
+    p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+  }
+  const float32x2_t dd = vld1_f32(&rc.da);  // d_a, d_a s
+  const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
+  facc = vfmaq_f32(facc, t, load_f16x4(blk));
+  if (T == WeightType::kQ4M) facc = vfmaq_lane_f32(facc, load_f16x4(blk + 8), dd, 1);
+  return facc;
+}
+
+/// q4_k: super-block `sb` (8 sub-blocks) of the group at sbk (4 rows) for one token, q4m's GEMV
+/// sequence per sub-block with the q4k_scales of the super-block (computed here: one token).
+inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
+                                       const ActRec* __restrict rc, float32x4_t magic, float32x4_t facc) {
+  alignas(16) float scl[64];
+  q4k_scales(sbk, scl);
+  PIQUANT_UNROLL
+  for (int c = 0; c < 4; ++c) {
+    const uint8_t* qs = sbk + offsetof(BlockQ4K, qs) + 32 * c;
+    uint8x16_t x[4][2];
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
+      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
+    }
+    PIQUANT_UNROLL
+    for (int half = 0; half < 2; ++half) {
+      const int j = 2 * c + half;
+      const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
+      int32x4_t i[4];
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        const uint8x16_t u0 = half == 0 ? vandq_u8(x[r][0], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][0], 4);
+        const uint8x16_t u1 = half == 0 ? vandq_u8(x[r][1], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][1], 4);
+        i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), vreinterpretq_s8_u8(u0), alo),
+                         vreinterpretq_s8_u8(u1), ahi);
+      }
+      const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+      const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
+      const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
+      facc = vfmaq_f32(facc, t, vld1q_f32(scl + 4 * j));
+      facc = vfmaq_lane_f32(facc, vld1q_f32(scl + 32 + 4 * j), dd, 1);
+    }
+  }
+  return facc;
+}
+
+// Records per pass: K <= 8192 in one pass (20 KB of stack); longer rows take several passes over
+// the row groups, the running sums parked in the output between them (a float store and load:
+// the same float sequence as one pass).
+constexpr size_t kRecBlocks = 4 * kChunk;
+
 template <WeightType T>
 void gemv(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
+  constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
   const float32x4_t magic = vdupq_n_f32(kMagic);
+  ActRec recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
     float* out = a.dst + n * a.dst_stride;
-    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      const uint8_t* w = wt + row / kRowInterleave * nb * gb;
-      float32x4_t y = vdupq_n_f32(0.0f);
-      for (size_t kc = 0; kc < nb; kc += kChunk) {
-        const size_t ke = nb - kc < kChunk ? nb : kc + kChunk;
-        float32x4_t facc = vdupq_n_f32(0.0f);
-        int32x4_t i[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
-        int32x4_t prev = vdupq_n_s32(0);
-        for (size_t b = kc; b < ke; ++b) {
-          PIQUANT_MCA_BEGIN(T, 4, 1, 1);
-          const uint8_t* blk = w + b * gb;
-          const BlockQ8A& xa = x[b];
-          const int8x16_t alo = vld1q_s8(xa.qs), ahi = vld1q_s8(xa.qs + 16);
-          PIQUANT_UNROLL
-          for (int r = 0; r < 4; ++r) {
-            int8x16_t lo, hi;
-            if (T == WeightType::kQ8) {
-              lo = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 8 + 16 * r));
-              hi = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 72 + 16 * r));
-            } else {
-              const uint8x16_t q = vld1q_u8(blk + (T == WeightType::kQ4M ? 16 : 8) + 16 * r);
-              lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
-              hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-            }
-            i[r] = vdotq_s32(vdotq_s32(i[r], lo, alo), hi, ahi);
+    for (size_t k0 = 0; k0 < nb; k0 += kRecBlocks) {
+      const size_t k1 = nb - k0 < kRecBlocks ? nb : k0 + kRecBlocks;
+      build_recs<T>(x + k0, k1 - k0, recs);
+      for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+        const uint8_t* w = wt + row / kRowInterleave * nb / per * gb;
+        const bool full = row >= a.m0 && row + 4 <= a.m1;
+        float32x4_t y = vdupq_n_f32(0.0f);
+        if (k0 > 0) {
+          float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          for (size_t r = 0; r < 4; ++r) {
+            if (!full && row + r >= a.m0 && row + r < a.m1) tmp[r] = out[row + r];
           }
-          const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
-          int32_t init = kMagicBits - kOffset<T> * xa.s;
-          asm("" : "+r"(init));  // keep it in a general register: dup from there (no ASIMD ops)
-          const int32x4_t v = vaddq_s32(vsubq_s32(p, prev), vdupq_n_s32(init));
-          prev = p;
-          const float32x4_t t = vmulq_n_f32(vsubq_f32(vreinterpretq_f32_s32(v), magic), xa.d);
-          facc = vfmaq_f32(facc, t, load_f16x4(blk));
-          if (T == WeightType::kQ4M) {
-            facc = vfmaq_f32(facc, vdupq_n_f32(xa.d * static_cast<float>(xa.s)), load_f16x4(blk + 8));
-          }
-          PIQUANT_MCA_END();
+          y = full ? vld1q_f32(out + row) : vld1q_f32(tmp);
         }
-        y = kc == 0 ? facc : vaddq_f32(y, facc);
-      }
-      if (row >= a.m0 && row + 4 <= a.m1) {
-        vst1q_f32(out + row, y);
-      } else {
-        float tmp[4];
-        vst1q_f32(tmp, y);
-        for (size_t r = 0; r < 4; ++r) {
-          if (row + r >= a.m0 && row + r < a.m1) out[row + r] = tmp[r];
+        for (size_t kc = k0; kc < k1; kc += kChunk) {
+          const size_t ke = k1 - kc < kChunk ? k1 : kc + kChunk;
+          float32x4_t facc = vdupq_n_f32(0.0f);
+          // One block per iteration: unrolled by 2, GCC 12 adds vector moves (the loop counter's
+          // 4 instructions then cost less than those).
+          const ActRec* rc = recs + (kc - k0);
+          if constexpr (T == WeightType::kQ4K) {
+            for (size_t b = kc; b < ke; b += 8, rc += 8) {
+              PIQUANT_MCA_BEGIN(T, 4, 1, 8);
+              facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, magic, facc);
+              PIQUANT_MCA_END();
+            }
+          } else {
+            for (size_t b = kc; b < ke; ++b, ++rc) {
+              PIQUANT_MCA_BEGIN(T, 4, 1, 1);
+              facc = gemv_block<T>(w + b * gb, x[b], *rc, magic, facc);
+              PIQUANT_MCA_END();
+            }
+          }
+          y = kc == 0 ? facc : vaddq_f32(y, facc);
+        }
+        if (full) {
+          vst1q_f32(out + row, y);
+        } else {
+          float tmp[4];
+          vst1q_f32(tmp, y);
+          for (size_t r = 0; r < 4; ++r) {
+            if (row + r >= a.m0 && row + r < a.m1) out[row + r] = tmp[r];
+          }
         }
       }
     }
@@ -333,5 +568,15 @@ void gemv_f32_q8_q4m_neondot(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
 void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
 void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
 void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+void gemv_f32_q8_q4k_neondot(const GemmArgs& a) { gemv<WeightType::kQ4K>(a); }
+void gemv_f32_q8_q5k_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 1>(a); }
+void gemv_f32_q8_q6k_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ6K, 1>(a); }
+void gemv_f32_q8_q50_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 1>(a); }
+void gemv_f32_q8_q51_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 1>(a); }
+void gemm_f32_q8_q4k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q5k_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 4>(a); }
+void gemm_f32_q8_q6k_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ6K, 4>(a); }
+void gemm_f32_q8_q50_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 4>(a); }
+void gemm_f32_q8_q51_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 4>(a); }
 
 }  // namespace piquant::kernels
