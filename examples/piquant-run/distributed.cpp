@@ -127,19 +127,25 @@ uint64_t Distributed::same_seed(uint64_t seed) {
   return seed;
 }
 
-void Distributed::report(double gen_seconds, size_t n_tokens) {
+void Distributed::report(const piquant::Model& model, double gen_seconds, size_t n_tokens) {
   const piquant::CollectiveStats& st = impl_->comm->stats();
   const double n = static_cast<double>(std::max<size_t>(n_tokens, 1));
-  double mine[3] = {st.comm_seconds, static_cast<double>(st.bytes_sent), gen_seconds};
-  std::vector<double> all(3 * static_cast<size_t>(size_));
-  MPI_Gather(mine, 3, MPI_DOUBLE, all.data(), 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  // The weight memory this rank holds after running: its copies plus the pages of the file it
+  // has mapped in (every page of its slice has been read by now).
+  const piquant::ShardInfo& s = *model.impl().shard;
+  const double held =
+      static_cast<double>(s.copied_bytes + piquant::mapped_resident_bytes(s.file));
+  double mine[4] = {st.comm_seconds, static_cast<double>(st.bytes_sent), gen_seconds, held};
+  std::vector<double> all(4 * static_cast<size_t>(size_));
+  MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   if (rank_ != 0) return;
   for (int r = 0; r < size_; ++r) {
-    const double* v = all.data() + 3 * r;
+    const double* v = all.data() + 4 * r;
     std::fprintf(stderr,
                  "piquant-run: rank %d/%d: %.3f ms in communication and %.1f KiB sent per "
-                 "generated token (generation %.3f s)\n",
-                 r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2]);
+                 "generated token (generation %.3f s) | weights held %.2f MiB (copied + file "
+                 "pages mapped in)\n",
+                 r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2], v[3] / 1048576.0);
   }
 }
 
@@ -167,6 +173,6 @@ std::shared_ptr<const piquant::Model> Distributed::load(const std::string&,
   return nullptr;
 }
 uint64_t Distributed::same_seed(uint64_t seed) { return seed; }
-void Distributed::report(double, size_t) {}
+void Distributed::report(const piquant::Model&, double, size_t) {}
 
 #endif

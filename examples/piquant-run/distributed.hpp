@@ -35,7 +35,7 @@ class Distributed {
   /// Rank 0's seed on every rank.
   uint64_t same_seed(uint64_t seed);
   /// One line per rank (rank 0 prints them all): compute and communication per token.
-  void report(double gen_seconds, size_t n_tokens);
+  void report(const piquant::Model& model, double gen_seconds, size_t n_tokens);
   /// Ends every rank: rank 0 prints `message` (others stay silent), all exit with `code`.
   [[noreturn]] void fail_all(const std::string& message, int code = 1);
   /// This rank alone failed: prints and aborts the job.

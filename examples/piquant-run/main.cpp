@@ -528,7 +528,7 @@ int run(const Args& a, Distributed& dist) {
                r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
                r.generated_ids.size(), r.generated_ids.size() == 1 ? "" : "s", gen_tps, n_threads,
                n_threads == 1 ? "" : "s");
-  if (dist.active()) dist.report(r.gen_seconds, r.generated_ids.size());
+  if (dist.active()) dist.report(*model, r.gen_seconds, r.generated_ids.size());
   return interrupted() ? 130 : 0;  // 128 + SIGINT, as a shell reports a Ctrl-C
 }
 

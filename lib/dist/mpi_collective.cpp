@@ -45,8 +45,8 @@ int g_error_fd = 2;
   std::_Exit(code);
 }
 
-// Waits for every request, polling, at most timeout_s; `peer[i]` is the rank request i talks
-// to. On timeout names the ranks whose messages did not arrive and aborts the job.
+// Waits for every request, polling, at most timeout_s; `peer[i]` is the rank request i receives
+// from (>= 0), or -2 - the rank it sends to, or -1 (a collective: no one peer). On timeout names the ranks whose messages did not arrive and aborts the job.
 void wait_all(std::vector<MPI_Request>& req, const std::vector<int>& peer, double timeout_s,
               const char* what, uint64_t seq) {
   const double start = now_s();
@@ -59,15 +59,22 @@ void wait_all(std::vector<MPI_Request>& req, const std::vector<int>& peer, doubl
     if (++spins < 64) continue;
     sched_yield();  // oversubscribed test runs share cores: let the peer compute
     if (spins % 256 == 0 && now_s() - start > timeout_s) {
-      std::string who;
+      // The peers whose data did not arrive; else those not taking ours (a send that cannot
+      // complete: the peer stopped receiving).
+      std::string who, not_taking;
       for (size_t i = 0; i < req.size(); ++i) {
         int flag = 0;
         MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
-        if (!flag && peer[i] >= 0) who += (who.empty() ? "" : ", ") + std::to_string(peer[i]);
+        if (flag || peer[i] == -1) continue;
+        const int p = peer[i] >= 0 ? peer[i] : -2 - peer[i];
+        std::string& list = peer[i] >= 0 ? who : not_taking;
+        const std::string name = std::to_string(p);
+        if (list.find(name) == std::string::npos) list += (list.empty() ? "" : ", ") + name;
       }
+      if (who.empty()) who = not_taking;
       char buf[256];
-      std::snprintf(buf, sizeof buf, "no data from rank %s for %.0f s in %s #%llu: that rank died "
-                    "or stalled; stopping every rank", who.empty() ? "?" : who.c_str(), timeout_s,
+      std::snprintf(buf, sizeof buf, "no data from rank %s for %.0f s in %s #%llu: a rank died or "
+                    "stalled (or waits for one that did); stopping every rank", who.empty() ? "?" : who.c_str(), timeout_s,
                     what, static_cast<unsigned long long>(seq));
       abort_world(buf, 2);
     }
@@ -167,7 +174,7 @@ class MpiCollective final : public Collective {
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) continue;
       req_.emplace_back();
-      peer_.push_back(-1);  // a send completes locally for small messages: never blamed
+      peer_.push_back(-2 - r);  // a send: its peer is named only when no receive is missing
       check_mpi(MPI_Isend(mine, static_cast<int>(n_mine), MPI_BYTE, r, tag, MPI_COMM_WORLD,
                           &req_.back()),
                 what);

@@ -1,9 +1,13 @@
 #include "dist/shard.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -105,6 +109,71 @@ void release_file_pages(const void* p, size_t n) {
 #endif
 }
 
+// A tensor view of a file this process maps: its bytes mapped again on their own (a private,
+// read-only mapping of just the view's pages), so that the whole file's mapping can go. The
+// kernel maps pages around a fault that are already in the page cache (fault-around, large
+// folios): inside the whole file's mapping that took in the neighbouring ranks' bytes when the
+// ranks share a machine (and its page cache); a mapping of the slice alone holds the slice.
+class ViewMapper {
+ public:
+  explicit ViewMapper(const std::string& path) {
+#ifdef __linux__
+    char real[PATH_MAX];
+    if (path.empty() || realpath(path.c_str(), real) == nullptr) return;
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      const size_t slash = line.find('/');
+      if (slash == std::string::npos || line.compare(slash, std::string::npos, real) != 0) continue;
+      unsigned long lo = 0, hi = 0, off = 0;
+      char perms[8] = {0};
+      if (std::sscanf(line.c_str(), "%lx-%lx %7s %lx", &lo, &hi, perms, &off) == 4) {
+        maps_.push_back({lo, hi, off});
+      }
+    }
+    if (!maps_.empty()) fd_ = ::open(real, O_RDONLY | O_CLOEXEC);
+#else
+    (void)path;
+#endif
+  }
+  ~ViewMapper() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ViewMapper(const ViewMapper&) = delete;
+  ViewMapper& operator=(const ViewMapper&) = delete;
+
+  /// t with its data in a mapping of its own (kept alive by `storage`); t itself when its bytes
+  /// are not in the file's mapping.
+  Tensor map(const Tensor& t, std::vector<std::shared_ptr<const void>>& storage) const {
+    if (t.empty() || fd_ < 0) return t;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(t.data);
+    for (const Range& r : maps_) {
+      if (a < r.lo || a + t.bytes() > r.hi) continue;
+      const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+      const size_t off = r.off + (a - r.lo), first = off / page * page;
+      const size_t len = off + t.bytes() - first;
+      void* p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd_, static_cast<off_t>(first));
+      if (p == MAP_FAILED) return t;
+      madvise(p, len, MADV_WILLNEED);  // the slice streams in at once
+      storage.push_back(std::shared_ptr<const void>(p, [len](const void* q) {
+        ::munmap(const_cast<void*>(q), len);
+      }));
+      Tensor v = t;
+      v.data = static_cast<const uint8_t*>(p) + (off - first);
+      return v;
+    }
+    return t;
+  }
+  bool active() const { return fd_ >= 0; }
+
+ private:
+  struct Range {
+    uintptr_t lo, hi, off;
+  };
+  std::vector<Range> maps_;
+  int fd_ = -1;
+};
+
 }  // namespace
 
 std::vector<int> valid_splits(const Model::Impl& m, int max_n) {
@@ -147,10 +216,15 @@ Tensor slice_rows(const Tensor& t, int64_t r0, int64_t r1) {
   return s;
 }
 
+namespace {
+size_t g_copied = 0;  // bytes copied by the calls below, for shard_model's count (one thread)
+}  // namespace
+
 Tensor copy_tensor(const Tensor& t, std::vector<std::shared_ptr<const void>>& storage) {
   if (t.empty()) return t;
   auto buf = new_buffer(t.bytes(), storage);
   std::memcpy(buf->data(), t.data, t.bytes());
+  g_copied += t.bytes();
   Tensor s = t;
   s.data = buf->data();
   return s;
@@ -193,6 +267,7 @@ Tensor copy_cols(const Tensor& t, int64_t c0, int64_t c1,
     std::memcpy(dst + i * run_len, src + i * run_stride + run_off, run_len);
   }
   release_file_pages(t.data, t.bytes());
+  g_copied += s.bytes();
   s.data = dst;
   return s;
 }
@@ -208,7 +283,9 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
     throw Error(ErrorCode::kInvalidArgument, "a model split across ranks needs a Collective");
   }
   const ModelConfig& c = full.config;
+  g_copied = 0;
   auto m = std::make_unique<Model::Impl>();
+  m->path = full.path;
   m->config = c;
   m->rope_layout = full.rope_layout;
   m->tokenizer = full.tokenizer;
@@ -218,16 +295,20 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
   m->generation = full.generation;
   m->rope_freqs = full.rope_freqs;
   m->comm = std::move(comm);
-  // Row slices are views of a file mapping (only the slice's pages are ever touched); weights
-  // the loader copied or repacked are copied, so the whole model's buffers can be freed.
-  const bool mapped = full.mapped_bytes > 0;
+  // Row slices of a mapped file (.piq) become mappings of just their pages (ViewMapper); the
+  // rest is copied (small tensors; column slices; everything a loader copied or repacked), so
+  // the whole model's mapping and buffers go when `full` does.
+  const ViewMapper mapper(full.mapped_bytes > 0 ? full.path : std::string());
+  const bool mapped = mapper.active();
   auto& st = m->storage;
-  if (mapped) st = full.storage;
-  auto keep = [&](const Tensor& t) { return mapped || t.empty() ? t : copy_tensor(t, st); };
+  auto keep = [&](const Tensor& t) {
+    if (t.empty()) return t;
+    return mapped && t.bytes() >= 65536 ? mapper.map(t, st) : copy_tensor(t, st);
+  };
   auto rows = [&](const Tensor& t, int64_t r0, int64_t r1) {
     if (t.empty()) return t;
     const Tensor v = slice_rows(t, r0, r1);
-    return mapped ? v : copy_tensor(v, st);
+    return mapped ? mapper.map(v, st) : copy_tensor(v, st);
   };
   auto vec = [&](const Tensor& t, int64_t c0, int64_t c1) {  // a bias: [1, width]
     return t.empty() ? t : copy_cols(t, c0, c1, st);
@@ -267,6 +348,8 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
     m->layers.push_back(std::move(o));
   }
   if (mapped) m->mapped_bytes = full.mapped_bytes;  // (of the whole file; informative)
+  s.copied_bytes = g_copied;
+  if (mapped) s.file = full.path;
   m->shard = s;
   return m;
 }
@@ -309,6 +392,33 @@ size_t resident_bytes() {
   if (f >> total >> res) return res * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 #endif
   return 0;
+}
+
+size_t mapped_resident_bytes(const std::string& path) {
+#ifdef __linux__
+  if (path.empty()) return 0;
+  char real[4096];
+  if (realpath(path.c_str(), real) == nullptr) return 0;
+  const std::string want(real);
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  size_t kb = 0;
+  while (std::getline(f, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find('-') != std::string::npos && line.find(':') > line.find(' ')) {
+      // A mapping's header: "lo-hi perms offset dev inode   path".
+      const size_t slash = line.find('/');
+      in = slash != std::string::npos && line.compare(slash, std::string::npos, want) == 0;
+      continue;
+    }
+    if (in && line.rfind("Rss:", 0) == 0) kb += std::strtoul(line.c_str() + 4, nullptr, 10);
+  }
+  return kb * 1024;
+#else
+  (void)path;
+  return 0;
+#endif
 }
 
 }  // namespace piquant

@@ -54,5 +54,9 @@ std::string file_fingerprint(const std::string& path);
 
 /// Resident set size of this process in bytes (/proc/self/statm), 0 where unknown.
 size_t resident_bytes();
+/// Bytes of `path` this process has resident through its mappings of the file (the Rss of those
+/// mappings in /proc/self/smaps; pages shared with other processes count in each): with
+/// ShardInfo::copied_bytes, the weight memory a rank really holds. 0 where unknown.
+size_t mapped_resident_bytes(const std::string& path);
 
 }  // namespace piquant

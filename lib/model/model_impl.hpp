@@ -22,6 +22,8 @@ struct ShardInfo {
   int n_kv_heads = 0;  ///< KV heads of this rank
   int hidden_dim = 0;  ///< FFN hidden columns of this rank
   int vocab0 = 0, vocab1 = 0;  ///< classifier rows [vocab0, vocab1)
+  size_t copied_bytes = 0;     ///< weight bytes copied out of the file (the rest are views)
+  std::string file;            ///< the file the views map ("" when everything was copied)
 };
 
 /// How RoPE pairs the dimensions of a head: adjacent (x[2i], x[2i+1]) as in GGUF and llama2.c,
@@ -46,6 +48,7 @@ struct Model::Impl {
   std::vector<std::string> notices;  ///< one-line remarks from loading (format conversions)
   GenerationDefaults generation;     ///< sampling defaults the file ships (.piq), else unset
   size_t mapped_bytes = 0;           ///< weight bytes used in place from a file mapping (.piq)
+  std::string path;                  ///< the file loaded ("" for a synthetic model)
 
   Tensor tok_embd;     // [vocab, dim], row-major (looked up by row)
   Tensor output_norm;  // [dim]
