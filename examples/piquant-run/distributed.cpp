@@ -104,7 +104,7 @@ std::shared_ptr<const piquant::Model> Distributed::load(
   const piquant::ShardInfo& s = *mine->impl().shard;
   char line[512];
   std::snprintf(line, sizeof line,
-                "piquant-run: rank %d/%d: weights %.2f MiB resident for this rank (whole model "
+                "piquant-run: rank %d/%d: its slice holds %.2f MiB of weights (whole model "
                 "%.2f MiB, 1/%d = %.2f MiB) | heads %d kv %d ffn %d vocab [%d, %d) | process "
                 "resident grew %.2f MiB | activations on the wire: %s\n",
                 rank_, size_, mine->weight_bytes() / 1048576.0, whole / 1048576.0, size_,
