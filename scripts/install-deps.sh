@@ -5,7 +5,8 @@
 # llvm-mca-19, the pipeline model of bench/mca.py)
 set -euo pipefail
 pkgs=(cmake ninja-build g++ make libxsimd-dev libeigen3-dev catch2 nlohmann-json3-dev libbenchmark-dev unicode-data
-      libcpp-httplib-dev curl chromium)  # curl, chromium (and node below): piquant-server's tests
+      libcpp-httplib-dev curl chromium  # curl, chromium (and node below): piquant-server's tests
+      libopenmpi-dev openmpi-bin)       # -DPIQUANT_MPI=ON (docs/distributed.md): CI's native builds
 # node and npm: Debian's packages unless the machine already has them (a NodeSource nodejs
 # bundles npm, and Debian's npm package would conflict with it).
 command -v node >/dev/null || pkgs+=(nodejs)

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this; the README's second command):
-#   1. native Release build (library, tools, examples, benchmarks) + ctest
+#   1. native Release build (library, tools, examples, benchmarks) + ctest, with -DPIQUANT_MPI=ON:
+#      the tensor-parallel tests (label mpi: mpirun --oversubscribe on loopback, N = 2, 3, 4, the
+#      fault and memory checks; ~1-2 min) run here, natively only (not under qemu: the cross build
+#      keeps the default PIQUANT_MPI=OFF, which also shows the library needs no MPI)
 #   2. AddressSanitizer + UBSan build + ctest (less the tests labelled `slow`: the 60 s server
-#      load test, whose 10 s version runs there); on x86-64 the fuzz smoke test (scripts/fuzz-smoke.sh)
+#      load test, whose 10 s version runs there; and of label mpi only the N = 2 runs, with leak
+#      detection off for them: Open MPI's own allocations at exit are not ours); on x86-64 the
+#      fuzz smoke test (scripts/fuzz-smoke.sh)
 #   3. install, then build examples/minimal against it through find_package(piquant)
 #   4. on x86-64: aarch64 cross build + ctest under qemu-user as Cortex-A76 (NEON + dotprod, Pi 5:
 #      the whole suite) and as Cortex-A72 (NEON only, Pi 4: the tests labelled `isa`, i.e. every
@@ -34,13 +39,15 @@ run_ctest() {  # dir, extra ctest args...
 }
 
 section "native build + tests ($arch)"
-configure_build build/test-native -DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=ON
+configure_build build/test-native -DCMAKE_BUILD_TYPE=Release -DPIQUANT_BUILD_BENCH=ON -DPIQUANT_MPI=ON
 run_ctest build/test-native
 
 section "AddressSanitizer + UBSan build + tests"
 configure_build build/test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIQUANT_BUILD_BENCH=OFF \
-  -DPIQUANT_SANITIZE="address;undefined"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan -LE slow
+  -DPIQUANT_SANITIZE="address;undefined" -DPIQUANT_MPI=ON
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build/test-asan -LE 'slow|mpi'
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/test-asan --output-on-failure --timeout 300 -L mpi -R '_n2$' 
 
 if [[ "$arch" == x86_64 ]]; then
   section "fuzz smoke: libFuzzer + ASan/UBSan (clang), every file parser ~15 s"

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <string>
 
+#include "dist/collective.hpp"
 #include "piquant/error.hpp"
 #include "threads/thread_pool.hpp"
+#include "dist/shard.hpp"
 #include "vector/vector.hpp"
 
 namespace piquant {
@@ -14,12 +16,16 @@ Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool
                  int n_seq)
     : m_(model),
       pool_(pool),
-      kv_(KvShape{model.config.n_layers, n_ctx, model.config.n_kv_heads, model.config.head_dim,
-                  n_seq},
+      n_heads_(model.shard ? model.shard->n_heads : model.config.n_heads),
+      n_kv_heads_(model.shard ? model.shard->n_kv_heads : model.config.n_kv_heads),
+      hidden_(model.shard ? model.shard->hidden_dim : model.config.hidden_dim),
+      vocab_rows_(model.shard ? model.shard->vocab1 - model.shard->vocab0
+                              : model.config.vocab_size),
+      kv_(KvShape{model.config.n_layers, n_ctx, n_kv_heads_, model.config.head_dim, n_seq},
           kv_type) {
   const ModelConfig& c = m_.config;
-  q_dim_ = c.n_heads * c.head_dim;
-  kv_dim_ = c.n_kv_heads * c.head_dim;
+  q_dim_ = n_heads_ * c.head_dim;
+  kv_dim_ = n_kv_heads_ * c.head_dim;
   const size_t B = kBatch;
   x_.resize(B * c.dim);
   xb_.resize(B * std::max(c.dim, q_dim_));
@@ -27,8 +33,8 @@ Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool
   k_.resize(B * kv_dim_);
   v_.resize(B * kv_dim_);
   att_.resize(B * q_dim_);
-  hb_.resize(B * c.hidden_dim);
-  hb2_.resize(B * c.hidden_dim);
+  hb_.resize(B * static_cast<size_t>(hidden_));
+  hb2_.resize(B * static_cast<size_t>(hidden_));
   cos_.resize(B * (c.head_dim / 2));
   sin_.resize(B * (c.head_dim / 2));
 }
@@ -125,7 +131,7 @@ void Forward::check(const Batch& batch) const {
     const std::string where = "batch row " + std::to_string(i);
     if (r.kv == nullptr) throw Error(ErrorCode::kInvalidArgument, where + " has no KV store");
     const KvShape& s = r.kv->shape();
-    if (s.n_layers != c.n_layers || s.n_kv_heads != c.n_kv_heads || s.head_dim != c.head_dim) {
+    if (s.n_layers != c.n_layers || s.n_kv_heads != n_kv_heads_ || s.head_dim != c.head_dim) {
       throw Error(ErrorCode::kInvalidArgument, where + ": its KV store is for another model shape");
     }
     if (r.seq < 0 || r.seq >= s.n_seq) {
@@ -194,13 +200,48 @@ void Forward::lora(int l, LoraTarget t, const float* x, size_t s0, size_t s1, fl
   const ModelConfig& c = m_.config;
   const size_t in_dim = static_cast<size_t>(lora_in_dim(c, t));
   const size_t out_dim = static_cast<size_t>(lora_out_dim(c, t));
+  // On a slice of a split model the adapters stay whole (they are small): a projection whose
+  // outputs are split (q, k, v, gate, up) computes all of B (A x) and keeps its rows; one whose
+  // inputs are split (o, down) feeds A this rank's inputs with zeros elsewhere, so B (A x_r)
+  // is this rank's share of the sum the reduction after it completes.
+  size_t in_n = in_dim, in0 = 0, out_n = out_dim, out0 = 0;
+  if (m_.shard) {
+    const size_t r = static_cast<size_t>(m_.shard->rank), hd = static_cast<size_t>(c.head_dim);
+    switch (t) {
+      case LoraTarget::kQ: out_n = static_cast<size_t>(q_dim_); out0 = r * out_n; break;
+      case LoraTarget::kK:
+      case LoraTarget::kV: out_n = static_cast<size_t>(kv_dim_); out0 = r * out_n; break;
+      case LoraTarget::kGate:
+      case LoraTarget::kUp: out_n = static_cast<size_t>(hidden_); out0 = r * out_n; break;
+      case LoraTarget::kO: in_n = static_cast<size_t>(n_heads_) * hd; in0 = r * in_n; break;
+      case LoraTarget::kDown: in_n = static_cast<size_t>(hidden_); in0 = r * in_n; break;
+    }
+  }
   for (size_t a = s0; a < s1;) {
     const auto* set = slot_set_[a];
     size_t b = a + 1;
     while (b < s1 && slot_set_[b] == set) ++b;
     if (set != nullptr) {
-      apply_lora(*set, l, t, x + (a - s0) * in_dim, b - a, in_dim, y + (a - s0) * out_dim,
-                 out_dim, &pool_, lora_tmp_);
+      const float* xa = x + (a - s0) * in_n;
+      float* ya = y + (a - s0) * out_n;
+      const size_t rows = b - a;
+      if (in_n == in_dim && out_n == out_dim) {
+        apply_lora(*set, l, t, xa, rows, in_dim, ya, out_dim, &pool_, lora_tmp_);
+      } else if (in_n != in_dim) {  // split inputs: zero-padded
+        lora_full_.assign(rows * in_dim, 0.0f);
+        for (size_t i = 0; i < rows; ++i) {
+          std::copy(xa + i * in_n, xa + (i + 1) * in_n, lora_full_.data() + i * in_dim + in0);
+        }
+        apply_lora(*set, l, t, lora_full_.data(), rows, in_dim, ya, out_dim, &pool_, lora_tmp_);
+      } else {  // split outputs: all of them, keep ours
+        lora_full_.assign(rows * out_dim, 0.0f);
+        apply_lora(*set, l, t, xa, rows, in_dim, lora_full_.data(), out_dim, &pool_, lora_tmp_);
+        for (size_t i = 0; i < rows; ++i) {
+          const float* src = lora_full_.data() + i * out_dim + out0;
+          float* dst = ya + i * out_n;
+          for (size_t j = 0; j < out_n; ++j) dst[j] += src[j];
+        }
+      }
     }
     a = b;
   }
@@ -213,11 +254,12 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
   const ModelConfig& c = m_.config;
   const kernels::VectorKernels& vk = kernels::vector_kernels();
   const size_t dim = static_cast<size_t>(c.dim), hd = static_cast<size_t>(c.head_dim);
-  const size_t half = hd / 2, hidden = static_cast<size_t>(c.hidden_dim);
+  const size_t half = hd / 2, hidden = static_cast<size_t>(hidden_);
   const size_t qd = static_cast<size_t>(q_dim_), kvd = static_cast<size_t>(kv_dim_);
   const size_t vocab = static_cast<size_t>(c.vocab_size);
   const size_t T = static_cast<size_t>(n);
   const float eps = c.norm_eps;
+  Collective* comm = m_.shard && m_.shard->n_ranks > 1 ? m_.comm.get() : nullptr;
 
   // Slots: key = (logits wanted, adapter set in order of first appearance); stable.
   auto set_of = [](const BatchRow& r) -> const std::vector<AdapterChoice>* {
@@ -289,18 +331,18 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
         vk.add(v_.data() + t * kvd, w.bv.f32(), kvd);
       }
       if (!w.k_norm.empty()) {
-        for (int h = 0; h < c.n_kv_heads; ++h) vk.rmsnorm(kt + h * hd, kt + h * hd, w.k_norm.f32(), hd, eps);
+        for (int h = 0; h < n_kv_heads_; ++h) vk.rmsnorm(kt + h * hd, kt + h * hd, w.k_norm.f32(), hd, eps);
       }
-      rope(kt, static_cast<size_t>(c.n_kv_heads), hd, cos_.data() + t * half,
+      rope(kt, static_cast<size_t>(n_kv_heads_), hd, cos_.data() + t * half,
            sin_.data() + t * half);
     }
     for (size_t t = t0; t < T; ++t) {  // Q of the rows that need this layer's output
       float* qt = q_.data() + t * qd;
       if (!w.bq.empty()) vk.add(qt, w.bq.f32(), qd);
       if (!w.q_norm.empty()) {
-        for (int h = 0; h < c.n_heads; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
+        for (int h = 0; h < n_heads_; ++h) vk.rmsnorm(qt + h * hd, qt + h * hd, w.q_norm.f32(), hd, eps);
       }
-      rope(qt, static_cast<size_t>(c.n_heads), hd, cos_.data() + t * half, sin_.data() + t * half);
+      rope(qt, static_cast<size_t>(n_heads_), hd, cos_.data() + t * half, sin_.data() + t * half);
     }
     // Store K/V in row order, one call per run of consecutive positions of one sequence.
     for (size_t i = 0; i < T;) {
@@ -319,9 +361,10 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     if (nq == 0) continue;
     float* x = x_.data() + t0 * dim;
     float* xb = xb_.data() + t0 * dim;
-    attend_rows(l, attn_.data() + t0, tq, q_.data() + t0 * qd, c.n_heads, att_.data(), &pool_);
+    attend_rows(l, attn_.data() + t0, tq, q_.data() + t0 * qd, n_heads_, att_.data(), &pool_);
     matmul(w.wo, att_.data(), nq, xb);
     lora(l, LoraTarget::kO, att_.data(), t0, T, xb);
+    if (comm) comm->sum(xb, tq * dim);  // split model: every rank's heads' share
     vk.add(x, xb, tq * dim);
 
     for (size_t t = 0; t < tq; ++t) {
@@ -333,6 +376,7 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), tq * hidden);
     matmul(w.w_down, hb_.data(), nq, xb);
     lora(l, LoraTarget::kDown, hb_.data(), t0, T, xb);
+    if (comm) comm->sum(xb, tq * dim);  // split model: every rank's FFN columns' share
     vk.add(x, xb, tq * dim);
   }
   const size_t tq = T - n_skip;
@@ -341,12 +385,39 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
   for (size_t t = n_skip; t < T; ++t) {
     vk.rmsnorm(xb_.data() + (t - n_skip) * dim, x_.data() + t * dim, m_.output_norm.f32(), dim, eps);
   }
-  if (sorted) {
+  if (comm) {
+    // This rank's classifier rows for every wanted row, gathered from all ranks (rank-major:
+    // rank r's block is tq x its rows), then laid out as tq rows of the whole vocabulary.
+    const size_t vr = static_cast<size_t>(vocab_rows_);
+    const int n_ranks = m_.shard->n_ranks;
+    gather_counts_.resize(static_cast<size_t>(n_ranks));
+    for (int r = 0; r < n_ranks; ++r) {
+      const auto [v0, v1] = vocab_range(c.vocab_size, r, n_ranks);
+      gather_counts_[size_t(r)] = tq * static_cast<size_t>(v1 - v0);
+    }
+    logits_mine_.resize(tq * vr);
+    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_mine_.data());
+    logits_all_.resize(tq * vocab);
+    comm->gather(logits_mine_.data(), tq * vr, logits_all_.data(), gather_counts_.data());
+    logits_.resize(tq * vocab);
+    size_t off = 0;
+    for (int r = 0; r < n_ranks; ++r) {
+      const auto [v0, v1] = vocab_range(c.vocab_size, r, n_ranks);
+      const size_t w = static_cast<size_t>(v1 - v0);
+      for (size_t t = 0; t < tq; ++t) {
+        std::copy(logits_all_.data() + off + t * w, logits_all_.data() + off + (t + 1) * w,
+                  (sorted ? logits : logits_.data()) + t * vocab + static_cast<size_t>(v0));
+      }
+      off += tq * w;
+    }
+    if (sorted) return;
+  } else if (sorted) {
     matmul(m_.output, xb_.data(), static_cast<int>(tq), logits);
     return;
+  } else {
+    logits_.resize(tq * vocab);
+    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_.data());
   }
-  logits_.resize(tq * vocab);
-  matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_.data());
   size_t k = 0;
   for (size_t i = 0; i < T; ++i) {
     if (!rows[i].logits) continue;

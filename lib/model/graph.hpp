@@ -86,12 +86,17 @@ class Forward {
 
   const Model::Impl& m_;
   ThreadPool& pool_;
+  // This rank's heads, KV heads, FFN width and classifier rows: the config's on a whole model,
+  // the slice's on a model split across ranks (m_.shard, lib/dist/shard.hpp).
+  int n_heads_, n_kv_heads_, hidden_, vocab_rows_;
   KvStore kv_;
   LinearScratch lin_;
   int q_dim_, kv_dim_;
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, cos_, sin_, logits_;
   const std::vector<AdapterChoice>* adapters_ = nullptr;
-  std::vector<float> lora_tmp_;
+  std::vector<float> lora_tmp_, lora_full_;
+  std::vector<float> logits_mine_, logits_all_;  // split model: this rank's and all logits
+  std::vector<size_t> gather_counts_;
   // Per pass: slot -> row (rows reordered so that wanted rows come last, grouped by adapter
   // set), row -> slot, each slot's adapter set, attention rows, the one-sequence batch.
   std::vector<int> order_, slot_of_;

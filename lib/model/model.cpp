@@ -141,6 +141,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   } else {
     impl = load_llama2c(file);
   }
+  impl->path = path;
   if (!options.tokenizer_path.empty()) {
     // A llama2.c checkpoint comes with a tokenizer.bin: read it as one, so a damaged file gets
     // an error naming its field rather than "unrecognised format".

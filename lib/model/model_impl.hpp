@@ -11,6 +11,21 @@
 
 namespace piquant {
 
+class Collective;
+
+/// One rank's part of a model split across ranks (lib/dist/shard.hpp): its head, hidden and
+/// classifier-row counts. The config stays the whole model's.
+struct ShardInfo {
+  int rank = 0;
+  int n_ranks = 1;
+  int n_heads = 0;     ///< query heads of this rank
+  int n_kv_heads = 0;  ///< KV heads of this rank
+  int hidden_dim = 0;  ///< FFN hidden columns of this rank
+  int vocab0 = 0, vocab1 = 0;  ///< classifier rows [vocab0, vocab1)
+  size_t copied_bytes = 0;     ///< weight bytes copied out of the file (the rest are views)
+  std::string file;            ///< the file the views map ("" when everything was copied)
+};
+
 /// How RoPE pairs the dimensions of a head: adjacent (x[2i], x[2i+1]) as in GGUF and llama2.c,
 /// or halves (x[i], x[i + d/2]) as in Hugging Face checkpoints.
 enum class RopeLayout { kPairs, kHalves };
@@ -33,6 +48,7 @@ struct Model::Impl {
   std::vector<std::string> notices;  ///< one-line remarks from loading (format conversions)
   GenerationDefaults generation;     ///< sampling defaults the file ships (.piq), else unset
   size_t mapped_bytes = 0;           ///< weight bytes used in place from a file mapping (.piq)
+  std::string path;                  ///< the file loaded ("" for a synthetic model)
 
   Tensor tok_embd;     // [vocab, dim], row-major (looked up by row)
   Tensor output_norm;  // [dim]
@@ -41,6 +57,11 @@ struct Model::Impl {
   /// RoPE frequency per rotated pair (head_dim / 2): rope_theta, then rope scaling, then any
   /// per-frequency factors the file carries (GGUF rope_freqs.weight). Filled by finish_model.
   std::vector<float> rope_freqs;
+
+  /// Set on a slice of a model split across ranks (tensor parallelism): the tensors hold only this
+  /// rank's rows / columns, and the forward pass sums and gathers through `comm`.
+  std::optional<ShardInfo> shard;
+  std::shared_ptr<Collective> comm;
 
   /// Keeps mmaps and owned buffers alive for the tensors above.
   std::vector<std::shared_ptr<const void>> storage;

@@ -1,0 +1,178 @@
+#include "distributed.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "util/cli.hpp"
+
+#ifdef PIQUANT_MPI
+#include <mpi.h>
+
+#include "dist/mpi_collective.hpp"
+#include "dist/shard.hpp"
+#include "model/model_impl.hpp"
+#endif
+
+namespace {
+bool under_mpirun() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+}  // namespace
+
+#ifdef PIQUANT_MPI
+
+struct Distributed::Impl {
+  std::unique_ptr<piquant::MpiRuntime> rt;
+  std::shared_ptr<piquant::Collective> comm;
+};
+
+Distributed::Distributed(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
+  if (!under_mpirun()) return;
+  impl_->rt = std::make_unique<piquant::MpiRuntime>(argc, argv);
+  rank_ = impl_->rt->rank();
+  size_ = impl_->rt->size();
+  if (rank_ != 0) {
+    // Rank 0 prints the text and the run's messages; the others keep their own stderr for what
+    // concerns them alone (their slice, their failures: piquant::set_mpi_error_fd).
+    const int err = dup(2);
+    if (err >= 0) {
+      piquant::set_mpi_error_fd(err);
+      err_ = fdopen(err, "w");
+    }
+    if (std::freopen("/dev/null", "w", stdout) == nullptr ||
+        std::freopen("/dev/null", "w", stderr) == nullptr) {
+      piquant::set_mpi_error_fd(2);
+      err_ = stderr;
+    }
+  }
+}
+
+Distributed::~Distributed() = default;
+
+void Distributed::fail_all(const std::string& message, int code) {
+  if (rank_ == 0) std::fprintf(stderr, "piquant-run: error: %s\n", message.c_str());
+  std::fflush(stderr);
+  impl_->rt.reset();  // MPI_Finalize: every rank reaches this point with the same verdict
+  std::exit(code);
+}
+
+void Distributed::abort(const std::string& message) { impl_->rt->abort(message, 1); }
+
+std::shared_ptr<const piquant::Model> Distributed::load(
+    const std::string& path, const piquant::LoadOptions& lo, const std::string& options,
+    const DistArgs& d, std::shared_ptr<const piquant::Model> demo) {
+  std::string fp;
+  try {
+    fp = path.empty() ? "the demo model" : piquant::file_fingerprint(path);
+  } catch (const piquant::Error& e) {
+    fp = std::string("no model: ") + e.what();
+  }
+  std::string diff = impl_->rt->compare("model file", fp);
+  if (diff.empty()) diff = impl_->rt->compare("piquant version or options", options);
+  if (diff.empty() && fp.rfind("no model: ", 0) == 0) diff = fp.substr(10);
+  if (!diff.empty()) fail_all(diff);
+  piquant::MpiOptions mo;
+  try {
+    mo.wire = piquant::parse_wire_type(d.act);
+  } catch (const piquant::Error& e) {
+    fail_all(e.what());
+  }
+  mo.timeout_s = d.timeout_s;
+  const size_t rss0 = piquant::resident_bytes();
+  std::shared_ptr<const piquant::Model> full;
+  try {
+    full = demo ? demo : piquant::Model::load(path, lo);
+  } catch (const piquant::Error& e) {
+    abort(e.what());  // the file matched the others': this rank alone failed (memory, I/O)
+  }
+  try {
+    piquant::check_split(full->impl(), size_);
+  } catch (const piquant::Error& e) {
+    fail_all(e.what());  // the same verdict on every rank
+  }
+  const size_t whole = full->weight_bytes();
+  impl_->comm = piquant::make_mpi_collective(mo);
+  auto mine = piquant::shard_model(full, rank_, size_, impl_->comm);
+  full.reset();
+  const size_t rss1 = piquant::resident_bytes();
+  const piquant::ShardInfo& s = *mine->impl().shard;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "piquant-run: rank %d/%d: its slice holds %.2f MiB of weights (whole model "
+                "%.2f MiB, 1/%d = %.2f MiB) | heads %d kv %d ffn %d vocab [%d, %d) | process "
+                "resident grew %.2f MiB | activations on the wire: %s\n",
+                rank_, size_, mine->weight_bytes() / 1048576.0, whole / 1048576.0, size_,
+                whole / 1048576.0 / size_, s.n_heads, s.n_kv_heads, s.hidden_dim,
+                s.vocab0, s.vocab1, (rss1 > rss0 ? rss1 - rss0 : 0) / 1048576.0,
+                piquant::to_string(mo.wire));
+  // Rank order on stderr: each rank prints after the one before it (a barrier per rank).
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) {
+      std::fputs(line, err_);
+      std::fflush(err_);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  return mine;
+}
+
+uint64_t Distributed::same_seed(uint64_t seed) {
+  MPI_Bcast(&seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  return seed;
+}
+
+void Distributed::report(const piquant::Model& model, double gen_seconds, size_t n_tokens) {
+  const piquant::CollectiveStats& st = impl_->comm->stats();
+  const double n = static_cast<double>(std::max<size_t>(n_tokens, 1));
+  // The weight memory this rank holds after running: its copies plus the pages of the file it
+  // has mapped in (every page of its slice has been read by now).
+  const piquant::ShardInfo& s = *model.impl().shard;
+  const double held =
+      static_cast<double>(s.copied_bytes + piquant::mapped_resident_bytes(s.file));
+  double mine[4] = {st.comm_seconds, static_cast<double>(st.bytes_sent), gen_seconds, held};
+  std::vector<double> all(4 * static_cast<size_t>(size_));
+  MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  if (rank_ != 0) return;
+  for (int r = 0; r < size_; ++r) {
+    const double* v = all.data() + 4 * r;
+    std::fprintf(stderr,
+                 "piquant-run: rank %d/%d: %.3f ms in communication and %.1f KiB sent per "
+                 "generated token (generation %.3f s) | weights held %.2f MiB (copied + file "
+                 "pages mapped in)\n",
+                 r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2], v[3] / 1048576.0);
+  }
+}
+
+#else  // !PIQUANT_MPI
+
+struct Distributed::Impl {};
+
+Distributed::Distributed(int*, char***) {
+  if (under_mpirun() && std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr &&
+      std::atoi(std::getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
+    piquant::cli::die("piquant-run",
+                      "started by mpirun with several ranks, but this piquant-run was built "
+                      "without MPI: rebuild with -DPIQUANT_MPI=ON (docs/distributed.md)");
+  }
+}
+Distributed::~Distributed() = default;
+void Distributed::fail_all(const std::string& message, int) {
+  piquant::cli::die("piquant-run", message);
+}
+void Distributed::abort(const std::string& message) { piquant::cli::die("piquant-run", message); }
+std::shared_ptr<const piquant::Model> Distributed::load(const std::string&,
+                                                        const piquant::LoadOptions&,
+                                                        const std::string&, const DistArgs&,
+                                                        std::shared_ptr<const piquant::Model>) {
+  return nullptr;
+}
+uint64_t Distributed::same_seed(uint64_t seed) { return seed; }
+void Distributed::report(const piquant::Model&, double, size_t) {}
+
+#endif

@@ -1,0 +1,302 @@
+#include "dist/mpi_collective.hpp"
+
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "piquant/error.hpp"
+
+namespace piquant {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void check_mpi(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw Error(ErrorCode::kIo, std::string("MPI ") + what + ": " + std::string(msg, size_t(len)));
+}
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int g_error_fd = 2;
+
+[[noreturn]] void abort_world(const std::string& message, int code) {
+  std::fflush(stderr);
+  dprintf(g_error_fd, "piquant (rank %d): %s\n", world_rank(), message.c_str());
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+// Waits for every request, polling, at most timeout_s; `peer[i]` is the rank request i receives
+// from (>= 0), or -2 - the rank it sends to, or -1 (a collective: no one peer). On timeout names the ranks whose messages did not arrive and aborts the job.
+void wait_all(std::vector<MPI_Request>& req, const std::vector<int>& peer, double timeout_s,
+              const char* what, uint64_t seq) {
+  const double start = now_s();
+  size_t spins = 0;
+  for (;;) {
+    int done = 0;
+    check_mpi(MPI_Testall(static_cast<int>(req.size()), req.data(), &done, MPI_STATUSES_IGNORE),
+              what);
+    if (done) return;
+    if (++spins < 64) continue;
+    sched_yield();  // oversubscribed test runs share cores: let the peer compute
+    if (spins % 256 == 0 && now_s() - start > timeout_s) {
+      // The peers whose data did not arrive; else those not taking ours (a send that cannot
+      // complete: the peer stopped receiving).
+      std::string who, not_taking;
+      for (size_t i = 0; i < req.size(); ++i) {
+        int flag = 0;
+        MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
+        if (flag || peer[i] == -1) continue;
+        const int p = peer[i] >= 0 ? peer[i] : -2 - peer[i];
+        std::string& list = peer[i] >= 0 ? who : not_taking;
+        const std::string name = std::to_string(p);
+        if (list.find(name) == std::string::npos) list += (list.empty() ? "" : ", ") + name;
+      }
+      if (who.empty()) who = not_taking;
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "no data from rank %s for %.0f s in %s #%llu: a rank died or "
+                    "stalled (or waits for one that did); stopping every rank", who.empty() ? "?" : who.c_str(), timeout_s,
+                    what, static_cast<unsigned long long>(seq));
+      abort_world(buf, 2);
+    }
+  }
+}
+
+struct Q8Block {
+  float d;
+  int8_t q[32];
+};
+
+class MpiCollective final : public Collective {
+ public:
+  explicit MpiCollective(const MpiOptions& o) : opt_(o) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const CollectiveStats& stats() const override { return stats_; }
+  void reset_stats() override { stats_ = CollectiveStats{}; }
+
+  void sum(float* x, size_t n) override {
+    const double t0 = now_s();
+    const size_t N = static_cast<size_t>(size_);
+    if (opt_.wire == WireType::kF32) {
+      const size_t b = n * sizeof(float);
+      all_.resize(N * b);
+      std::vector<size_t>& bytes = counts_;
+      bytes.assign(N, b);
+      exchange(x, b, all_.data(), bytes.data(), "sum");
+      const float* parts = reinterpret_cast<const float*>(all_.data());
+      std::copy(parts, parts + n, x);
+      for (size_t r = 1; r < N; ++r) {
+        const float* p = parts + r * n;
+        for (size_t i = 0; i < n; ++i) x[i] += p[i];
+      }
+    } else {
+      const size_t nb = (n + 31) / 32, b = nb * sizeof(Q8Block);
+      mine_.resize(b);
+      auto* blocks = reinterpret_cast<Q8Block*>(mine_.data());
+      for (size_t j = 0; j < nb; ++j) {
+        const size_t i0 = j * 32, len = std::min<size_t>(32, n - i0);
+        float amax = 0.0f;
+        for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i0 + i]));
+        const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        blocks[j].d = d;
+        for (size_t i = 0; i < 32; ++i) {
+          blocks[j].q[i] = i < len ? static_cast<int8_t>(std::lrintf(x[i0 + i] * id)) : 0;
+        }
+      }
+      all_.resize(N * b);
+      counts_.assign(N, b);
+      exchange(mine_.data(), b, all_.data(), counts_.data(), "sum");
+      std::fill(x, x + n, 0.0f);
+      for (size_t r = 0; r < N; ++r) {
+        const auto* p = reinterpret_cast<const Q8Block*>(all_.data() + r * b);
+        for (size_t j = 0; j < nb; ++j) {
+          const size_t i0 = j * 32, len = std::min<size_t>(32, n - i0);
+          for (size_t i = 0; i < len; ++i) x[i0 + i] += p[j].d * static_cast<float>(p[j].q[i]);
+        }
+      }
+    }
+    stats_.comm_seconds += now_s() - t0;
+  }
+
+  void gather(const float* mine, size_t n_mine, float* out, const size_t* counts) override {
+    const double t0 = now_s();
+    counts_.resize(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) counts_[size_t(r)] = counts[r] * sizeof(float);
+    exchange(mine, n_mine * sizeof(float), out, counts_.data(), "gather");
+    stats_.comm_seconds += now_s() - t0;
+  }
+
+ private:
+  // all := every rank's bytes in rank order (bytes[r] from rank r); mine is ours.
+  void exchange(const void* mine, size_t n_mine, void* all, const size_t* bytes, const char* what) {
+    const int tag = static_cast<int>(seq_ % 32768);
+    ++seq_;
+    ++stats_.calls;
+    req_.clear();
+    peer_.clear();
+    auto* out = static_cast<uint8_t*>(all);
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) {
+        std::memcpy(out + off, mine, n_mine);
+      } else {
+        req_.emplace_back();
+        peer_.push_back(r);
+        check_mpi(MPI_Irecv(out + off, static_cast<int>(bytes[r]), MPI_BYTE, r, tag,
+                            MPI_COMM_WORLD, &req_.back()),
+                  what);
+      }
+      off += bytes[r];
+    }
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      req_.emplace_back();
+      peer_.push_back(-2 - r);  // a send: its peer is named only when no receive is missing
+      check_mpi(MPI_Isend(mine, static_cast<int>(n_mine), MPI_BYTE, r, tag, MPI_COMM_WORLD,
+                          &req_.back()),
+                what);
+      stats_.bytes_sent += n_mine;
+    }
+    wait_all(req_, peer_, opt_.timeout_s, what, seq_);
+  }
+
+  MpiOptions opt_;
+  int rank_ = 0, size_ = 1;
+  uint64_t seq_ = 0;
+  CollectiveStats stats_;
+  std::vector<uint8_t> mine_, all_;
+  std::vector<size_t> counts_;
+  std::vector<MPI_Request> req_;
+  std::vector<int> peer_;
+};
+
+}  // namespace
+
+void set_mpi_error_fd(int fd) { g_error_fd = fd; }
+
+const char* to_string(WireType t) { return t == WireType::kF32 ? "f32" : "q8"; }
+
+WireType parse_wire_type(const std::string& s) {
+  if (s == "f32") return WireType::kF32;
+  if (s == "q8") return WireType::kQ8;
+  throw Error(ErrorCode::kInvalidArgument, "--mpi-act: '" + s + "' is not f32 or q8");
+}
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+MpiRuntime::~MpiRuntime() { MPI_Finalize(); }
+
+void MpiRuntime::abort(const std::string& message, int code) { abort_world(message, code); }
+
+std::string MpiRuntime::compare(const std::string& what, const std::string& value,
+                                double timeout_s) {
+  const size_t N = static_cast<size_t>(size_);
+  std::vector<int> lens(N);
+  int mine = static_cast<int>(value.size());
+  std::vector<MPI_Request> req(1);
+  const std::vector<int> peer{-1};
+  check_mpi(MPI_Iallgather(&mine, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req[0]),
+            "compare");
+  wait_all(req, peer, timeout_s, "the start-up check", 0);
+  std::vector<int> displs(N);
+  int total = 0;
+  for (size_t r = 0; r < N; ++r) {
+    displs[r] = total;
+    total += lens[r];
+  }
+  std::string all(static_cast<size_t>(total), '\0');
+  check_mpi(MPI_Iallgatherv(value.data(), mine, MPI_CHAR, all.data(), lens.data(), displs.data(),
+                            MPI_CHAR, MPI_COMM_WORLD, &req[0]),
+            "compare");
+  wait_all(req, peer, timeout_s, "the start-up check", 0);
+  const std::string v0 = all.substr(0, size_t(lens[0]));
+  for (size_t r = 1; r < N; ++r) {
+    const std::string vr = all.substr(size_t(displs[r]), size_t(lens[r]));
+    if (vr != v0) {
+      return "rank " + std::to_string(r) + " has a different " + what + " than rank 0: " + vr +
+             " vs " + v0;
+    }
+  }
+  return "";
+}
+
+std::shared_ptr<Collective> make_mpi_collective(const MpiOptions& options) {
+  return std::make_shared<MpiCollective>(options);
+}
+
+MpiTiming mpi_time_exchange(size_t floats, int reps) {
+  MpiTiming t;
+  t.floats = floats;
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::vector<float> buf(floats, 1.0f);
+  std::vector<double> times;
+  auto median = [&]() {
+    std::sort(times.begin(), times.end());
+    const double m = times.empty() ? 0 : times[times.size() / 2];
+    times.clear();
+    return m * 1e6;
+  };
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (size >= 2 && rank < 2) {
+    for (int i = 0; i < reps; ++i) {
+      const double t0 = now_s();
+      if (rank == 0) {
+        MPI_Send(buf.data(), int(floats), MPI_FLOAT, 1, 7, MPI_COMM_WORLD);
+        MPI_Recv(buf.data(), int(floats), MPI_FLOAT, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      } else {
+        MPI_Recv(buf.data(), int(floats), MPI_FLOAT, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(buf.data(), int(floats), MPI_FLOAT, 0, 7, MPI_COMM_WORLD);
+      }
+      times.push_back(now_s() - t0);
+    }
+    t.pingpong_us = median();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (WireType w : {WireType::kF32, WireType::kQ8}) {
+    MpiOptions o;
+    o.wire = w;
+    auto c = make_mpi_collective(o);
+    for (int i = 0; i < reps; ++i) {
+      std::fill(buf.begin(), buf.end(), 1.0f);
+      const double t0 = now_s();
+      c->sum(buf.data(), floats);
+      times.push_back(now_s() - t0);
+    }
+    (w == WireType::kF32 ? t.sum_f32_us : t.sum_q8_us) = median();
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  return t;
+}
+
+}  // namespace piquant
