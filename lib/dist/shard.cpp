@@ -26,8 +26,11 @@ namespace {
 
 constexpr int kVocabUnit = 8;  // classifier rows per unit: two packed row groups
 
-// Column alignment a split of t's inputs needs: the quantized types' block.
-int64_t col_block(const Tensor& t) { return is_quantized(t.type) ? int64_t{k::kBlock} : 1; }
+// Column alignment a split of t's inputs needs: the quantized types' block (32 values, or a
+// K-quant's 256-value super-block).
+int64_t col_block(const Tensor& t) {
+  return is_quantized(t.type) ? static_cast<int64_t>(k::block_values(t.type)) : 1;
+}
 // Row alignment a split of t's outputs needs: the packing's interleave.
 int64_t row_block(const Tensor& t) {
   return is_quantized(t.type) && t.layout == TensorLayout::kPacked ? int64_t{k::kRowInterleave} : 1;
@@ -217,7 +220,9 @@ Tensor slice_rows(const Tensor& t, int64_t r0, int64_t r1) {
 }
 
 namespace {
-size_t g_copied = 0;  // bytes copied by the calls below, for shard_model's count (one thread)
+// Bytes copied by the calls below, for shard_model's count: per thread, so two models sharded
+// at once on different threads do not mix their counts.
+thread_local size_t g_copied = 0;
 }  // namespace
 
 Tensor copy_tensor(const Tensor& t, std::vector<std::shared_ptr<const void>>& storage) {
@@ -251,17 +256,19 @@ Tensor copy_cols(const Tensor& t, int64_t c0, int64_t c1,
     run_off = static_cast<size_t>(c0) * es;
     run_len = static_cast<size_t>(c1 - c0) * es;
   } else if (t.layout == TensorLayout::kPacked) {
-    const size_t gb = k::packed_size(wt, k::kRowInterleave, k::kBlock);  // one group block
+    const size_t bv = k::block_values(wt);  // 32, or 256 for the K-quants
+    const size_t gb = k::packed_size(wt, k::kRowInterleave, bv);  // one group block
     n_runs = (static_cast<size_t>(t.rows) + k::kRowInterleave - 1) / k::kRowInterleave;
-    run_stride = static_cast<size_t>(t.cols) / k::kBlock * gb;
-    run_off = static_cast<size_t>(c0) / k::kBlock * gb;
-    run_len = static_cast<size_t>(c1 - c0) / k::kBlock * gb;
+    run_stride = static_cast<size_t>(t.cols) / bv * gb;
+    run_off = static_cast<size_t>(c0) / bv * gb;
+    run_len = static_cast<size_t>(c1 - c0) / bv * gb;
   } else {
-    const size_t bb = k::row_bytes(wt, k::kBlock);
+    const size_t bv = k::block_values(wt);
+    const size_t bb = k::row_bytes(wt, bv);
     n_runs = static_cast<size_t>(t.rows);
     run_stride = k::row_bytes(wt, static_cast<size_t>(t.cols));
-    run_off = static_cast<size_t>(c0) / k::kBlock * bb;
-    run_len = static_cast<size_t>(c1 - c0) / k::kBlock * bb;
+    run_off = static_cast<size_t>(c0) / bv * bb;
+    run_len = static_cast<size_t>(c1 - c0) / bv * bb;
   }
   for (size_t i = 0; i < n_runs; ++i) {
     std::memcpy(dst + i * run_len, src + i * run_stride + run_off, run_len);
