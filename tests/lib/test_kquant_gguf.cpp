@@ -21,6 +21,7 @@
 #include "format/gguf.hpp"
 #include "format/gguf_model.hpp"
 #include "format/gguf_writer.hpp"
+#include "format/kquants.hpp"
 #include "ref_forward.hpp"
 #include "sha256.hpp"
 #include "test_util.hpp"
@@ -556,3 +557,27 @@ TEST_CASE("piquant-inspect shows the types a K-quant GGUF keeps", "[lib][gguf][k
                                     "Q6_K -> q6_k (3)"));
 }
 #endif
+
+// A developer check, hidden: PIQUANT_DEV_GGUF=a file with Q2_K / Q3_K / IQ4_NL / IQ4_XS tensors,
+// PIQUANT_DEV_F32=llama-quantize --allow-requantize of it to F32 (llama.cpp's dequantization):
+// lib/format/kquants.cpp's dequantizers of the re-quantized-at-load types must match bit for bit.
+TEST_CASE("Q2_K / Q3_K / IQ4_NL / IQ4_XS dequantize as llama.cpp does", "[.kquant_dev]") {
+  const char* q = std::getenv("PIQUANT_DEV_GGUF");
+  const char* f = std::getenv("PIQUANT_DEV_F32");
+  if (!q || !f) FAIL("set PIQUANT_DEV_GGUF and PIQUANT_DEV_F32");
+  const piquant::GgufFile gq(q), gf(f);
+  size_t checked = 0;
+  for (const piquant::GgufTensorInfo& t : gq.tensors()) {
+    if (t.type != 10 && t.type != 11 && t.type != 20 && t.type != 23) continue;
+    const piquant::GgufTensorInfo* r = gf.find_tensor(t.name);
+    REQUIRE(r != nullptr);
+    REQUIRE(r->type == kF32);
+    std::vector<float> v(t.n_elements);
+    REQUIRE(piquant::dequantize_kquant(t.type, gq.tensor_data(t), v.data(), v.size()));
+    CAPTURE(t.name, t.type);
+    CHECK(std::memcmp(v.data(), gf.tensor_data(*r), v.size() * 4) == 0);
+    ++checked;
+  }
+  std::printf("kquant dev: %zu tensors of %s match llama.cpp's F32\n", checked, q);
+  CHECK(checked > 0);
+}
