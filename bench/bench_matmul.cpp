@@ -17,7 +17,9 @@
 //
 // Options (before the Google Benchmark flags): --isa=avx2,avx512vnni,... (default: every path
 // the CPU has except ref; PIQUANT_BENCH_ISA does the same), --threads=1,2 (default 1,2),
-// --types=q4,q8,q4m (default q4,q8), --n=128,512 (GEMM token counts).
+// --types=q4,q8,q4m,q4_k,q5_k,q6_k,q5_0,q5_1 (default q4,q8), --n=128,512 (GEMM token counts),
+// --shapes=5632x2048,... (default: all). The K-quant efficiency against q4_0 (issue 18):
+//   bench_matmul --types=q4,q4_k,q5_k,q6_k,q5_0 --shapes=5632x2048 --threads=1 --benchmark_filter=cold
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -226,12 +228,31 @@ const Weights& weights(WeightType t, size_t m, size_t kk) {
     const uint64_t r = rng();
     std::memcpy(w->packed.data() + i, &r, 8);
   }
-  const size_t gb = k::kRowInterleave * k::block_bytes(t), scales = t == WeightType::kQ4M ? 8 : 4;
-  for (size_t g = 0; g + gb <= w->packed.size(); g += gb) {
-    for (size_t s = 0; s < scales; ++s) {
-      const uint16_t h = static_cast<uint16_t>(0x2000 + (rng() & 0x3FF));  // ~2^-7
-      std::memcpy(w->packed.data() + g + 2 * s, &h, 2);
+  auto scale = [&](uint8_t* p) {
+    const uint16_t h = static_cast<uint16_t>(0x2000 + (rng() & 0x3FF));  // ~2^-7
+    std::memcpy(p, &h, 2);
+  };
+  const size_t bb = k::block_bytes(t);
+  switch (t) {
+    case WeightType::kQ8:
+    case WeightType::kQ4:
+    case WeightType::kQ4M: {  // group block: 4 (q4m: 8) fp16 scales first
+      const size_t gb = k::kRowInterleave * bb, scales = t == WeightType::kQ4M ? 8 : 4;
+      for (size_t g = 0; g + gb <= w->packed.size(); g += gb) {
+        for (size_t s = 0; s < scales; ++s) scale(w->packed.data() + g + 2 * s);
+      }
+      break;
     }
+    default:  // GGUF blocks one after the other: d (+ dmin / m) at the block's start, Q6_K's last
+      for (size_t b = 0; b + bb <= w->packed.size(); b += bb) {
+        uint8_t* p = w->packed.data() + b;
+        if (t == WeightType::kQ6K) {
+          scale(p + offsetof(k::BlockQ6K, d));
+        } else {
+          scale(p);
+          if (t != WeightType::kQ5_0) scale(p + 2);
+        }
+      }
   }
   return *w;
 }
@@ -337,7 +358,8 @@ void bm_matmul(benchmark::State& st, Case c) {
 }
 
 bool parse_type(const std::string& s, WeightType* t) {
-  for (WeightType x : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M}) {
+  for (WeightType x : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M, WeightType::kQ4K, WeightType::kQ5K,
+                       WeightType::kQ6K, WeightType::kQ5_0, WeightType::kQ5_1}) {
     if (s == k::to_string(x)) {
       *t = x;
       return true;
@@ -358,6 +380,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> isas, types = {"q4", "q8"};
   std::vector<int> threads = {1, 2};
   std::vector<size_t> gemm_n = {128, 512};
+  std::vector<std::string> shapes;  // "MxK" to keep; empty: all
   if (const char* e = std::getenv("PIQUANT_BENCH_ISA")) isas = split(e);
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -369,6 +392,8 @@ int main(int argc, char** argv) {
       isas = split(val("--isa="));
     else if (!val("--types=").empty())
       types = split(val("--types="));
+    else if (!val("--shapes=").empty())
+      shapes = split(val("--shapes="));
     else if (!val("--threads=").empty()) {
       threads.clear();
       for (const auto& t : split(val("--threads="))) threads.push_back(std::stoi(t));
@@ -403,11 +428,14 @@ int main(int argc, char** argv) {
   for (const std::string& ts : types) {
     WeightType t;
     if (!parse_type(ts, &t)) {
-      std::fprintf(stderr, "bench_matmul: unknown type '%s' (q4, q8, q4m)\n", ts.c_str());
+      std::fprintf(stderr, "bench_matmul: unknown type '%s' (q4, q8, q4m, q4_k, q5_k, q6_k, q5_0, q5_1)\n",
+                   ts.c_str());
       return 2;
     }
     for (const Shape& s : kShapes) {
       const std::string shape = std::to_string(s.m) + "x" + std::to_string(s.k);
+      if (!shapes.empty() && std::find(shapes.begin(), shapes.end(), shape) == shapes.end()) continue;
+      if (s.k % k::block_values(t) != 0) continue;
       const size_t bytes = k::packed_size(t, s.m, s.k);
       // Cold variants only where the copies make a difference (smaller than kColdBytes).
       std::vector<bool> stream_temps = {false};

@@ -9,6 +9,8 @@
 #include "interrupt.hpp"
 #include "util/cli.hpp"
 
+#include <sys/resource.h>
+
 #include <cctype>
 #include <chrono>
 #include <climits>
@@ -25,6 +27,13 @@
 #include <vector>
 
 namespace {
+
+// The process's peak resident set so far (getrusage: KiB on Linux), in MiB.
+double peak_rss_mib() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
 
 const char* kUsage = R"(usage: piquant-run [options]
 Generates text from a prompt (or chats, --chat) with a model file, with llama.cpp's flags.
@@ -437,13 +446,14 @@ int run(const Args& a, Distributed& dist) {
     }
     session.set_adapters(std::move(adapters));
   }
-  // Memory at start: weights (mmapped or owned), KV cache for the whole context, scratch.
+  // Memory at start: weights (mmapped or owned), KV cache for the whole context, scratch, and
+  // the peak resident set so far (loading included: a GGUF is repacked tensor by tensor).
   std::fprintf(stderr,
                "piquant-run: %s\npiquant-run: loaded in %.3f s | weights %.1f MiB | KV cache %.1f "
-               "MiB (%d tokens) | scratch %.1f MiB\n",
+               "MiB (%d tokens) | scratch %.1f MiB | peak RSS %.1f MiB\n",
                model->describe().c_str(), load_s, model->weight_bytes() / 1048576.0,
                session.kv_cache_bytes() / 1048576.0, session.n_ctx(),
-               session.scratch_bytes() / 1048576.0);
+               session.scratch_bytes() / 1048576.0, peak_rss_mib());
   if (model->mapped_bytes() > 0) {
     std::fprintf(stderr, "piquant-run: weights mmapped: %.1f MiB used in place from the file "
                          "(zero copy, paged in on first use)\n",
@@ -523,11 +533,11 @@ int run(const Args& a, Distributed& dist) {
       a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency());
   std::fprintf(stderr,
                "piquant-run: load %.3f s | prompt %zu token%s, %.1f tokens/s | generated %zu "
-               "token%s, %.1f tokens/s | %d thread%s\n",
+               "token%s, %.1f tokens/s | peak RSS %.1f MiB | %d thread%s\n",
                load_s, prompt_ids.size(), prompt_ids.size() == 1 ? "" : "s",
                r.prompt_seconds > 0 ? prompt_ids.size() / r.prompt_seconds : 0.0,
-               r.generated_ids.size(), r.generated_ids.size() == 1 ? "" : "s", gen_tps, n_threads,
-               n_threads == 1 ? "" : "s");
+               r.generated_ids.size(), r.generated_ids.size() == 1 ? "" : "s", gen_tps,
+               peak_rss_mib(), n_threads, n_threads == 1 ? "" : "s");
   if (dist.active()) dist.report(*model, r.gen_seconds, r.generated_ids.size());
   return interrupted() ? 130 : 0;  // 128 + SIGINT, as a shell reports a Ctrl-C
 }

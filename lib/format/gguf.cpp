@@ -381,9 +381,21 @@ void GgufFile::parse() {
     if (end >= t.offset) data_end = std::max(data_end, end);
   }
   if (data_end > data_size && data_offset_ <= SIZE_MAX - data_end) {
+    // Name the first tensor (in file order) whose data is cut short.
+    const GgufTensorInfo* first = nullptr;
+    for (const GgufTensorInfo& t : tensors_) {
+      const size_t end = t.offset + t.n_bytes;
+      if (end >= t.offset && end > data_size && (first == nullptr || t.offset < first->offset)) first = &t;
+    }
+    const GgmlTypeInfo* info = first ? ggml_type_info(first->type) : nullptr;
     r.fail("the file is incomplete or corrupt (an interrupted download or copy?): its tensors "
            "need " + std::to_string(data_offset_ + data_end) + " bytes but the file has " +
-           std::to_string(size_));
+           std::to_string(size_) +
+           (first ? "; the first tensor cut short is '" + first->name + "' (" +
+                        (info ? info->name : "?") + ", bytes " +
+                        std::to_string(data_offset_ + first->offset) + ".." +
+                        std::to_string(data_offset_ + first->offset + first->n_bytes) + ")"
+                  : std::string()));
   }
   for (const GgufTensorInfo& t : tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset) {

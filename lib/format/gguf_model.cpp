@@ -1,10 +1,17 @@
 // Models from GGUF files (llama.cpp's format): architecture metadata -> ModelConfig, tensors ->
-// the forward pass's Tensors. F32 and F16 tensors are used in place (mmapped); Q8_0, Q4_0 and
-// Q4_1 are repacked without loss into the kernels' interleaved layout; BF16 is widened to f32;
-// Q4_K / Q5_K / Q6_K / Q8_K are dequantized and re-quantized to the nearest piquant format with
-// a notice. Everything else is refused, naming the tensor and its type.
+// the forward pass's Tensors. F32 and F16 tensors are used in place (mmapped); Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1 and the K-quants Q4_K, Q5_K, Q6_K are kept in their own type (piquant's blocks are
+// GGUF's) and repacked without loss into the kernels' interleaved layout, one tensor at a time,
+// the file's pages released after each (so loading needs about the file's size in memory, not
+// twice it); BF16 is widened to f32; Q8_K is dequantized and re-quantized to q8, Q2_K, Q3_K,
+// IQ4_NL and IQ4_XS to q4m, with a notice.
+// Everything else is refused, naming the tensor and its type.
 #include "format/gguf_model.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -24,6 +31,30 @@ struct ArchInfo {
   bool qkv_bias;
   bool qk_norm;
 };
+
+// Drops the whole pages inside [p, p + n) of the read-only file mapping from the resident set
+// (they stay in the page cache and fault back in if read again, e.g. a tied embedding's rows).
+void release_file_pages(const void* p, size_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// The GGUF types whose blocks piquant keeps as they are.
+bool native_block_type(uint32_t ggml, DType* out) {
+  switch (static_cast<GgmlType>(ggml)) {
+    case GgmlType::kQ8_0: *out = DType::kQ8; return true;
+    case GgmlType::kQ4_0: *out = DType::kQ4; return true;
+    case GgmlType::kQ4_1: *out = DType::kQ4M; return true;
+    case GgmlType::kQ5_0: *out = DType::kQ5_0; return true;
+    case GgmlType::kQ5_1: *out = DType::kQ5_1; return true;
+    case GgmlType::kQ4_K: *out = DType::kQ4K; return true;
+    case GgmlType::kQ5_K: *out = DType::kQ5K; return true;
+    case GgmlType::kQ6_K: *out = DType::kQ6K; return true;
+    default: return false;
+  }
+}
 
 constexpr ArchInfo kArchs[] = {
     {"llama", RopeLayout::kPairs, false, false},
@@ -61,30 +92,30 @@ class Loader {
         if (c % 32 != 0) return widen(out, t->type, data);
         return out;
       case GgmlType::kBF16: return widen(out, t->type, data);
-      case GgmlType::kQ8_0: return quantized(out, DType::kQ8, data, embedding);
-      case GgmlType::kQ4_0: return quantized(out, DType::kQ4, data, embedding);
-      case GgmlType::kQ4_1: return quantized(out, DType::kQ4M, data, embedding);
-      case GgmlType::kQ4_K:
-      case GgmlType::kQ5_K:
-      case GgmlType::kQ6_K:
-      case GgmlType::kQ8_K: {
+      case GgmlType::kQ8_K:     // 8-bit with f32 scales: q8 is as precise
+      case GgmlType::kQ2_K:     // 2.6 to 4.5 bits per weight, no kernels of their own:
+      case GgmlType::kQ3_K:     // q4m (5 bits) keeps them closest
+      case GgmlType::kIQ4_NL:
+      case GgmlType::kIQ4_XS: {
         std::vector<float> f(r * c);
         dequantize_kquant(t->type, data, f.data(), f.size());
-        // Q4_K has per-block minimums: q4m keeps them; the 5- to 8-bit types go to q8.
-        const DType to = t->type == uint32_t(GgmlType::kQ4_K) ? DType::kQ4M : DType::kQ8;
+        release_file_pages(data, t->n_bytes);
+        const DType to = t->type == uint32_t(GgmlType::kQ8_K) ? DType::kQ8 : DType::kQ4M;
         note_conversion(t->type, to);
         std::vector<uint8_t> rows_q(r * kernels::row_bytes(to_weight_type(to), c));
         kernels::quantize_rows(to_weight_type(to), f.data(), r, c, rows_q.data());
         const uint8_t* owned = keep(std::move(rows_q));
-        return quantized(out, to, owned, embedding);
+        return quantized(out, to, owned, embedding, /*from_file=*/false);
       }
       default: {
+        DType native;
+        if (native_block_type(t->type, &native)) return quantized(out, native, data, embedding);
         const GgmlTypeInfo* info = ggml_type_info(t->type);
         throw Error(ErrorCode::kUnsupported,
                     f_->source() + ": tensor " + name + " has unsupported tensor type " +
                         (info ? info->name : "#" + std::to_string(t->type)) +
-                        " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, "
-                        "Q8_K)");
+                        " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, "
+                        "Q5_K, Q6_K; Q2_K, Q3_K, Q8_K, IQ4_NL, IQ4_XS re-quantized)");
       }
     }
   }
@@ -166,24 +197,74 @@ class Loader {
     return out;
   }
 
-  // Row-major GGUF blocks: kept in place for embeddings, packed for the kernels otherwise.
-  Tensor quantized(Tensor out, DType type, const uint8_t* rows_data, bool embedding) {
+  // Every fp16 scale (d, and dmin / m where the type has one) of a block tensor must be finite:
+  // an inf or NaN would turn every output it touches into inf / NaN. Names the tensor, row and
+  // block.
+  // Checks rows [row0, row0 + nrows) (rows_data: the tensor's first row).
+  void check_scales(const Tensor& t, const uint8_t* rows_data, size_t row0, size_t nrows) const {
+    const auto wt = to_weight_type(t.type);
+    const size_t bb = kernels::block_bytes(wt), nb = static_cast<size_t>(t.cols) / kernels::block_values(wt);
+    size_t offs[2] = {0, 2};
+    size_t n_offs = 1;
+    switch (t.type) {
+      case DType::kQ4M:
+      case DType::kQ5_1:
+      case DType::kQ4K:
+      case DType::kQ5K: n_offs = 2; break;
+      case DType::kQ6K: offs[0] = offsetof(kernels::BlockQ6K, d); break;
+      default: break;
+    }
+    for (size_t i = row0 * nb; i < (row0 + nrows) * nb; ++i) {
+      for (size_t j = 0; j < n_offs; ++j) {
+        uint16_t h;
+        std::memcpy(&h, rows_data + i * bb + offs[j], 2);
+        if ((h & 0x7C00) != 0x7C00) continue;
+        const bool k = kernels::is_kquant(wt);
+        const char* field = j == 0 ? "d" : k ? "dmin" : "m";
+        throw Error(ErrorCode::kFormat,
+                    f_->source() + ": tensor " + t.name + " (" + to_string(t.type) + "): " +
+                        (k ? "super-block " : "block ") + std::to_string(i % nb) + " of row " +
+                        std::to_string(i / nb) + " has a non-finite scale " + field + " (" +
+                        ((h & 0x3FF) ? "NaN" : (h & 0x8000) ? "-inf" : "inf") + ")");
+      }
+    }
+  }
+
+  // Row-major GGUF blocks: kept in place for embeddings, packed for the kernels otherwise (and
+  // then the file's pages of the tensor are released: the packed copy is what stays resident).
+  Tensor quantized(Tensor out, DType type, const uint8_t* rows_data, bool embedding,
+                   bool from_file = true) {
     out.type = type;
-    if (out.cols % 32 != 0) {
-      throw Error(ErrorCode::kFormat, f_->source() + ": tensor " + out.name + " has " +
-                                          std::to_string(out.cols) +
-                                          " columns, not a multiple of the 32-element block");
+    const auto bv = static_cast<int64_t>(block_values(type));
+    if (out.cols % bv != 0) {
+      throw Error(ErrorCode::kFormat, f_->source() + ": tensor " + out.name + " (" + to_string(type) +
+                                          ") has rows of " + std::to_string(out.cols) +
+                                          " values, not a multiple of its " + std::to_string(bv) +
+                                          "-value block");
+    }
+    const auto wt = to_weight_type(type);
+    const size_t r = static_cast<size_t>(out.rows), c = static_cast<size_t>(out.cols);
+    // In chunks of rows (a multiple of the 4-row groups, so the packed bytes of rows [r0, r1)
+    // start at r0 * row_bytes): check the scales, pack, and release the file's pages of the
+    // chunk, so the resident set holds one chunk of the file beside the packed copy, not the
+    // whole tensor (an embedding stays in the file, looked up by row, its pages faulting back in
+    // as tokens need them).
+    const size_t rb = kernels::row_bytes(wt, c);
+    const size_t chunk = std::max<size_t>(1, (size_t{1} << 20) / (rb * kernels::kRowInterleave)) *
+                         kernels::kRowInterleave;
+    // 64-byte aligned, huge-page backed: the GEMV streams these once per token.
+    uint8_t* packed = embedding ? nullptr : arena_.alloc(kernels::packed_size(wt, r, c));
+    for (size_t r0 = 0; r0 < r; r0 += chunk) {
+      const size_t n = std::min(chunk, r - r0);
+      if (from_file) check_scales(out, rows_data, r0, n);
+      if (packed) kernels::pack(wt, rows_data + r0 * rb, n, c, packed + r0 * rb);
+      if (from_file) release_file_pages(rows_data + r0 * rb, n * rb);
     }
     if (embedding) {
       out.layout = TensorLayout::kRows;
       out.data = rows_data;
       return out;
     }
-    const auto wt = to_weight_type(type);
-    const size_t r = static_cast<size_t>(out.rows), c = static_cast<size_t>(out.cols);
-    // 64-byte aligned, huge-page backed: the GEMV streams these once per token.
-    uint8_t* packed = arena_.alloc(kernels::packed_size(wt, r, c));
-    kernels::pack(wt, rows_data, r, c, packed);
     out.layout = TensorLayout::kPacked;
     out.data = packed;
     return out;
@@ -198,6 +279,23 @@ class Loader {
 };
 
 }  // namespace
+
+const char* gguf_piquant_type(uint32_t ggml_type, bool* converted) {
+  *converted = false;
+  DType t;
+  if (native_block_type(ggml_type, &t)) return to_string(t);
+  switch (static_cast<GgmlType>(ggml_type)) {
+    case GgmlType::kF32: return "f32";
+    case GgmlType::kF16: return "f16";
+    case GgmlType::kBF16: *converted = true; return "f32";
+    case GgmlType::kQ8_K: *converted = true; return "q8";
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kIQ4_NL:
+    case GgmlType::kIQ4_XS: *converted = true; return "q4m";
+    default: return nullptr;
+  }
+}
 
 GgufModelInfo read_gguf_model_info(const GgufFile& f) {
   const std::string& src = f.source();

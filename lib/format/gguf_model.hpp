@@ -16,6 +16,12 @@ struct GgufModelInfo {
 };
 GgufModelInfo read_gguf_model_info(const GgufFile& file);
 
+/// How load_gguf_model keeps a tensor of ggml type `ggml_type` (a matrix; vectors are f32):
+/// the piquant type ("q4_k", "q8", "f16", ...) and whether that is a re-quantization
+/// (*converted, e.g. Q8_K -> q8) or a widening (BF16 -> f32). nullptr for a type piquant
+/// refuses. For piquant-inspect.
+const char* gguf_piquant_type(uint32_t ggml_type, bool* converted);
+
 /// Builds a model from an open GGUF file (architectures llama, qwen2, qwen3, exaone). Throws
 /// Error(kUnsupported) for other architectures or tensor types, Error(kFormat) naming the key
 /// or tensor for missing or inconsistent data.

@@ -14,7 +14,7 @@ bool piq_has_magic(const uint8_t* data, size_t size) {
 namespace {
 
 bool parse_type(const std::string& s, DType* out) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kQ8, DType::kQ4, DType::kQ4M}) {
+  for (DType t : kAllDTypes) {
     if (s == to_string(t)) {
       *out = t;
       return true;
@@ -32,7 +32,7 @@ size_t piq_tensor_bytes(const std::string& type, const std::string& layout, int6
   if (layout != "" && layout != kPiqLayoutPacked) return 0;
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
   if (!is_quantized(t)) return r * c * (t == DType::kF32 ? 4 : 2);
-  if (c % kernels::kBlock != 0) return 0;
+  if (c % block_values(t) != 0) return 0;
   const auto wt = to_weight_type(t);
   return layout == kPiqLayoutPacked ? kernels::packed_size(wt, r, c)
                                     : r * kernels::row_bytes(wt, c);
@@ -64,7 +64,8 @@ class PiqLoader {
     }
     DType type;
     if (!parse_type(t->type, &type)) {
-      fail("tensor " + name + " has unknown type \"" + t->type + "\" (f32, f16, q8, q4, q4m)");
+      fail("tensor " + name + " has unknown type \"" + t->type +
+           "\" (f32, f16, q8, q4, q4m, q4_k, q5_k, q6_k, q5_0, q5_1)");
     }
     if (t->layout != "" && t->layout != kPiqLayoutPacked) {
       fail("tensor " + name + " has unknown layout \"" + t->layout + "\"");
@@ -76,9 +77,10 @@ class PiqLoader {
       fail("tensor " + name + " must be stored " + (packed ? "packed" : "row-major") +
            " for its use, not in layout \"" + t->layout + "\"");
     }
-    if ((type == DType::kF16 || is_quantized(type)) && packed && cols % 32 != 0) {
-      fail("tensor " + name + ": " + t->type + " needs a multiple of 32 columns, it has " +
-           std::to_string(cols));
+    if ((type == DType::kF16 || is_quantized(type)) && (packed || is_quantized(type)) &&
+        cols % static_cast<int64_t>(block_values(type)) != 0) {
+      fail("tensor " + name + ": " + t->type + " needs a multiple of " +
+           std::to_string(block_values(type)) + " columns, it has " + std::to_string(cols));
     }
     const size_t bytes = piq_tensor_bytes(t->type, t->layout, rows, cols);
     if (bytes == 0 || bytes != t->size) {

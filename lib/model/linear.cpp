@@ -19,10 +19,11 @@ void validate_weight(const QuantWeight& w, const std::string& what) {
     throw Error(ErrorCode::kInvalidArgument, what + ": shape " + std::to_string(w.rows) + "x" +
                                                  std::to_string(w.cols) + " is empty");
   }
-  if (w.cols % static_cast<int64_t>(k::kBlock) != 0) {
+  const auto bv = static_cast<int64_t>(k::block_values(w.type));
+  if (w.cols % bv != 0) {
     throw Error(ErrorCode::kInvalidArgument,
-                what + ": " + std::to_string(w.cols) + " columns is not a multiple of 32 (the " +
-                    k::to_string(w.type) + " block size)");
+                what + ": " + std::to_string(w.cols) + " columns is not a multiple of " +
+                    std::to_string(bv) + " (the " + k::to_string(w.type) + " block size)");
   }
   if (w.packed == nullptr) throw Error(ErrorCode::kInvalidArgument, what + ": no weight data");
 }
@@ -49,6 +50,10 @@ OwnedQuantWeight pack_weight(WeightType type, const void* rows_data, int64_t row
 }
 
 OwnedQuantWeight quantize_weight(WeightType type, const float* w, int64_t rows, int64_t cols) {
+  if (!k::has_quantizer(type)) {
+    throw Error(ErrorCode::kUnsupported,
+                std::string("quantize_weight: quantizing to ") + k::to_string(type) + " is not supported yet");
+  }
   OwnedQuantWeight o = make_owned(type, w, rows, cols, "quantize_weight");
   const size_t m = static_cast<size_t>(rows), kk = static_cast<size_t>(cols);
   std::vector<uint8_t> row_major(m * k::row_bytes(type, kk));

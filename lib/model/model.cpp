@@ -2,6 +2,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -11,6 +12,7 @@
 #include "format/mapped_file.hpp"
 #include "format/piq_model.hpp"
 #include "model/model_impl.hpp"
+
 #include "vector/vector.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
@@ -266,12 +268,30 @@ size_t Model::weight_bytes() const {
   return n;
 }
 
+// The matrices' types, most bytes first ("q4_k+q6_k" for a Q4_K_M file; one name when uniform).
+static std::string weight_types(const Model::Impl& m) {
+  std::map<std::string, size_t> bytes;
+  auto add = [&](const Tensor& t) {
+    if (!t.empty()) bytes[to_string(t.type)] += t.bytes();
+  };
+  add(m.output);
+  for (const LayerWeights& l : m.layers) {
+    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*t);
+  }
+  std::vector<std::pair<size_t, std::string>> order;
+  for (const auto& [name, b] : bytes) order.emplace_back(b, name);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string s;
+  for (const auto& [b, name] : order) s += (s.empty() ? "" : "+") + name;
+  return s;
+}
+
 std::string Model::describe() const {
   const ModelConfig& c = impl_->config;
   std::ostringstream s;
   s << c.arch << " " << c.n_layers << "L dim " << c.dim << " ffn " << c.hidden_dim << " heads "
     << c.n_heads << "/" << c.n_kv_heads << " vocab " << c.vocab_size << " ctx " << c.max_seq_len
-    << " " << to_string(impl_->layers.empty() ? impl_->output.type : impl_->layers[0].w_gate.type) << " (" << impl_->source << ")";
+    << " " << weight_types(*impl_) << " (" << impl_->source << ")";
   return s.str();
 }
 

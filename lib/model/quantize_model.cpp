@@ -31,8 +31,17 @@ std::vector<float> to_f32(const Tensor& t) {
 
 Tensor convert(const Tensor& t, DType type, TensorLayout layout, Arena& arena) {
   if (t.empty() || t.rows == 1 || t.cols % 32 != 0 || type == t.type) return t;
-  const std::vector<float> f = to_f32(t);
   const auto wt = to_weight_type(type);
+  if (!kernels::has_quantizer(wt)) {
+    throw Error(ErrorCode::kUnsupported,
+                t.name + ": quantizing to " + to_string(type) + " is not supported yet");
+  }
+  if (t.cols % static_cast<int64_t>(kernels::block_values(wt)) != 0) {
+    throw Error(ErrorCode::kInvalidArgument, t.name + ": " + std::to_string(t.cols) +
+                                                 " columns is not a multiple of the " +
+                                                 to_string(type) + " block");
+  }
+  const std::vector<float> f = to_f32(t);
   const size_t rows = static_cast<size_t>(t.rows), cols = static_cast<size_t>(t.cols);
   Tensor out = t;
   out.type = type;
@@ -59,8 +68,11 @@ DType parse_dtype(const std::string& n) {
   if (n == "q8" || n == "q8_0") return DType::kQ8;
   if (n == "q4" || n == "q4_0") return DType::kQ4;
   if (n == "q4m" || n == "q4_1") return DType::kQ4M;
+  for (DType t : kAllDTypes) {
+    if (n == to_string(t)) return t;
+  }
   throw Error(ErrorCode::kInvalidArgument,
-              "unknown weight type '" + n + "' (f32, f16, q8, q4, q4m)");
+              "unknown weight type '" + n + "' (f32, f16, q8, q4, q4m, q4_k, q5_k, q6_k, q5_0, q5_1)");
 }
 
 std::unique_ptr<Model::Impl> quantize_model(const Model::Impl& src, const QuantizeModelOptions& o) {

@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr uint32_t kF32 = 0, kQ8_0 = 8, kQ5_0 = 6;
+constexpr uint32_t kF32 = 0, kQ8_0 = 8, kQ8_1 = 9;  // Q8_1: a type piquant refuses for weights
 
 // Cheap deterministic pseudo-normal values (sum of uniforms), fast enough for 100M weights.
 struct Rng {
@@ -313,9 +313,9 @@ TEST_CASE("bad GGUF models give clear errors", "[lib][gguf][bad-input]") {
     const std::string key(k);
     g.add("llama." + key, V::u32(key == "block_count" ? 1 : key == "attention.head_count" ? 4 : 64));
   }
-  g.add_tensor("token_embd.weight", kQ5_0, {64, 64}, std::string(64 * 64 / 32 * 22, '\0'));
-  g.write(dir.file("q5.gguf"));
-  const std::string e = load_error(dir.file("q5.gguf"));
+  g.add_tensor("token_embd.weight", kQ8_1, {64, 64}, std::string(64 * 64 / 32 * 36, '\0'));
+  g.write(dir.file("q8_1.gguf"));
+  const std::string e = load_error(dir.file("q8_1.gguf"));
   CHECK_THAT(e, Catch::Contains("token_embd.weight") && Catch::Contains("unsupported tensor type"));
 
   // A missing tensor and a wrong shape are named.

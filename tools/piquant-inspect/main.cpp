@@ -7,6 +7,7 @@
 #include <string>
 
 #include "format/gguf.hpp"
+#include "format/gguf_model.hpp"
 #include "format/mapped_file.hpp"
 #include "format/piq.hpp"
 #include "format/piq_model.hpp"
@@ -138,10 +139,11 @@ int inspect_gguf(const std::string& path, bool tensors) {
     std::printf("  %-44s %s\n", kv.key.c_str(), one_line(kv.value.describe(), 100).c_str());
   }
   TypeSizes by_type;
+  std::map<std::string, int> kept;  // "Q4_K -> q4_k" -> tensors
   uint64_t params = 0, bytes = 0;
   if (tensors) {
-    std::printf("%-34s %-6s %-20s %12s %12s\n", "tensor", "type", "dims (ne0 first)", "offset",
-                "bytes");
+    std::printf("%-34s %-6s %-20s %12s %12s  %s\n", "tensor", "type", "dims (ne0 first)", "offset",
+                "bytes", "piquant");
   }
   for (const auto& t : f.tensors()) {
     const piquant::GgmlTypeInfo* info = piquant::ggml_type_info(t.type);
@@ -151,13 +153,32 @@ int inspect_gguf(const std::string& path, bool tensors) {
     bytes += t.n_bytes;
     by_type[type].first += t.n_elements;
     by_type[type].second += t.n_bytes;
+    // What piquant runs it as: its own type (kept, no re-quantization), re-quantized ("*"), or
+    // refused ("-"). 1-D tensors (norms, biases) are used as f32.
+    bool converted = false;
+    const char* pt = piquant::gguf_piquant_type(t.type, &converted);
+    if (t.dims.size() == 1) {
+      converted = t.type != uint32_t(piquant::GgmlType::kF32);
+      if (pt != nullptr && (t.type == uint32_t(piquant::GgmlType::kF32) || t.type == uint32_t(piquant::GgmlType::kF16) ||
+                            t.type == uint32_t(piquant::GgmlType::kBF16))) {
+        pt = "f32";
+      } else {
+        pt = nullptr;
+      }
+    }
+    const std::string as = pt == nullptr ? "-" : std::string(pt) + (converted ? "*" : "");
+    ++kept[type + " -> " + as];
     if (tensors) {
-      std::printf("%-34s %-6s %-20s %12llu %12llu\n", t.name.c_str(), type.c_str(),
+      std::printf("%-34s %-6s %-20s %12llu %12llu  %s\n", t.name.c_str(), type.c_str(),
                   shape_str(dims).c_str(), static_cast<unsigned long long>(t.offset),
-                  static_cast<unsigned long long>(t.n_bytes));
+                  static_cast<unsigned long long>(t.n_bytes), as.c_str());
     }
   }
   print_sizes(by_type, 6, f.tensors().size(), params, bytes);
+  // The types piquant keeps: a K-quant file runs in its own types, without re-quantization.
+  std::printf("piquant loads (* = converted at load, - = not supported):");
+  for (const auto& [k, n] : kept) std::printf(" %s (%d)", k.c_str(), n);
+  std::printf("\n");
   return 0;
 }
 
