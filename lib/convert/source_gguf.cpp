@@ -1,6 +1,7 @@
-// GGUF files as a converter source. Q8_0 / Q4_0 / Q4_1 / F32 / F16 tensors are piquant's own
-// blocks and can be copied without loss; BF16 is widened; K-quants are dequantized (and then
-// re-quantized by the converter to the type asked for, or to the nearest piquant type).
+// GGUF files as a converter source. Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K / F32 /
+// F16 tensors are piquant's own blocks and can be copied without loss (`--type keep`, or a type
+// equal to the tensor's); BF16 is widened; Q2_K / Q3_K / Q8_K / IQ4_NL / IQ4_XS are dequantized
+// (and then re-quantized by the converter to the type asked for, or to the nearest piquant type).
 #include <cstring>
 
 #include "common/fp16.hpp"
@@ -66,7 +67,12 @@ class GgufSource : public ModelSource {
         return;
       case GgmlType::kQ8_0:
       case GgmlType::kQ4_0:
-      case GgmlType::kQ4_1: {
+      case GgmlType::kQ4_1:
+      case GgmlType::kQ5_0:
+      case GgmlType::kQ5_1:
+      case GgmlType::kQ4_K:
+      case GgmlType::kQ5_K:
+      case GgmlType::kQ6_K: {  // bit-exact with llama.cpp's dequantization (common/dequant.cpp)
         const SourceTensor& s = tensors_[i];
         k::dequantize_rows(*s.native, d, static_cast<size_t>(s.rows), static_cast<size_t>(s.cols),
                            out);
@@ -133,11 +139,27 @@ class GgufSource : public ModelSource {
       case GgmlType::kQ4_1:
         s.native = s.nearest = k::WeightType::kQ4M;
         break;
+      case GgmlType::kQ5_0:
+        s.native = s.nearest = k::WeightType::kQ5_0;
+        break;
+      case GgmlType::kQ5_1:
+        s.native = s.nearest = k::WeightType::kQ5_1;
+        break;
       case GgmlType::kQ4_K:
-        s.nearest = k::WeightType::kQ4M;
+        s.native = s.nearest = k::WeightType::kQ4K;
         break;
       case GgmlType::kQ5_K:
+        s.native = s.nearest = k::WeightType::kQ5K;
+        break;
       case GgmlType::kQ6_K:
+        s.native = s.nearest = k::WeightType::kQ6K;
+        break;
+      case GgmlType::kQ2_K:
+      case GgmlType::kQ3_K:
+      case GgmlType::kIQ4_NL:
+      case GgmlType::kIQ4_XS:
+        s.nearest = k::WeightType::kQ4M;  // no kernels of their own: dequantized, re-quantized
+        break;
       case GgmlType::kQ8_K:
         s.nearest = k::WeightType::kQ8;
         break;
@@ -145,7 +167,7 @@ class GgufSource : public ModelSource {
         throw Error(
             ErrorCode::kUnsupported,
             f_.source() + ": tensor " + name + " has unsupported tensor type " + s.file_type +
-                " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, Q8_K)");
+                " (piquant reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q8_K, IQ4_NL, IQ4_XS)");
     }
     tensors_.push_back(std::move(s));
     infos_.push_back(t);
