@@ -9,10 +9,18 @@
 #
 # Environment (all optional):
 #   LLAMACPP_DIR   llama.cpp install: a folder with node_modules/node-llama-cpp (default ../llamacpp)
+#   LLAMA_BENCH    a natively built llama.cpp's llama-bench (cmake -DGGML_NATIVE=ON): used instead of
+#                  the npm build (the honest anchor: node's own thread competes with ggml's on a
+#                  2-vCPU machine). It runs with every feature of the CPU: set ISAS to the level
+#                  that matches it (avx512vnni on an AVX-512 VNNI CPU)
 #   PIQUANT_BENCH  piquant-bench binary (default: the first of build/{rel,release,dev}/bench/)
 #   MODELS_DIR     where the synthetic GGUFs are (made with ../shared/tools/gguf_synth.py when
 #                  missing; default ../gguf)
-#   TYPES          weight types to test (default "q4_0 q8_0")
+#   TYPES          weight types to test (default "q4_0 q8_0"; K-quant files too: q4_k_m, q5_k_m,
+#                  q6_k, made from a synthetic f16 GGUF by LLAMA_QUANTIZE when set, else by
+#                  piquant-convert --to gguf)
+#   LLAMA_QUANTIZE llama.cpp's llama-quantize, to make the K-quant files with llama.cpp's own
+#                  quantizer (the files people download); optional
 #   ISAS           levels (default "avx512vnni avx2"; a level the CPU lacks is reported and skipped)
 #   THREADS        thread counts (default "1 2")
 #   REPS           interleaved repetitions per cell (default 3)
@@ -47,7 +55,9 @@ fi
 or set PIQUANT_BENCH"
 [[ -d $shared/tools/llamacpp-bench ]] || die "$shared/tools/llamacpp-bench not found (set SHARED_DIR)"
 
-if [[ ! -d $llama/node_modules/node-llama-cpp || ! -d $llama/node_modules/@node-llama-cpp/linux-x64 ]]; then
+if [[ -n ${LLAMA_BENCH:-} ]]; then
+  [[ -x $LLAMA_BENCH ]] || die "LLAMA_BENCH=$LLAMA_BENCH is not an executable"
+elif [[ ! -d $llama/node_modules/node-llama-cpp || ! -d $llama/node_modules/@node-llama-cpp/linux-x64 ]]; then
   cat >&2 <<EOF
 compare-llamacpp: no llama.cpp install in '$llama'. Set one up (about 2 minutes, 725 MB):
   mkdir -p $llama && cd $llama
@@ -85,12 +95,32 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
 has_flag() { [[ " $flags " == *" $1 "* ]]; }
 
 mkdir -p "$models_dir"
+convert=${PIQUANT_CONVERT:-$(dirname "$(dirname "$bench")")/tools/piquant-convert}
 for t in $types; do
   m=$models_dir/tinyllama-$t.gguf
-  if [[ ! -f $m ]]; then
-    echo "making $m (about 40 s)" >&2
-    $py "$shared/tools/gguf_synth.py" "$m" --preset tinyllama --type "$t" --seed 1 >&2
-  fi
+  [[ -f $m ]] && continue
+  case $t in
+    f32 | f16 | q8_0 | q4_0)
+      echo "making $m (about 40 s)" >&2
+      $py "$shared/tools/gguf_synth.py" "$m" --preset tinyllama --type "$t" --seed 1 >&2
+      ;;
+    *_k | *_k_m | q5_0 | q5_1)
+      f16=$models_dir/tinyllama-f16.gguf
+      if [[ ! -f $f16 ]]; then
+        echo "making $f16 (about 60 s)" >&2
+        $py "$shared/tools/gguf_synth.py" "$f16" --preset tinyllama --type f16 --seed 1 >&2
+      fi
+      if [[ -n ${LLAMA_QUANTIZE:-} ]]; then
+        echo "making $m with llama.cpp's quantizer" >&2
+        "$LLAMA_QUANTIZE" "$f16" "$m" "$(tr a-z A-Z <<<"$t")" >&2
+      else
+        [[ -x $convert ]] || die "piquant-convert not found (set PIQUANT_CONVERT) to make $m"
+        echo "making $m with piquant-convert (round to nearest; set LLAMA_QUANTIZE for llama.cpp's)" >&2
+        "$convert" "$f16" -o "$m" --to gguf --type "$t" --no-search >&2
+      fi
+      ;;
+    *) die "unknown type '$t'" ;;
+  esac
 done
 
 raw=$(mktemp -t compare-llamacpp.XXXXXX)
@@ -108,7 +138,7 @@ for isa in $isas; do
     echo "skipping $isa: this CPU has no $need" >&2
     continue
   fi
-  ldir=$(llama_level_dir $level)
+  [[ -n ${LLAMA_BENCH:-} ]] || ldir=$(llama_level_dir $level)
   for t in $types; do
     m=$models_dir/tinyllama-$t.gguf
     for th in $threads; do
@@ -120,6 +150,13 @@ for isa in $isas; do
           jq -c --arg isa "$isa" --arg type "$t" --argjson rep "$r" \
             '{who: "piquant", isa: $isa, type: $type, threads: .n_threads, rep: $rep,
               test: (if .n_prompt > 0 then "pp" else "tg" end), ts: .avg_ts}' >>"$raw"
+        if [[ -n ${LLAMA_BENCH:-} ]]; then
+          "$LLAMA_BENCH" -m "$m" -p "$np" -n "$ng" -t "$th" -r 1 --no-warmup -o jsonl 2>/dev/null |
+            jq -c --arg isa "$isa" --arg type "$t" --argjson rep "$r" \
+              '{who: "llama.cpp", isa: $isa, type: $type, threads: .n_threads, rep: $rep,
+                test: (if .n_prompt > 0 then "pp" else "tg" end), ts: .avg_ts}' >>"$raw"
+          continue
+        fi
         (cd "$ldir" && node bench.mjs "$m" "$np" "$ng" "$th" 1) |
           jq -c --arg isa "$isa" --arg type "$t" --argjson rep "$r" \
             'select(.runs) | .runs[-1] as $x |
@@ -137,7 +174,12 @@ for f in avx2 fma f16c avx512f avx512bw avx512_vnni avx_vnni amx_int8; do has_fl
 echo
 echo "Machine: $cpu, $(nproc) CPUs visible; SIMD flags: ${simd% }"
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "piquant: $bench (commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)); llama.cpp: node-llama-cpp 3.22.1 prebuilt ggml"
+if [[ -n ${LLAMA_BENCH:-} ]]; then
+  who="native build $LLAMA_BENCH (all the CPU's features)"
+else
+  who="node-llama-cpp 3.22.1 prebuilt ggml"
+fi
+echo "piquant: $bench (commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)); llama.cpp: $who"
 echo "Medians of $reps interleaved repetitions; prefill = $np-token prompt, decode = $ng tokens after it"
 echo "(llama.cpp) or from an empty context (piquant). Run time: $(($(date +%s) - start)) s."
 echo
