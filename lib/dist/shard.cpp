@@ -29,7 +29,7 @@ constexpr int kVocabUnit = 8;  // classifier rows per unit: two packed row group
 // Column alignment a split of t's inputs needs: the quantized types' block (32 values, or a
 // K-quant's 256-value super-block).
 int64_t col_block(const Tensor& t) {
-  return is_quantized(t.type) ? static_cast<int64_t>(k::block_values(t.type)) : 1;
+  return is_quantized(t.type) ? static_cast<int64_t>(k::block_values(to_weight_type(t.type))) : 1;
 }
 // Row alignment a split of t's outputs needs: the packing's interleave.
 int64_t row_block(const Tensor& t) {
