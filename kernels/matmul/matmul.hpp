@@ -67,7 +67,7 @@ void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a);
 void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a);
 void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a);
 void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a);
-void gemm_f32_q8_q4_4x8_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a);
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a);
 #endif
 #if defined(__aarch64__)

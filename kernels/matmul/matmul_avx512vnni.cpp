@@ -144,13 +144,247 @@ void gemm(const GemmArgs& a) {
   }
 }
 
+// --- q4: 16-row panels with one full integer sum per row and block ------------------------
+//
+// The kernels above leave four partial sums per row in the lanes of a vpdpbusd result, so every
+// (4 rows, token, block) pays an int -> float conversion, a scale product and an FMA on 16
+// lanes of which 4 are rows. The q4 kernels below work on panels of 4 groups (16 rows) whose
+// lanes are rows, in the order lane 4r + g = row r of group g (a 4x4 dword transpose of the
+// four groups' registers, within each 128-bit lane):
+// - GEMV: the four groups' vpdpbusd results are reduced by unpacks and adds (the same
+//   transpose), so the offset, conversion, scale product and FMA run once per 16 rows.
+// - GEMM: a chunk of kChunk blocks of the panel is unpacked once into `Panel` (8 zmm per
+//   block: lane 4r + g of vector j holds the four bytes of quad j, nibbles split; the scales as
+//   f32), then every token tile runs 8 vpdpbusd per (16 rows, token, block) with the
+//   activation's quad j broadcast from memory, nothing else but the start value (-8 s), one
+//   conversion, one scale product and one FMA. Chunk partial sums go through dst (masked,
+//   exact), so the float sequence per (row, token) is the GEMV's: acc = fma(float(isum),
+//   d_w * d_a, acc), blocks in order, one accumulator: GEMV == GEMM bit for bit, and no split
+//   of rows or tokens changes a bit (each lane only ever sees its own row).
+
+// lane 4r + g <-> row 4g + r (an involution).
+inline __m512i transpose_idx() {
+  return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+
+// 4x4 dword transpose inside each 128-bit lane of four registers: out lane (4r + g) = x_g[4r +
+// j] for out j; used both to build the GEMM panel (j = quad) and, with adds, to reduce the
+// GEMV's four groups to full sums.
+inline void transpose4(__m512i x0, __m512i x1, __m512i x2, __m512i x3, __m512i* o) {
+  const __m512i a = _mm512_unpacklo_epi32(x0, x1), b = _mm512_unpackhi_epi32(x0, x1);
+  const __m512i c = _mm512_unpacklo_epi32(x2, x3), d = _mm512_unpackhi_epi32(x2, x3);
+  o[0] = _mm512_unpacklo_epi64(a, c);
+  o[1] = _mm512_unpackhi_epi64(a, c);
+  o[2] = _mm512_unpacklo_epi64(b, d);
+  o[3] = _mm512_unpackhi_epi64(b, d);
+}
+
+// Four groups' scales d[g][r] (fp16) -> f32 in lane order 4r + g.
+inline __m512 panel_scales(const uint8_t* const* blk) {
+  const __m256i h = _mm256_setr_epi64x(
+      *reinterpret_cast<const int64_t*>(blk[0]), *reinterpret_cast<const int64_t*>(blk[1]),
+      *reinterpret_cast<const int64_t*>(blk[2]), *reinterpret_cast<const int64_t*>(blk[3]));
+  return _mm512_permutexvar_ps(transpose_idx(), _mm512_cvtph_ps(h));
+}
+
+// Rows [row, row + 16) of the panel that lie in [m0, m1): the store mask (lane i = row + i).
+inline __mmask16 row_mask(size_t row, size_t m0, size_t m1) {
+  uint32_t mask = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    if (row + i >= m0 && row + i < m1) mask |= 1u << i;
+  }
+  return static_cast<__mmask16>(mask);
+}
+
+// The four groups of the panel at `row` (a group past m1 repeats the last one: its lanes are
+// computed and never stored, and each lane only sees its own row).
+inline void panel_groups(const uint8_t* wt, size_t nb, size_t row, size_t m1, const uint8_t** g) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const size_t last = (m1 - 1) / kRowInterleave;
+  for (size_t i = 0; i < 4; ++i) {
+    const size_t gi = row / kRowInterleave + i;
+    g[i] = wt + (gi <= last ? gi : last) * nb * gb;
+  }
+}
+
+// GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
+// vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
+// the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
+// then per block one 128-bit scale product and FMA per 4 rows, blocks in order.
+inline void gemv_group(const uint8_t* w, size_t nb, const BlockQ8A* act, float* out, size_t row,
+                       size_t m0, size_t m1) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  __m128 acc = _mm_setzero_ps();
+  for (size_t b = 0; b < nb; b += 4) {
+    const size_t cnt = nb - b < 4 ? nb - b : 4;
+    PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
+    __m512i p[4];
+    for (size_t i = 0; i < 4; ++i) {
+      if (i < cnt) {
+        const uint8_t* blk = w + (b + i) * gb;
+        const BlockQ8A* x = act + b + i;
+        const __m512i q = _mm512_loadu_si512(blk + 8);
+        const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+        const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+        p[i] = _mm512_dpbusd_epi32(_mm512_set1_epi32(-2 * x->s), _mm512_and_si512(q, mask), alo);
+        p[i] = _mm512_dpbusd_epi32(p[i], _mm512_and_si512(_mm512_srli_epi16(q, 4), mask), ahi);
+      } else {
+        p[i] = _mm512_setzero_si512();
+      }
+    }
+    __m512i t[4];
+    transpose4(p[0], p[1], p[2], p[3], t);
+    const __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(transpose_idx(), v));
+    for (size_t i = 0; i < cnt; ++i) {
+      const uint8_t* blk = w + (b + i) * gb;
+      const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
+      const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
+                       : i == 1 ? _mm512_extractf32x4_ps(f, 1)
+                       : i == 2 ? _mm512_extractf32x4_ps(f, 2)
+                                : _mm512_extractf32x4_ps(f, 3);
+      acc = _mm_fmadd_ps(fi, _mm_mul_ps(dw, _mm_set1_ps(act[b + i].d)), acc);
+    }
+    PIQUANT_MCA_END();
+  }
+  if (row >= m0 && row + 4 <= m1) {
+    _mm_storeu_ps(out + row, acc);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, acc);
+    for (size_t r = 0; r < 4; ++r) {
+      if (row + r >= m0 && row + r < m1) out[row + r] = tmp[r];
+    }
+  }
+}
+
+void gemv_q4(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* act =
+        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      gemv_group(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
+                 a.m0, a.m1);
+    }
+  }
+}
+
+// GEMM: K in chunks of kChunk blocks (a panel chunk is 18 KB: stays in L1 across token tiles).
+constexpr size_t kChunk = 32;
+constexpr int kTokens = 8;  // token tile
+
+struct alignas(64) PanelBlock {
+  __m512i w[8];  // lane 4r + g: bytes 4j..4j+3 of row r of group g (j < 4 low, j >= 4 high nibbles)
+  __m512 d;      // scales, same lane order
+};
+
+inline void build_panel(const uint8_t* const* g, size_t b0, size_t nbc, PanelBlock* pb) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  for (size_t b = 0; b < nbc; ++b) {
+    const uint8_t* blk[4];
+    __m512i lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) {
+      blk[i] = g[i] + (b0 + b) * gb;
+      const __m512i q = _mm512_loadu_si512(blk[i] + 8);
+      lo[i] = _mm512_and_si512(q, mask);
+      hi[i] = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+    }
+    transpose4(lo[0], lo[1], lo[2], lo[3], pb[b].w);
+    transpose4(hi[0], hi[1], hi[2], hi[3], pb[b].w + 4);
+    pb[b].d = panel_scales(blk);
+  }
+}
+
+// NT tokens x 16 rows over one chunk of the panel.
+template <int NT>
+inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const* act,
+                         float* const* out, size_t row, __mmask16 m, bool first) {
+  const __m512i order = transpose_idx();
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  if (!first) {
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_permutexvar_ps(order, _mm512_maskz_loadu_ps(m, out[t] + row));
+    }
+  }
+  const BlockQ8A* x[NT];
+  for (int t = 0; t < NT; ++t) x[t] = act[t];
+  for (size_t b = 0; b < nbc; ++b) {
+    PIQUANT_MCA_BEGIN(WeightType::kQ4, 16, NT, 1);
+    const PanelBlock& p = pb[b];
+    const __m512i w0 = p.w[0], w1 = p.w[1], w2 = p.w[2], w3 = p.w[3];
+    const __m512i w4 = p.w[4], w5 = p.w[5], w6 = p.w[6], w7 = p.w[7];
+    const __m512 d = p.d;
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const int32_t* q = reinterpret_cast<const int32_t*>(x[t][b].qs);
+      __m512i v = _mm512_set1_epi32(-8 * x[t][b].s);
+      v = _mm512_dpbusd_epi32(v, w0, _mm512_set1_epi32(q[0]));
+      v = _mm512_dpbusd_epi32(v, w1, _mm512_set1_epi32(q[1]));
+      v = _mm512_dpbusd_epi32(v, w2, _mm512_set1_epi32(q[2]));
+      v = _mm512_dpbusd_epi32(v, w3, _mm512_set1_epi32(q[3]));
+      v = _mm512_dpbusd_epi32(v, w4, _mm512_set1_epi32(q[4]));
+      v = _mm512_dpbusd_epi32(v, w5, _mm512_set1_epi32(q[5]));
+      v = _mm512_dpbusd_epi32(v, w6, _mm512_set1_epi32(q[6]));
+      v = _mm512_dpbusd_epi32(v, w7, _mm512_set1_epi32(q[7]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d, _mm512_set1_ps(x[t][b].d)), acc[t]);
+    }
+    PIQUANT_MCA_END();
+  }
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
+}
+
+template <int NT>
+inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_t nbc, size_t n,
+                       size_t row, __mmask16 m) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + b0;
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
+}
+
+void gemm_q4(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  PanelBlock pb[kChunk];
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+    const uint8_t* g[4];
+    panel_groups(wt, nb, row, a.m1, g);
+    const __mmask16 m = row_mask(row, a.m0, a.m1);
+    for (size_t b0 = 0; b0 < nb; b0 += kChunk) {
+      const size_t nbc = nb - b0 < kChunk ? nb - b0 : kChunk;
+      build_panel(g, b0, nbc, pb);
+      size_t n = a.n0;
+      for (; n + kTokens <= a.n1; n += kTokens) panel_tile<kTokens>(a, pb, b0, nbc, n, row, m);
+      switch (a.n1 - n) {
+        case 7: panel_tile<7>(a, pb, b0, nbc, n, row, m); break;
+        case 6: panel_tile<6>(a, pb, b0, nbc, n, row, m); break;
+        case 5: panel_tile<5>(a, pb, b0, nbc, n, row, m); break;
+        case 4: panel_tile<4>(a, pb, b0, nbc, n, row, m); break;
+        case 3: panel_tile<3>(a, pb, b0, nbc, n, row, m); break;
+        case 2: panel_tile<2>(a, pb, b0, nbc, n, row, m); break;
+        case 1: panel_tile<1>(a, pb, b0, nbc, n, row, m); break;
+        default: break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
-void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ4>(a); }
+void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a) { gemv_q4(a); }
 void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
 void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
-void gemm_f32_q8_q4_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
+void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 
 }  // namespace piquant::kernels

@@ -21,7 +21,7 @@ constexpr GemmKernel kTable[] = {
     K(gemv_f32_q8_q4_avx512vnni, kV, W::kQ4, kQ, F::kAvx512Vnni, 4, 1, 32),
     K(gemv_f32_q8_q4m_avx512vnni, kV, W::kQ4M, kQ, F::kAvx512Vnni, 4, 1, 32),
     K(gemv_f32_q8_q8_avx512vnni, kV, W::kQ8, kQ, F::kAvx512Vnni, 4, 1, 32),
-    K(gemm_f32_q8_q4_4x8_avx512vnni, kM, W::kQ4, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemm_f32_q8_q4_16x8_avx512vnni, kM, W::kQ4, kQ, F::kAvx512Vnni, 16, 8, 32),
     K(gemm_f32_q8_q4m_4x8_avx512vnni, kM, W::kQ4M, kQ, F::kAvx512Vnni, 4, 8, 32),
     K(gemm_f32_q8_q8_4x8_avx512vnni, kM, W::kQ8, kQ, F::kAvx512Vnni, 4, 8, 32),
     K(gemv_f32_q8_q4_avx2, kV, W::kQ4, kQ, F::kAvx2, 8, 1, 32),
@@ -98,9 +98,10 @@ constexpr const char* type_part(W w, ActType a) {
   if (a == kQ) return w == W::kQ8 ? "_q8_q8_" : w == W::kQ4 ? "_q8_q4_" : w == W::kQ4M ? "_q8_q4m_" : "?";
   return w == W::kF32 ? "_f32_f32_" : w == W::kF16 ? "_f32_f16_" : "?";
 }
-constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", single digits
-  const char t[] = {'_', char('0' + mr), 'x', char('0' + nr), '_', 0};
-  return mr < 10 && nr < 10 && contains(s, t);
+constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", mr < 100, nr < 10
+  const char one[] = {'_', char('0' + mr % 10), 'x', char('0' + nr), '_', 0};
+  const char two[] = {'_', char('0' + mr / 10), char('0' + mr % 10), 'x', char('0' + nr), '_', 0};
+  return mr < 100 && nr < 10 && contains(s, mr < 10 ? one : two);
 }
 constexpr bool check() {
   for (const GemmKernel& k : kTable) {
