@@ -34,7 +34,9 @@ void move_group_block(WeightType t, uint8_t* const blk[kRowInterleave], uint8_t*
         mv(p + 8 + 2 * r, b ? b + offsetof(BlockQ4M, m) : nullptr, 2);
         mv(p + 16 + 16 * r, b ? b + offsetof(BlockQ4M, qs) : nullptr, 16);
         break;
-      default: break;
+      default:  // q4_k, q5_k, q6_k, q5_0, q5_1: the 4 rows' GGUF blocks one after the other
+        mv(p + r * block_bytes(t), b, block_bytes(t));
+        break;
     }
   }
 }
@@ -46,7 +48,7 @@ void convert(WeightType t, uint8_t* rows, size_t m, size_t k, uint8_t* packed) {
     else std::memcpy(rows, packed, m * row_bytes(t, k));
     return;
   }
-  const size_t nb = k / kBlock, bb = block_bytes(t), rb = row_bytes(t, k);
+  const size_t nb = k / block_values(t), bb = block_bytes(t), rb = row_bytes(t, k);
   const size_t groups = (m + kRowInterleave - 1) / kRowInterleave;
   for (size_t g = 0; g < groups; ++g) {
     for (size_t b = 0; b < nb; ++b) {

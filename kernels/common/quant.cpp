@@ -14,6 +14,11 @@ const char* to_string(WeightType t) {
     case WeightType::kQ8: return "q8";
     case WeightType::kQ4: return "q4";
     case WeightType::kQ4M: return "q4m";
+    case WeightType::kQ4K: return "q4_k";
+    case WeightType::kQ5K: return "q5_k";
+    case WeightType::kQ6K: return "q6_k";
+    case WeightType::kQ5_0: return "q5_0";
+    case WeightType::kQ5_1: return "q5_1";
   }
   return "?";
 }
@@ -25,8 +30,24 @@ size_t block_bytes(WeightType t) {
     case WeightType::kQ8: return sizeof(BlockQ8);
     case WeightType::kQ4: return sizeof(BlockQ4);
     case WeightType::kQ4M: return sizeof(BlockQ4M);
+    case WeightType::kQ4K: return sizeof(BlockQ4K);
+    case WeightType::kQ5K: return sizeof(BlockQ5K);
+    case WeightType::kQ6K: return sizeof(BlockQ6K);
+    case WeightType::kQ5_0: return sizeof(BlockQ5_0);
+    case WeightType::kQ5_1: return sizeof(BlockQ5_1);
   }
   return 0;
+}
+
+bool has_quantizer(WeightType t) {
+  switch (t) {
+    case WeightType::kF32:
+    case WeightType::kF16:
+    case WeightType::kQ8:
+    case WeightType::kQ4:
+    case WeightType::kQ4M: return true;
+    default: return false;
+  }
 }
 
 // The quantizers follow GGUF's reference quantize_row_*_ref so the blocks are interchangeable.
@@ -124,6 +145,10 @@ void quantize_rows(WeightType t, const float* x, size_t rows, size_t k, void* ds
       case WeightType::kQ8: quantize_row_q8(x, reinterpret_cast<BlockQ8*>(out), k); break;
       case WeightType::kQ4: quantize_row_q4(x, reinterpret_cast<BlockQ4*>(out), k); break;
       case WeightType::kQ4M: quantize_row_q4m(x, reinterpret_cast<BlockQ4M*>(out), k); break;
+      default:  // no quantizer (has_quantizer() is false): callers check first
+        PIQUANT_ASSERT(has_quantizer(t));
+        std::memset(out, 0, rb);
+        break;
     }
   }
 }
@@ -144,6 +169,11 @@ void dequantize_rows(WeightType t, const void* src, size_t rows, size_t k, float
       case WeightType::kQ8: dequantize_row_q8(reinterpret_cast<const BlockQ8*>(in), y, k); break;
       case WeightType::kQ4: dequantize_row_q4(reinterpret_cast<const BlockQ4*>(in), y, k); break;
       case WeightType::kQ4M: dequantize_row_q4m(reinterpret_cast<const BlockQ4M*>(in), y, k); break;
+      case WeightType::kQ4K: dequantize_row_q4k(reinterpret_cast<const BlockQ4K*>(in), y, k); break;
+      case WeightType::kQ5K: dequantize_row_q5k(reinterpret_cast<const BlockQ5K*>(in), y, k); break;
+      case WeightType::kQ6K: dequantize_row_q6k(reinterpret_cast<const BlockQ6K*>(in), y, k); break;
+      case WeightType::kQ5_0: dequantize_row_q5_0(reinterpret_cast<const BlockQ5_0*>(in), y, k); break;
+      case WeightType::kQ5_1: dequantize_row_q5_1(reinterpret_cast<const BlockQ5_1*>(in), y, k); break;
     }
   }
 }

@@ -15,7 +15,7 @@
 namespace piquant::kernels {
 
 struct GemmArgs {
-  size_t m0, m1, n0, n1, k;  ///< rows [m0, m1), tokens [n0, n1); k % 32 == 0
+  size_t m0, m1, n0, n1, k;  ///< rows [m0, m1), tokens [n0, n1); k % block_values(weights) == 0
   /// Token n's activations start at (const char*)act + n * act_stride: K/32 BlockQ8A for the
   /// quantized weight types, K floats for f32/f16 weights (ActType of the kernel).
   const void* act;
@@ -50,6 +50,11 @@ std::string matmul_kernel_names();
 void matmul_f32_q8_q8_ref(const GemmArgs& a);
 void matmul_f32_q8_q4_ref(const GemmArgs& a);
 void matmul_f32_q8_q4m_ref(const GemmArgs& a);
+void matmul_f32_q8_q4k_ref(const GemmArgs& a);
+void matmul_f32_q8_q5k_ref(const GemmArgs& a);
+void matmul_f32_q8_q6k_ref(const GemmArgs& a);
+void matmul_f32_q8_q50_ref(const GemmArgs& a);
+void matmul_f32_q8_q51_ref(const GemmArgs& a);
 void matmul_f32_f32_f32_ref(const GemmArgs& a);
 void matmul_f32_f32_f16_ref(const GemmArgs& a);
 

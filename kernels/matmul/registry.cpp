@@ -57,11 +57,21 @@ constexpr GemmKernel kTable[] = {
     K(matmul_f32_q8_q4_ref, kV, W::kQ4, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_q8_q4m_ref, kV, W::kQ4M, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_q8_q8_ref, kV, W::kQ8, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q4k_ref, kV, W::kQ4K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q5k_ref, kV, W::kQ5K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q6k_ref, kV, W::kQ6K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q50_ref, kV, W::kQ5_0, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q51_ref, kV, W::kQ5_1, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_f32_f32_ref, kV, W::kF32, kF, F::kNone, 1, 1, 1),
     K(matmul_f32_f32_f16_ref, kV, W::kF16, kF, F::kNone, 1, 1, 1),
     K(matmul_f32_q8_q4_ref, kM, W::kQ4, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_q8_q4m_ref, kM, W::kQ4M, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_q8_q8_ref, kM, W::kQ8, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q4k_ref, kM, W::kQ4K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q5k_ref, kM, W::kQ5K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q6k_ref, kM, W::kQ6K, kQ, F::kNone, 1, 1, 256),
+    K(matmul_f32_q8_q50_ref, kM, W::kQ5_0, kQ, F::kNone, 1, 1, 32),
+    K(matmul_f32_q8_q51_ref, kM, W::kQ5_1, kQ, F::kNone, 1, 1, 32),
     K(matmul_f32_f32_f32_ref, kM, W::kF32, kF, F::kNone, 1, 1, 1),
     K(matmul_f32_f32_f16_ref, kM, W::kF16, kF, F::kNone, 1, 1, 1),
 };
@@ -95,7 +105,11 @@ constexpr const char* isa_suffix(CpuFeature f) {
        : f == F::kAvx2 ? "_avx2" : f == F::kAvx512Vnni ? "_avx512vnni" : "?";
 }
 constexpr const char* type_part(W w, ActType a) {
-  if (a == kQ) return w == W::kQ8 ? "_q8_q8_" : w == W::kQ4 ? "_q8_q4_" : w == W::kQ4M ? "_q8_q4m_" : "?";
+  if (a == kQ) {
+    return w == W::kQ8 ? "_q8_q8_" : w == W::kQ4 ? "_q8_q4_" : w == W::kQ4M ? "_q8_q4m_"
+         : w == W::kQ4K ? "_q8_q4k_" : w == W::kQ5K ? "_q8_q5k_" : w == W::kQ6K ? "_q8_q6k_"
+         : w == W::kQ5_0 ? "_q8_q50_" : w == W::kQ5_1 ? "_q8_q51_" : "?";
+  }
   return w == W::kF32 ? "_f32_f32_" : w == W::kF16 ? "_f32_f16_" : "?";
 }
 constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", mr < 100, nr < 10
@@ -117,7 +131,9 @@ constexpr bool check() {
   return true;
 }
 static_assert(check(), "a matmul registry entry's name disagrees with its op, types, tile or ISA");
-constexpr WeightType kTypes[] = {W::kF32, W::kF16, W::kQ8, W::kQ4, W::kQ4M};
+constexpr WeightType kTypes[] = {W::kF32, W::kF16, W::kQ8,  W::kQ4,   W::kQ4M,
+                                 W::kQ4K, W::kQ5K, W::kQ6K, W::kQ5_0, W::kQ5_1};
+static_assert(sizeof(kTypes) / sizeof(kTypes[0]) == kWeightTypeCount, "every weight type has kernels");
 
 const GemmKernel* choose(MatmulOp op, WeightType t) {
   for (const GemmKernel& k : kTable) {
@@ -135,7 +151,7 @@ const GemmKernel* matmul_kernels(size_t* count) {
 
 const GemmKernel& matmul_kernel(MatmulOp op, WeightType t) {
   static const struct Chosen {
-    const GemmKernel* k[2][5];
+    const GemmKernel* k[2][kWeightTypeCount];
     Chosen() {
       for (int o = 0; o < 2; ++o) {
         for (WeightType w : kTypes) k[o][static_cast<int>(w)] = choose(static_cast<MatmulOp>(o), w);

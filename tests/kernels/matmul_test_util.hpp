@@ -38,12 +38,110 @@ inline uint16_t random_scale(std::mt19937& rng, Fill fill) {
   return kernels::fp16_from_f32(std::exp2(e(rng)));
 }
 
+/// True for the types kept as GGUF stores them (q4_k, q5_k, q6_k, q5_0, q5_1): their random
+/// blocks are random bytes with chosen scale fields.
+inline bool is_gguf_block_type(WeightType t) {
+  return kernels::is_kquant(t) || t == WeightType::kQ5_0 || t == WeightType::kQ5_1;
+}
+
+/// An fp16 scale for kExtreme fills: the largest finite half, the smallest subnormal, the
+/// smallest normal, or 1.
+inline uint16_t extreme_scale(std::mt19937& rng) {
+  const uint16_t s[] = {0x7BFF, 0x0001, 0x0400, 0x3C00};
+  return s[rng() % 4];
+}
+
+/// Fills one random GGUF block of type t (q4_k..q5_1) at blk: random quant bytes (all bits at
+/// their extremes for kExtreme), finite fp16 scales (random spread, extremes, or 1.0 with small
+/// sub-block scales for kExact so that every sum stays an exact float).
+inline void fill_gguf_block(WeightType t, uint8_t* blk, Fill fill, std::mt19937& rng) {
+  const size_t bb = kernels::block_bytes(t);
+  for (size_t i = 0; i < bb; ++i) {
+    blk[i] = static_cast<uint8_t>(rng());
+    if (fill == Fill::kExtreme) blk[i] = rng() % 2 ? 0x00 : 0xFF;
+  }
+  auto put = [&](size_t off, uint16_t h) { std::memcpy(blk + off, &h, 2); };
+  auto scale = [&]() -> uint16_t {
+    if (fill == Fill::kExact) return 0x3C00;
+    if (fill == Fill::kExtreme) return extreme_scale(rng);
+    return random_scale(rng, fill);
+  };
+  switch (t) {
+    case WeightType::kQ4K:
+    case WeightType::kQ5K: {
+      put(0, scale());
+      put(2, fill == Fill::kRandom ? random_scale(rng, fill) : scale());  // dmin
+      uint8_t* sc = blk + 4;
+      if (fill == Fill::kExact) {  // every 6-bit scale and minimum in 0..3
+        for (size_t i = 0; i < 8; ++i) sc[i] = static_cast<uint8_t>(rng() % 4);
+        for (size_t i = 8; i < 12; ++i) sc[i] = static_cast<uint8_t>(rng() % 4 | (rng() % 4) << 4);
+      } else if (fill == Fill::kExtreme) {  // all scales and minimums 63, or all 0
+        std::memset(sc, rng() % 4 ? 0xFF : 0x00, kernels::kKScaleBytes);
+      }
+      break;
+    }
+    case WeightType::kQ6K: {
+      put(offsetof(kernels::BlockQ6K, d), scale());
+      auto* sc = reinterpret_cast<int8_t*>(blk + offsetof(kernels::BlockQ6K, scales));
+      for (size_t i = 0; i < 16; ++i) {
+        if (fill == Fill::kExact) sc[i] = static_cast<int8_t>(int(rng() % 7) - 3);
+        else if (fill == Fill::kExtreme) sc[i] = rng() % 2 ? -128 : 127;
+      }
+      break;
+    }
+    case WeightType::kQ5_0: put(0, scale()); break;
+    case WeightType::kQ5_1:
+      put(0, scale());
+      put(2, fill == Fill::kExact ? 0x3C00
+             : fill == Fill::kExtreme ? static_cast<uint16_t>(extreme_scale(rng) | (rng() % 2 ? 0x8000 : 0))
+                                      : kernels::fp16_from_f32(std::normal_distribution<float>(0, 0.1f)(rng)));
+      break;
+    default: break;
+  }
+}
+
+/// Bound on the magnitude of the partial sums a kernel forms for 32-value block b32 of the GGUF
+/// block at blk (before the activation scale): sub-block scale x the largest unsigned quant
+/// (plus a signed offset) x sum|q_a|, plus the minimum's |m| x sum|q_a|.
+inline double gguf_block_bound(WeightType t, const uint8_t* blk, size_t b32, const BlockQ8A& x) {
+  auto f16 = [&](size_t off) {
+    uint16_t h;
+    std::memcpy(&h, blk + off, 2);
+    return std::fabs(double(kernels::fp16_to_f32(h)));
+  };
+  double sa = 0, sa_lo = 0;
+  for (size_t c = 0; c < 32; ++c) {
+    sa += std::abs(x.qs[c]);
+    if (c < 16) sa_lo += std::abs(x.qs[c]);
+  }
+  switch (t) {
+    case WeightType::kQ4K:
+    case WeightType::kQ5K: {
+      uint8_t sc, mn;
+      kernels::kquant_scale_min(b32, blk + 4, &sc, &mn);
+      return (f16(0) * sc * (t == WeightType::kQ4K ? 23.0 : 47.0) + f16(2) * mn) * sa;
+    }
+    case WeightType::kQ6K: {
+      const auto* sc = reinterpret_cast<const int8_t*>(blk + offsetof(kernels::BlockQ6K, scales));
+      const double d = f16(offsetof(kernels::BlockQ6K, d));
+      return d * 96.0 * (std::abs(sc[2 * b32]) * sa_lo + std::abs(sc[2 * b32 + 1]) * (sa - sa_lo));
+    }
+    case WeightType::kQ5_0: return f16(0) * 47.0 * sa;
+    case WeightType::kQ5_1: return (f16(0) * 47.0 + f16(2)) * sa;
+    default: return 0;
+  }
+}
+
 inline Problem make_problem(WeightType t, size_t m, size_t n, size_t k, Fill fill, uint32_t seed) {
   std::mt19937 rng(seed);
   Problem p{t, m, n, k, {}, {}, {}, {}};
   p.rows.resize(m * kernels::row_bytes(t, k));
-  const size_t bb = kernels::block_bytes(t), nb = m * k / 32;
+  const size_t bb = kernels::block_bytes(t), nb = m * k / kernels::block_values(t);
   for (size_t b = 0; b < nb; ++b) {
+    if (is_gguf_block_type(t)) {
+      fill_gguf_block(t, p.rows.data() + b * bb, fill, rng);
+      continue;
+    }
     uint8_t* blk = p.rows.data() + b * bb;
     if (t == WeightType::kF32 || t == WeightType::kF16) {
       std::normal_distribution<float> d(0.0f, 1.0f);
@@ -135,6 +233,12 @@ inline Expected reference(const Problem& p) {
             sa += std::abs(x.qs[c]);
           }
           v += t * double(x.d);
+          if (is_gguf_block_type(p.type)) {
+            const size_t per = kernels::block_values(p.type) / 32;
+            const uint8_t* blk = p.rows.data() + (i * p.k / 32 + b) / per * kernels::block_bytes(p.type);
+            a += std::fabs(double(x.d)) * gguf_block_bound(p.type, blk, b % per, x);
+            continue;
+          }
           // The kernels' partial sums (per SIMD lane, before the float scaling) are bounded by
           // |d_w d_a| * C * sum|q_a|: C = 255 + 128 for q8 fed as u8 (w + 128, then -128 s),
           // 15 + 8 for 4-bit nibbles with q4's -8 offset; plus q4m's |m d_a s|.

@@ -108,7 +108,8 @@ TEST_CASE("matmul kernel paths exercised", "[kernels][matmul]") {
   CHECK(ks.size() >= 10);  // at least the references
   const std::string chosen = matmul_kernel_names();
   if (cpu_info().isa_cap == "ref") {  // forcing works: only references are chosen
-    for (WeightType t : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M}) {
+    for (WeightType t : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M, WeightType::kQ4K, WeightType::kQ5K,
+                         WeightType::kQ6K, WeightType::kQ5_0, WeightType::kQ5_1}) {
       for (MatmulOp op : {MatmulOp::kGemv, MatmulOp::kGemm}) {
         CHECK(matmul_kernel(op, t).needs == CpuFeature::kNone);
       }
@@ -177,7 +178,9 @@ TEST_CASE("every matmul variant matches the double reference on random, extreme 
 TEST_CASE("matmul variants give identical bits for any row and token split", "[kernels][matmul]") {
   for (const GemmKernel* k : available()) {
     const uint32_t seed = 77;
-    const Problem p = piquant::test::make_problem(k->weights, 17, 6, 96, Fill::kRandom, seed);
+    // K = 96 (3 blocks), or 2 super-blocks for the K-quants
+    const size_t kk = block_values(k->weights) == kSuperBlock ? 512 : 96;
+    const Problem p = piquant::test::make_problem(k->weights, 17, 6, kk, Fill::kRandom, seed);
     const size_t stride = 21;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> whole(p.n * stride, nan), parts(p.n * stride, nan), sub(p.n * stride, nan);
@@ -219,7 +222,8 @@ TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][m
     if (g->op != MatmulOp::kGemm) continue;
     for (const GemmKernel* v : ks) {
       if (v->op != MatmulOp::kGemv || v->weights != g->weights || v->needs != g->needs) continue;
-      const Problem p = piquant::test::make_problem(g->weights, 9, 13, 288, Fill::kRandom, 3);
+      const size_t kk = block_values(g->weights) == kSuperBlock ? 768 : 288;
+      const Problem p = piquant::test::make_problem(g->weights, 9, 13, kk, Fill::kRandom, 3);
       std::vector<float> y1(p.n * p.m), y2(p.n * p.m);
       g->run(piquant::test::args_for(p, y1.data(), p.m));
       for (size_t j = 0; j < p.n; ++j) {
