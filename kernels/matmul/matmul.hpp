@@ -74,6 +74,16 @@ void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a);
 void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a);
 void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a);
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a);
+void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a);
+void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a);
+void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a);
+void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a);
+void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a);
+void gemm_f32_q8_q51_4x8_avx512vnni(const GemmArgs& a);
 #endif
 #if defined(__aarch64__)
 void gemv_f32_q8_q8_neon(const GemmArgs& a);
