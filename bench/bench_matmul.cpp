@@ -226,6 +226,18 @@ const Weights& weights(WeightType t, size_t m, size_t kk) {
     const uint64_t r = rng();
     std::memcpy(w->packed.data() + i, &r, 8);
   }
+  if (k::is_kquant(t) || t == WeightType::kQ5_0 || t == WeightType::kQ5_1) {
+    // GGUF blocks one after the other (common/pack.hpp): d (and dmin / m) of every block
+    const size_t bb = k::block_bytes(t), off = t == WeightType::kQ6K ? 208 : 0;
+    const size_t n = t == WeightType::kQ6K || t == WeightType::kQ5_0 ? 1 : 2;
+    for (size_t b = 0; b + bb <= w->packed.size(); b += bb) {
+      for (size_t s = 0; s < n; ++s) {
+        const uint16_t h = static_cast<uint16_t>(0x2000 + (rng() & 0x3FF));  // ~2^-7
+        std::memcpy(w->packed.data() + b + off + 2 * s, &h, 2);
+      }
+    }
+    return *w;
+  }
   const size_t gb = k::kRowInterleave * k::block_bytes(t), scales = t == WeightType::kQ4M ? 8 : 4;
   for (size_t g = 0; g + gb <= w->packed.size(); g += gb) {
     for (size_t s = 0; s < scales; ++s) {
@@ -337,7 +349,8 @@ void bm_matmul(benchmark::State& st, Case c) {
 }
 
 bool parse_type(const std::string& s, WeightType* t) {
-  for (WeightType x : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M}) {
+  for (WeightType x : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M, WeightType::kQ4K,
+                       WeightType::kQ5K, WeightType::kQ6K, WeightType::kQ5_0, WeightType::kQ5_1}) {
     if (s == k::to_string(x)) {
       *t = x;
       return true;
@@ -403,7 +416,7 @@ int main(int argc, char** argv) {
   for (const std::string& ts : types) {
     WeightType t;
     if (!parse_type(ts, &t)) {
-      std::fprintf(stderr, "bench_matmul: unknown type '%s' (q4, q8, q4m)\n", ts.c_str());
+      std::fprintf(stderr, "bench_matmul: unknown type '%s' (q4, q8, q4m, q4_k, q5_k, q6_k, q5_0, q5_1)\n", ts.c_str());
       return 2;
     }
     for (const Shape& s : kShapes) {

@@ -31,7 +31,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCA = os.environ.get("LLVM_MCA", "llvm-mca-19")
-WEIGHTS = {2: "q8", 3: "q4", 4: "q4m"}  # int(WeightType): see common/quant.hpp
+WEIGHTS = {2: "q8", 3: "q4", 4: "q4m", 5: "q4_k", 6: "q5_k", 7: "q6_k", 8: "q5_0", 9: "q5_1"}  # int(WeightType): see common/quant.hpp
 
 # file -> (triple, [(model, label)])
 MODELS = {

@@ -588,11 +588,9 @@ struct KTile {
       macc[t] = _mm_setzero_ps();
     }
     constexpr size_t per = kSuper ? kSuperBlock / kBlock : 1;
-    for (size_t b = 0; b < nsb; ++b) {
-      PIQUANT_MCA_BEGIN(T, 4, NT, per);
-      block(w + b * 4 * kBb, act, b * per);
-      PIQUANT_MCA_END();
-    }
+    // No llvm-mca markers: a super-block's body holds loops (sub-blocks x tokens) that the
+    // compiler need not unroll, which a straight-line pipeline model would misread.
+    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b * per);
     for (int t = 0; t < NT; ++t) {
       const __m512 v = _mm512_add_ps(acc[t][0], acc[t][1]);
       const __m128 h01 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
