@@ -317,7 +317,7 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
   const BlockQ8A* x[NT];
   for (int t = 0; t < NT; ++t) x[t] = act[t];
   for (size_t b = 0; b < nbc; ++b) {
-    PIQUANT_MCA_BEGIN(WeightType::kQ4, 16, NT, 1);
+    if (NT == kTokens) PIQUANT_MCA_BEGIN(WeightType::kQ4, 16, NT, 1);  // not the tails
     const PanelBlock& p = pb[b];
     const __m512i w0 = p.w[0], w1 = p.w[1], w2 = p.w[2], w3 = p.w[3];
     const __m512i w4 = p.w[4], w5 = p.w[5], w6 = p.w[6], w7 = p.w[7];
@@ -336,7 +336,7 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
       v = _mm512_dpbusd_epi32(v, w7, _mm512_set1_epi32(q[7]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d, _mm512_set1_ps(x[t][b].d)), acc[t]);
     }
-    PIQUANT_MCA_END();
+    if (NT == kTokens) PIQUANT_MCA_END();
   }
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
 }
