@@ -20,6 +20,8 @@
 // vphaddd in place of reduce4: more instructions, but faster); docs/kernels.md.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
@@ -281,6 +283,287 @@ void gemv_float(const GemmArgs& a) {
   }
 }
 
+// --- GGUF types: q4_k, q5_k, q6_k (256-value super-blocks), q5_0, q5_1 ----------------------
+//
+// As the AVX-512 VNNI file: each 32-value sub-block of the packed GGUF blocks (4 rows' blocks
+// one after the other) is decoded once per tile into the q4 register form (lane-128 = row:
+// rows 0,1 and rows 2,3, lo = values 0..15, hi = 16..31), then per token vpmaddubsw (u8
+// weights x s8 activations; q6_k: u8 activations + 128 x s8 weights q - 32, pairs <= 16320),
+// lo + hi in int16 (<= 15748; q6_k keeps its halves apart: they have their own scales), one
+// vphaddw of the two row pairs (<= 32640) and one vpmaddwd by ones give int32 [r0 r0 r2 r2 |
+// r1 r1 r3 r3]; acc += float(isum) * (d * sc * d_a) per lane, the minimum as a 4-row FMA by
+// d_a * s. GEMV = the 1-token tile, GEMM = 4-token tiles over one group: same bits.
+
+inline __m128 kf16x4(const uint8_t* p, size_t stride) {
+  uint16_t h[4];
+  for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * stride, 2);
+  return _mm_cvtph_ps(_mm_setr_epi16(short(h[0]), short(h[1]), short(h[2]), short(h[3]), 0, 0, 0, 0));
+}
+// Row pair (a, b) of 32 bytes each -> lo = [a 0..15 | b 0..15], hi = [a 16..31 | b 16..31].
+inline void kpair32(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
+  const __m256i x = loadu256(a), y = loadu256(b);
+  *lo = _mm256_permute2x128_si256(x, y, 0x20);
+  *hi = _mm256_permute2x128_si256(x, y, 0x31);
+}
+inline void kscales4(const uint8_t* s12, uint8_t* sc, uint8_t* mn) {
+  uint32_t u[4];
+  std::memcpy(u, s12, 12);
+  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+  const uint32_t a = u[1] & m1;
+  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+  u[2] = a;
+  u[0] &= m1;
+  std::memcpy(sc, u, 8);
+  std::memcpy(mn, u + 2, 8);
+}
+// 32 bytes [r * 8 + j] (4 rows x 8) -> [j * 4 + r].
+inline __m256i ktranspose_4x8(__m256i x) {
+  const __m256i shuf = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
+                                        0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m256i y = _mm256_shuffle_epi8(x, shuf);  // lane 0: [j*2 + r], lane 1: [j*2 + r - 2]
+  const __m128i lo = _mm256_castsi256_si128(y), hi = _mm256_extracti128_si256(y, 1);
+  return _mm256_setr_m128i(_mm_unpacklo_epi16(lo, hi), _mm_unpackhi_epi16(lo, hi));
+}
+
+template <WeightType T, int NT>
+struct KTile {
+  static constexpr bool kSuper = T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K;
+  static constexpr size_t kBb = T == WeightType::kQ4K   ? sizeof(BlockQ4K)
+                                : T == WeightType::kQ5K ? sizeof(BlockQ5K)
+                                : T == WeightType::kQ6K ? sizeof(BlockQ6K)
+                                : T == WeightType::kQ5_0 ? sizeof(BlockQ5_0)
+                                                         : sizeof(BlockQ5_1);
+  __m256 acc[NT][2];
+  __m128 macc[NT];
+
+  static inline __m256 lanes(__m128 d4) {  // [r0 r0 r2 r2 | r1 r1 r3 r3]
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), _mm256_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3));
+  }
+
+  // u8 weights (values < 32) of one sub-block: rows 0,1 and 2,3, lo and hi halves.
+  inline void dot(__m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d8, __m128 m4,
+                  const BlockQ8A* const* act, size_t blk, int par) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A* x = act[t] + blk;
+      const __m256i alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+      const __m256i ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+      const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(lo01, alo), _mm256_maddubs_epi16(hi01, ahi));
+      const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(lo23, alo), _mm256_maddubs_epi16(hi23, ahi));
+      __m256i v = _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), ones);
+      if (T == WeightType::kQ5_0) v = _mm256_sub_epi32(v, _mm256_slli_epi32(_mm256_set1_epi32(x->s), 3));
+      acc[t][par] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(d8, _mm256_set1_ps(x->d)), acc[t][par]);
+      if (T != WeightType::kQ5_0) {
+        macc[t] = _mm_fmadd_ps(m4, _mm_set1_ps(x->d * static_cast<float>(x->s)), macc[t]);
+      }
+    }
+  }
+  // q6_k: s8 weights q - 32; halves with their own scales.
+  inline void dot6(__m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 dlo, __m256 dhi,
+                   const BlockQ8A* const* act, size_t blk) {
+    const __m256i ones = _mm256_set1_epi16(1), k128 = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i slo = _mm256_madd_epi16(
+        _mm256_hadd_epi16(_mm256_maddubs_epi16(k128, lo01), _mm256_maddubs_epi16(k128, lo23)), ones);
+    const __m256i shi = _mm256_madd_epi16(
+        _mm256_hadd_epi16(_mm256_maddubs_epi16(k128, hi01), _mm256_maddubs_epi16(k128, hi23)), ones);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A* x = act[t] + blk;
+      const __m256i alo = _mm256_xor_si256(
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs))), k128);
+      const __m256i ahi = _mm256_xor_si256(
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16))), k128);
+      const __m256 da = _mm256_set1_ps(x->d);
+      const __m256i vlo = _mm256_sub_epi32(_mm256_madd_epi16(
+          _mm256_hadd_epi16(_mm256_maddubs_epi16(alo, lo01), _mm256_maddubs_epi16(alo, lo23)), ones), slo);
+      const __m256i vhi = _mm256_sub_epi32(_mm256_madd_epi16(
+          _mm256_hadd_epi16(_mm256_maddubs_epi16(ahi, hi01), _mm256_maddubs_epi16(ahi, hi23)), ones), shi);
+      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vlo), _mm256_mul_ps(dlo, da), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vhi), _mm256_mul_ps(dhi, da), acc[t][1]);
+    }
+  }
+
+  inline void block(const uint8_t* p, const BlockQ8A* const* act, size_t b0) {
+    const __m256i m4b = _mm256_set1_epi8(0x0F);
+    const size_t s1 = kBb, s2 = 2 * kBb, s3 = 3 * kBb;
+    if (T == WeightType::kQ4K || T == WeightType::kQ5K) {
+      alignas(32) uint8_t sc[32], mn[32];
+      for (int r = 0; r < 4; ++r) kscales4(p + r * kBb + 4, sc + 8 * r, mn + 8 * r);
+      alignas(32) uint8_t sct[32], mnt[32];  // [j * 4 + r]
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sct), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(mnt), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn))));
+      const __m128 d4 = kf16x4(p, kBb);
+      const __m128 nd4 = _mm_sub_ps(_mm_setzero_ps(), kf16x4(p + 2, kBb));
+      const size_t qs = T == WeightType::kQ4K ? 16 : 48;
+      __m256i ha01 = _mm256_setzero_si256(), hb01 = ha01, ha23 = ha01, hb23 = ha01;
+      if (T == WeightType::kQ5K) {
+        kpair32(p + 16, p + s1 + 16, &ha01, &hb01);
+        kpair32(p + s2 + 16, p + s3 + 16, &ha23, &hb23);
+      }
+      for (int c = 0; c < 4; ++c) {
+        __m256i a01, b01, a23, b23;
+        kpair32(p + qs + 32 * c, p + s1 + qs + 32 * c, &a01, &b01);
+        kpair32(p + s2 + qs + 32 * c, p + s3 + qs + 32 * c, &a23, &b23);
+        for (int h = 0; h < 2; ++h) {
+          const int j = 2 * c + h;
+          const __m128i sh = _mm_cvtsi32_si128(4 * h);
+          __m256i lo01 = _mm256_and_si256(_mm256_srl_epi16(a01, sh), m4b);
+          __m256i hi01 = _mm256_and_si256(_mm256_srl_epi16(b01, sh), m4b);
+          __m256i lo23 = _mm256_and_si256(_mm256_srl_epi16(a23, sh), m4b);
+          __m256i hi23 = _mm256_and_si256(_mm256_srl_epi16(b23, sh), m4b);
+          if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m128i sj = _mm_cvtsi32_si128(j);
+            lo01 = _mm256_or_si256(lo01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha01, sj), one), 4));
+            hi01 = _mm256_or_si256(hi01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb01, sj), one), 4));
+            lo23 = _mm256_or_si256(lo23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha23, sj), one), 4));
+            hi23 = _mm256_or_si256(hi23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb23, sj), one), 4));
+          }
+          int32_t scj, mnj;
+          std::memcpy(&scj, sct + 4 * j, 4);
+          std::memcpy(&mnj, mnt + 4 * j, 4);
+          const __m128 dd = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(scj))), d4);
+          const __m128 mm = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(mnj))), nd4);
+          dot(lo01, hi01, lo23, hi23, lanes(dd), mm, act, b0 + j, h);
+        }
+      }
+    } else if (T == WeightType::kQ6K) {
+      const __m128 d4 = kf16x4(p + 208, kBb);
+      // int8 scales [r * 16 + k] -> [k * 4 + r] (two 4x8 transposes of the k halves)
+      alignas(32) int8_t sk[64], st[64];
+      for (int r = 0; r < 4; ++r) {
+        std::memcpy(sk + 8 * r, p + r * kBb + 192, 8);
+        std::memcpy(sk + 32 + 8 * r, p + r * kBb + 200, 8);
+      }
+      _mm256_store_si256(reinterpret_cast<__m256i*>(st), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(st + 32), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk + 32))));
+      const __m256i k32 = _mm256_set1_epi8(32), m3 = _mm256_set1_epi8(0x30);
+      for (int hh = 0; hh < 2; ++hh) {
+        __m256i ha01, hb01, ha23, hb23;
+        kpair32(p + 128 + 32 * hh, p + s1 + 128 + 32 * hh, &ha01, &hb01);
+        kpair32(p + s2 + 128 + 32 * hh, p + s3 + 128 + 32 * hh, &ha23, &hb23);
+        for (int ip = 0; ip < 2; ++ip) {
+          __m256i a01, b01, a23, b23;
+          const size_t o = 64 * hh + 32 * ip;
+          kpair32(p + o, p + s1 + o, &a01, &b01);
+          kpair32(p + s2 + o, p + s3 + o, &a23, &b23);
+          for (int ih = 0; ih < 2; ++ih) {
+            const int i = ip + 2 * ih, j = 4 * hh + i;
+            const __m128i sh = _mm_cvtsi32_si128(4 * ih);
+            const __m128i up = _mm_cvtsi32_si128(2 * i <= 4 ? 4 - 2 * i : 0);
+            const __m128i dn = _mm_cvtsi32_si128(2 * i <= 4 ? 0 : 2);
+            auto six = [&](__m256i q, __m256i h) {
+              const __m256i l = _mm256_and_si256(_mm256_srl_epi16(q, sh), m4b);
+              const __m256i u = _mm256_and_si256(_mm256_srl_epi16(_mm256_sll_epi16(h, up), dn), m3);
+              return _mm256_sub_epi8(_mm256_or_si256(l, u), k32);
+            };
+            const int k = 2 * j;
+            int32_t slo, shi;
+            std::memcpy(&slo, st + (k < 8 ? 4 * k : 32 + 4 * (k - 8)), 4);
+            std::memcpy(&shi, st + (k + 1 < 8 ? 4 * (k + 1) : 32 + 4 * (k + 1 - 8)), 4);
+            const __m128 dlo = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(slo))), d4);
+            const __m128 dhi = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(shi))), d4);
+            dot6(six(a01, ha01), six(b01, hb01), six(a23, ha23), six(b23, hb23), lanes(dlo), lanes(dhi), act, b0 + j);
+          }
+        }
+      }
+    } else {  // q5_0 / q5_1
+      const bool q51 = T == WeightType::kQ5_1;
+      const __m128 d4 = kf16x4(p, kBb);
+      const __m128 m4 = q51 ? kf16x4(p + 2, kBb) : _mm_setzero_ps();
+      const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
+      // fifth bits: byte i of the 32 -> bit i of qh, as 0x10
+      const __m256i bsel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+      const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+      auto fifth = [&](const uint8_t* row) {  // 32 bytes: 0x10 where the value's qh bit is set
+        uint32_t h;
+        std::memcpy(&h, row + qh, 4);
+        const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(h)), bsel);
+        return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit), _mm256_set1_epi8(0x10));
+      };
+      auto quad = [&](const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
+        const __m256i q = _mm256_setr_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + qs)),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + qs)));
+        const __m256i fa = fifth(a), fb = fifth(b);
+        *lo = _mm256_or_si256(_mm256_and_si256(q, m4b), _mm256_permute2x128_si256(fa, fb, 0x20));
+        *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4b), _mm256_permute2x128_si256(fa, fb, 0x31));
+      };
+      __m256i lo01, hi01, lo23, hi23;
+      quad(p, p + s1, &lo01, &hi01);
+      quad(p + s2, p + s3, &lo23, &hi23);
+      dot(lo01, hi01, lo23, hi23, lanes(d4), m4, act, b0, int(b0 & 1));
+    }
+  }
+
+  inline void run(const uint8_t* __restrict w, size_t nsb, const BlockQ8A* const* act,
+                  float* const* out, size_t row, size_t m0, size_t m1) {
+    for (int t = 0; t < NT; ++t) {
+      acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+      macc[t] = _mm_setzero_ps();
+    }
+    constexpr size_t per = kSuper ? kSuperBlock / kBlock : 1;
+    // No llvm-mca markers: a super-block's body holds loops (sub-blocks x tokens) that the
+    // compiler need not unroll, which a straight-line pipeline model would misread.
+    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b * per);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 v = _mm256_add_ps(acc[t][0], acc[t][1]);
+      // [r0 r0 r2 r2 | r1 r1 r3 r3] -> [r0 r2 r1 r3] -> [r0 r1 r2 r3]
+      const __m128 h = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+      __m128 y = _mm_shuffle_ps(h, h, _MM_SHUFFLE(3, 1, 2, 0));
+      if (T != WeightType::kQ6K && T != WeightType::kQ5_0) y = _mm_add_ps(y, macc[t]);
+      if (row >= m0 && row + 4 <= m1) {
+        _mm_storeu_ps(out[t] + row, y);
+      } else {
+        alignas(16) float tmp[4];
+        _mm_store_ps(tmp, y);
+        for (size_t r = 0; r < 4; ++r) {
+          if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
+        }
+      }
+    }
+  }
+};
+
+template <WeightType T, int NT>
+inline void ktile_rows(const GemmArgs& a, size_t n) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  using Tl = KTile<T, NT>;
+  const size_t nsb = a.k / (Tl::kSuper ? kSuperBlock : kBlock);
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  Tl tile;
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    tile.run(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, out, row, a.m0, a.m1);
+  }
+}
+
+template <WeightType T>
+void kgemv(const GemmArgs& a) {
+  for (size_t n = a.n0; n < a.n1; ++n) ktile_rows<T, 1>(a, n);
+}
+
+template <WeightType T>
+void kgemm(const GemmArgs& a) {
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    GemmArgs r = a;
+    r.m0 = row > a.m0 ? row : a.m0;
+    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
+    size_t n = a.n0;
+    for (; n + 4 <= a.n1; n += 4) ktile_rows<T, 4>(r, n);
+    switch (a.n1 - n) {
+      case 3: ktile_rows<T, 3>(r, n); break;
+      case 2: ktile_rows<T, 2>(r, n); break;
+      case 1: ktile_rows<T, 1>(r, n); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx2(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
@@ -291,5 +574,16 @@ void gemm_f32_q8_q4_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
 void gemm_f32_q8_q4m_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_f32_f32_avx2(const GemmArgs& a) { gemv_float<false>(a); }
 void gemv_f32_f32_f16_avx2(const GemmArgs& a) { gemv_float<true>(a); }
+
+void gemv_f32_q8_q4k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q4k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ4K>(a); }
+void gemv_f32_q8_q5k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
+void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ6K>(a); }
+void gemm_f32_q8_q6k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ6K>(a); }
+void gemv_f32_q8_q50_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
+void gemm_f32_q8_q50_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
+void gemv_f32_q8_q51_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }
+void gemm_f32_q8_q51_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5_1>(a); }
 
 }  // namespace piquant::kernels

@@ -14,6 +14,8 @@
 // same per-token operation sequence, so their results are bit-identical.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
@@ -144,13 +146,531 @@ void gemm(const GemmArgs& a) {
   }
 }
 
+// --- q4: 16-row panels with one full integer sum per row and block ------------------------
+//
+// The kernels above leave four partial sums per row in the lanes of a vpdpbusd result, so every
+// (4 rows, token, block) pays an int -> float conversion, a scale product and an FMA on 16
+// lanes of which 4 are rows. The q4 kernels below work on panels of 4 groups (16 rows) whose
+// lanes are rows, in the order lane 4r + g = row r of group g (a 4x4 dword transpose of the
+// four groups' registers, within each 128-bit lane):
+// - GEMV: the four groups' vpdpbusd results are reduced by unpacks and adds (the same
+//   transpose), so the offset, conversion, scale product and FMA run once per 16 rows.
+// - GEMM: a chunk of kChunk blocks of the panel is unpacked once into `Panel` (8 zmm per
+//   block: lane 4r + g of vector j holds the four bytes of quad j, nibbles split; the scales as
+//   f32), then every token tile runs 8 vpdpbusd per (16 rows, token, block) with the
+//   activation's quad j broadcast from memory, nothing else but the start value (-8 s), one
+//   conversion, one scale product and one FMA. Chunk partial sums go through dst (masked,
+//   exact), so the float sequence per (row, token) is the GEMV's: acc = fma(float(isum),
+//   d_w * d_a, acc), blocks in order, one accumulator: GEMV == GEMM bit for bit, and no split
+//   of rows or tokens changes a bit (each lane only ever sees its own row).
+
+// lane 4r + g <-> row 4g + r (an involution).
+inline __m512i transpose_idx() {
+  return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+
+// 4x4 dword transpose inside each 128-bit lane of four registers: out lane (4r + g) = x_g[4r +
+// j] for out j; used both to build the GEMM panel (j = quad) and, with adds, to reduce the
+// GEMV's four groups to full sums.
+inline void transpose4(__m512i x0, __m512i x1, __m512i x2, __m512i x3, __m512i* o) {
+  const __m512i a = _mm512_unpacklo_epi32(x0, x1), b = _mm512_unpackhi_epi32(x0, x1);
+  const __m512i c = _mm512_unpacklo_epi32(x2, x3), d = _mm512_unpackhi_epi32(x2, x3);
+  o[0] = _mm512_unpacklo_epi64(a, c);
+  o[1] = _mm512_unpackhi_epi64(a, c);
+  o[2] = _mm512_unpacklo_epi64(b, d);
+  o[3] = _mm512_unpackhi_epi64(b, d);
+}
+
+// Four groups' scales d[g][r] (fp16) -> f32 in lane order 4r + g.
+inline __m512 panel_scales(const uint8_t* const* blk) {
+  const __m256i h = _mm256_setr_epi64x(
+      *reinterpret_cast<const int64_t*>(blk[0]), *reinterpret_cast<const int64_t*>(blk[1]),
+      *reinterpret_cast<const int64_t*>(blk[2]), *reinterpret_cast<const int64_t*>(blk[3]));
+  return _mm512_permutexvar_ps(transpose_idx(), _mm512_cvtph_ps(h));
+}
+
+// Rows [row, row + 16) of the panel that lie in [m0, m1): the store mask (lane i = row + i).
+inline __mmask16 row_mask(size_t row, size_t m0, size_t m1) {
+  uint32_t mask = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    if (row + i >= m0 && row + i < m1) mask |= 1u << i;
+  }
+  return static_cast<__mmask16>(mask);
+}
+
+// The four groups of the panel at `row` (a group past m1 repeats the last one: its lanes are
+// computed and never stored, and each lane only sees its own row).
+inline void panel_groups(const uint8_t* wt, size_t nb, size_t row, size_t m1, const uint8_t** g) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const size_t last = (m1 - 1) / kRowInterleave;
+  for (size_t i = 0; i < 4; ++i) {
+    const size_t gi = row / kRowInterleave + i;
+    g[i] = wt + (gi <= last ? gi : last) * nb * gb;
+  }
+}
+
+// GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
+// vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
+// the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
+// then per block one 128-bit scale product and FMA per 4 rows, blocks in order.
+inline void gemv_group(const uint8_t* w, size_t nb, const BlockQ8A* act, float* out, size_t row,
+                       size_t m0, size_t m1) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  __m128 acc = _mm_setzero_ps();
+  for (size_t b = 0; b < nb; b += 4) {
+    const size_t cnt = nb - b < 4 ? nb - b : 4;
+    PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
+    __m512i p[4];
+    for (size_t i = 0; i < 4; ++i) {
+      if (i < cnt) {
+        const uint8_t* blk = w + (b + i) * gb;
+        const BlockQ8A* x = act + b + i;
+        const __m512i q = _mm512_loadu_si512(blk + 8);
+        const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+        const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+        p[i] = _mm512_dpbusd_epi32(_mm512_set1_epi32(-2 * x->s), _mm512_and_si512(q, mask), alo);
+        p[i] = _mm512_dpbusd_epi32(p[i], _mm512_and_si512(_mm512_srli_epi16(q, 4), mask), ahi);
+      } else {
+        p[i] = _mm512_setzero_si512();
+      }
+    }
+    __m512i t[4];
+    transpose4(p[0], p[1], p[2], p[3], t);
+    const __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(transpose_idx(), v));
+    for (size_t i = 0; i < cnt; ++i) {
+      const uint8_t* blk = w + (b + i) * gb;
+      const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
+      const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
+                       : i == 1 ? _mm512_extractf32x4_ps(f, 1)
+                       : i == 2 ? _mm512_extractf32x4_ps(f, 2)
+                                : _mm512_extractf32x4_ps(f, 3);
+      acc = _mm_fmadd_ps(fi, _mm_mul_ps(dw, _mm_set1_ps(act[b + i].d)), acc);
+    }
+    PIQUANT_MCA_END();
+  }
+  if (row >= m0 && row + 4 <= m1) {
+    _mm_storeu_ps(out + row, acc);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, acc);
+    for (size_t r = 0; r < 4; ++r) {
+      if (row + r >= m0 && row + r < m1) out[row + r] = tmp[r];
+    }
+  }
+}
+
+void gemv_q4(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* act =
+        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      gemv_group(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
+                 a.m0, a.m1);
+    }
+  }
+}
+
+// GEMM: K in chunks of kChunk blocks (a panel chunk is 18 KB: stays in L1 across token tiles).
+constexpr size_t kChunk = 32;
+constexpr int kTokens = 8;  // token tile
+
+struct alignas(64) PanelBlock {
+  __m512i w[8];  // lane 4r + g: bytes 4j..4j+3 of row r of group g (j < 4 low, j >= 4 high nibbles)
+  __m512 d;      // scales, same lane order
+};
+
+inline void build_panel(const uint8_t* const* g, size_t b0, size_t nbc, PanelBlock* pb) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  for (size_t b = 0; b < nbc; ++b) {
+    const uint8_t* blk[4];
+    __m512i lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) {
+      blk[i] = g[i] + (b0 + b) * gb;
+      const __m512i q = _mm512_loadu_si512(blk[i] + 8);
+      lo[i] = _mm512_and_si512(q, mask);
+      hi[i] = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+    }
+    transpose4(lo[0], lo[1], lo[2], lo[3], pb[b].w);
+    transpose4(hi[0], hi[1], hi[2], hi[3], pb[b].w + 4);
+    pb[b].d = panel_scales(blk);
+  }
+}
+
+// NT tokens x 16 rows over one chunk of the panel.
+template <int NT>
+inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const* act,
+                         float* const* out, size_t row, __mmask16 m, bool first) {
+  const __m512i order = transpose_idx();
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  if (!first) {
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_permutexvar_ps(order, _mm512_maskz_loadu_ps(m, out[t] + row));
+    }
+  }
+  const BlockQ8A* x[NT];
+  for (int t = 0; t < NT; ++t) x[t] = act[t];
+  for (size_t b = 0; b < nbc; ++b) {
+    if (NT == kTokens) PIQUANT_MCA_BEGIN(WeightType::kQ4, 16, NT, 1);  // not the tails
+    const PanelBlock& p = pb[b];
+    const __m512i w0 = p.w[0], w1 = p.w[1], w2 = p.w[2], w3 = p.w[3];
+    const __m512i w4 = p.w[4], w5 = p.w[5], w6 = p.w[6], w7 = p.w[7];
+    const __m512 d = p.d;
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const int32_t* q = reinterpret_cast<const int32_t*>(x[t][b].qs);
+      __m512i v = _mm512_set1_epi32(-8 * x[t][b].s);
+      v = _mm512_dpbusd_epi32(v, w0, _mm512_set1_epi32(q[0]));
+      v = _mm512_dpbusd_epi32(v, w1, _mm512_set1_epi32(q[1]));
+      v = _mm512_dpbusd_epi32(v, w2, _mm512_set1_epi32(q[2]));
+      v = _mm512_dpbusd_epi32(v, w3, _mm512_set1_epi32(q[3]));
+      v = _mm512_dpbusd_epi32(v, w4, _mm512_set1_epi32(q[4]));
+      v = _mm512_dpbusd_epi32(v, w5, _mm512_set1_epi32(q[5]));
+      v = _mm512_dpbusd_epi32(v, w6, _mm512_set1_epi32(q[6]));
+      v = _mm512_dpbusd_epi32(v, w7, _mm512_set1_epi32(q[7]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d, _mm512_set1_ps(x[t][b].d)), acc[t]);
+    }
+    if (NT == kTokens) PIQUANT_MCA_END();
+  }
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
+}
+
+template <int NT>
+inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_t nbc, size_t n,
+                       size_t row, __mmask16 m) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + b0;
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
+}
+
+void gemm_q4(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  PanelBlock pb[kChunk];
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+    const uint8_t* g[4];
+    panel_groups(wt, nb, row, a.m1, g);
+    const __mmask16 m = row_mask(row, a.m0, a.m1);
+    for (size_t b0 = 0; b0 < nb; b0 += kChunk) {
+      const size_t nbc = nb - b0 < kChunk ? nb - b0 : kChunk;
+      build_panel(g, b0, nbc, pb);
+      size_t n = a.n0;
+      for (; n + kTokens <= a.n1; n += kTokens) panel_tile<kTokens>(a, pb, b0, nbc, n, row, m);
+      switch (a.n1 - n) {
+        case 7: panel_tile<7>(a, pb, b0, nbc, n, row, m); break;
+        case 6: panel_tile<6>(a, pb, b0, nbc, n, row, m); break;
+        case 5: panel_tile<5>(a, pb, b0, nbc, n, row, m); break;
+        case 4: panel_tile<4>(a, pb, b0, nbc, n, row, m); break;
+        case 3: panel_tile<3>(a, pb, b0, nbc, n, row, m); break;
+        case 2: panel_tile<2>(a, pb, b0, nbc, n, row, m); break;
+        case 1: panel_tile<1>(a, pb, b0, nbc, n, row, m); break;
+        default: break;
+      }
+    }
+  }
+}
+
+// --- GGUF types: q4_k, q5_k, q6_k (256-value super-blocks), q5_0, q5_1 ----------------------
+//
+// Packed: per 4-row group and (super-)block the 4 rows' GGUF blocks one after the other. Each
+// 32-value sub-block j is decoded once per tile into the q4 kernels' register form, lane-128 r
+// = row r (lo: values 0..15, hi: 16..31, one byte each), and dotted with the token's BlockQ8A j
+// by two vpdpbusd (u8 weights x s8 activations; q6_k: s8 weights q - 32 x u8 activations + 128,
+// the +128 taken out by the start value -128 * sum(q - 32) per lane). Per (sub-block, token):
+// acc += float(isum) * (D * d_a) on 16 lanes (D = d * sc per row), the minimum term (q4_k /
+// q5_k: -dmin * mn, q5_1: m) as macc += M * (d_a * s) on 4 rows; q6_k has a scale per 16
+// values: its two halves are converted separately. GEMV (1 token) and GEMM (8-token tiles over
+// one group) run the same code per token, hence the same bits.
+
+inline __m128 f16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
+  return _mm_cvtph_ps(_mm_setr_epi16(short(a), short(b), short(c), short(d), 0, 0, 0, 0));
+}
+inline uint16_t u16_at(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+// 4 rows x 32 bytes at p + r * stride -> lo = rows' bytes 0..15 (lane-128 r), hi = bytes 16..31.
+inline void rows32(const uint8_t* p, size_t stride, __m512i* lo, __m512i* hi) {
+  const __m512i z01 = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + stride)), 1);
+  const __m512i z23 = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * stride))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 3 * stride)), 1);
+  *lo = _mm512_shuffle_i64x2(z01, z23, 0x88);
+  *hi = _mm512_shuffle_i64x2(z01, z23, 0xDD);
+}
+// 4 rows x 16 bytes at p + r * stride -> lane-128 r.
+inline __m512i rows16(const uint8_t* p, size_t stride) {
+  __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride)), 1);
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * stride)), 2);
+  return _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 3 * stride)), 3);
+}
+// [x0 x1 x2 x3] -> each xr in the 4 lanes of lane-128 r.
+inline __m512 spread4(__m128 x) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(x));
+}
+// Q4_K / Q5_K scales of one row: sc[0..7] and mn[0..7] (ggml's get_scale_min_k4, 4 at a time).
+inline void kscales(const uint8_t* s12, uint8_t* sc, uint8_t* mn) {
+  uint32_t u[4];
+  std::memcpy(u, s12, 12);
+  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+  const uint32_t a = u[1] & m1;
+  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+  u[2] = a;
+  u[0] &= m1;
+  std::memcpy(sc, u, 8);
+  std::memcpy(mn, u + 2, 8);
+}
+
+template <WeightType T, int NT>
+struct KTile {
+  static constexpr bool kSuper = T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K;
+  static constexpr size_t kBb = T == WeightType::kQ4K   ? sizeof(BlockQ4K)
+                                : T == WeightType::kQ5K ? sizeof(BlockQ5K)
+                                : T == WeightType::kQ6K ? sizeof(BlockQ6K)
+                                : T == WeightType::kQ5_0 ? sizeof(BlockQ5_0)
+                                                         : sizeof(BlockQ5_1);
+  __m512 acc[NT][2];
+  __m128 macc[NT];
+
+  // One 32-value sub-block: weights (lo, hi), D (16 lanes, per row), M (4 rows) or, for q6_k,
+  // the two halves' D and the start values.
+  inline void dot(__m512i lo, __m512i hi, __m512 d16, __m128 m4, const BlockQ8A* const* act,
+                  size_t blk, int par) {
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A* x = act[t] + blk;
+      const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+      const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+      const __m512i start = T == WeightType::kQ5_0 ? _mm512_set1_epi32(-4 * x->s) : _mm512_setzero_si512();
+      __m512i v = _mm512_dpbusd_epi32(start, lo, alo);
+      v = _mm512_dpbusd_epi32(v, hi, ahi);
+      acc[t][par] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d16, _mm512_set1_ps(x->d)), acc[t][par]);
+      if (T != WeightType::kQ5_0) {
+        macc[t] = _mm_fmadd_ps(m4, _mm_set1_ps(x->d * static_cast<float>(x->s)), macc[t]);
+      }
+    }
+  }
+  inline void dot6(__m512i lo, __m512i hi, __m512 dlo, __m512 dhi, const BlockQ8A* const* act,
+                   size_t blk) {
+    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __m512i slo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, lo));
+    const __m512i shi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, hi));
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A* x = act[t] + blk;
+      const __m512i alo = _mm512_xor_si512(
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs))), k128);
+      const __m512i ahi = _mm512_xor_si512(
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16))), k128);
+      const __m512 da = _mm512_set1_ps(x->d);
+      const __m512i vlo = _mm512_dpbusd_epi32(slo, alo, lo);
+      const __m512i vhi = _mm512_dpbusd_epi32(shi, ahi, hi);
+      acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vlo), _mm512_mul_ps(dlo, da), acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vhi), _mm512_mul_ps(dhi, da), acc[t][1]);
+    }
+  }
+
+  // One (super-)block of the group at p (4 rows' GGUF blocks, kBb bytes apart); act + sb * per.
+  inline void block(const uint8_t* p, const BlockQ8A* const* act, size_t b0) {
+    const __m512i m4b = _mm512_set1_epi8(0x0F);
+    if (T == WeightType::kQ4K || T == WeightType::kQ5K) {
+      alignas(64) uint8_t sc[32], mn[32];
+      for (int r = 0; r < 4; ++r) kscales(p + r * kBb + 4, sc + 8 * r, mn + 8 * r);
+      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
+      const __m128 dm4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
+      // rows 0,1 (lanes 0..15: 8r + j) and rows 2,3 as floats times d / -dmin.
+      const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+      const __m512i half2 = _mm512_add_epi32(half, _mm512_set1_epi32(2));
+      const __m512 d01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(d4));
+      const __m512 d23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(d4));
+      const __m512 n01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(dm4));
+      const __m512 n23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(dm4));
+      const __m512 s01 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)))), d01);
+      const __m512 s23 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + 16)))), d23);
+      const __m512 z = _mm512_setzero_ps();
+      const __m512 m01 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn)))), n01));
+      const __m512 m23 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn + 16)))), n23));
+      const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
+      const size_t qs = T == WeightType::kQ4K ? 16 : 48;
+      for (int c = 0; c < 4; ++c) {
+        __m512i qa, qb;
+        rows32(p + qs + 32 * c, kBb, &qa, &qb);
+        __m512i ha = _mm512_setzero_si512(), hb = ha;
+        if (T == WeightType::kQ5K) rows32(p + 16, kBb, &ha, &hb);
+        for (int h = 0; h < 2; ++h) {
+          const int j = 2 * c + h;
+          __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
+          __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
+          if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
+            const __m512i one = _mm512_set1_epi8(1);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(ha, _mm_cvtsi32_si128(j)), one), 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(hb, _mm_cvtsi32_si128(j)), one), 4));
+          }
+          const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
+          const __m512 dd = _mm512_permutex2var_ps(s01, idx, s23);
+          const __m128 mm = _mm512_castps512_ps128(_mm512_permutex2var_ps(m01, _mm512_add_epi32(_mm512_setr_epi32(0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set1_epi32(j)), m23));
+          dot(lo, hi, dd, mm, act, b0 + j, h);
+        }
+      }
+    } else if (T == WeightType::kQ6K) {
+      const __m128 d4 = f16x4(u16_at(p + 208), u16_at(p + kBb + 208), u16_at(p + 2 * kBb + 208), u16_at(p + 3 * kBb + 208));
+      // sc[r][k] * d_r as floats, row r in ds[r]; D of half-sub-block k: lane-128 r = ds[r][k].
+      __m512 ds[4];
+      for (int r = 0; r < 4; ++r) {
+        ds[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * kBb + 192)))),
+                              _mm512_set1_ps(d4[r]));
+      }
+      const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 16, 16, 16, 16, 0, 0, 0, 0, 16, 16, 16, 16);
+      const __m512i k32 = _mm512_set1_epi8(32), m3 = _mm512_set1_epi8(0x30);
+      for (int hh = 0; hh < 2; ++hh) {  // GGUF halves of 128 values
+        __m512i ha, hb;
+        rows32(p + 128 + 32 * hh, kBb, &ha, &hb);
+        for (int ip = 0; ip < 2; ++ip) {
+          __m512i qa, qb;
+          rows32(p + 64 * hh + 32 * ip, kBb, &qa, &qb);
+          for (int ih = 0; ih < 2; ++ih) {
+            const int i = ip + 2 * ih, j = 4 * hh + i;
+            const __m128i sh = _mm_cvtsi32_si128(4 * ih);
+            const __m512i la = _mm512_and_si512(_mm512_srl_epi16(qa, sh), m4b);
+            const __m512i lb = _mm512_and_si512(_mm512_srl_epi16(qb, sh), m4b);
+            // bits 2i, 2i+1 of qh -> bits 4, 5
+            const __m512i ua = 2 * i <= 4 ? _mm512_sll_epi16(ha, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(ha, 2);
+            const __m512i ub = 2 * i <= 4 ? _mm512_sll_epi16(hb, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(hb, 2);
+            const __m512i lo = _mm512_sub_epi8(_mm512_or_si512(la, _mm512_and_si512(ua, m3)), k32);
+            const __m512i hi = _mm512_sub_epi8(_mm512_or_si512(lb, _mm512_and_si512(ub, m3)), k32);
+            const int k = 2 * j;  // half-sub-blocks k (values 0..15) and k + 1
+            const __m512i ik = _mm512_add_epi32(sel, _mm512_set1_epi32(k));
+            const __m512i ik1 = _mm512_add_epi32(ik, _mm512_set1_epi32(1));
+            const __m512 dlo = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik, ds[1]), _mm512_permutex2var_ps(ds[2], ik, ds[3]));
+            const __m512 dhi = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik1, ds[1]), _mm512_permutex2var_ps(ds[2], ik1, ds[3]));
+            dot6(lo, hi, dlo, dhi, act, b0 + j);
+          }
+        }
+      }
+    } else {  // q5_0 / q5_1
+      const bool q51 = T == WeightType::kQ5_1;
+      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
+      __m128 m4 = _mm_setzero_ps();
+      if (q51) m4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
+      const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
+      uint32_t h[4];
+      for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * kBb + qh, 4);
+      const uint64_t mlo = (uint64_t(h[0] & 0xFFFF)) | (uint64_t(h[1] & 0xFFFF) << 16) |
+                           (uint64_t(h[2] & 0xFFFF) << 32) | (uint64_t(h[3] & 0xFFFF) << 48);
+      const uint64_t mhi = (uint64_t(h[0] >> 16)) | (uint64_t(h[1] >> 16) << 16) |
+                           (uint64_t(h[2] >> 16) << 32) | (uint64_t(h[3] >> 16) << 48);
+      const __m512i q = rows16(p + qs, kBb);
+      const __m512i b4 = _mm512_set1_epi8(0x10);
+      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4b), _mm512_maskz_mov_epi8(mlo, b4));
+      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4b), _mm512_maskz_mov_epi8(mhi, b4));
+      dot(lo, hi, spread4(d4), m4, act, b0, int(b0 & 1));
+    }
+  }
+
+  inline void run(const uint8_t* __restrict w, size_t nsb, const BlockQ8A* const* act,
+                  float* const* out, size_t row, size_t m0, size_t m1) {
+    for (int t = 0; t < NT; ++t) {
+      acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+      macc[t] = _mm_setzero_ps();
+    }
+    constexpr size_t per = kSuper ? kSuperBlock / kBlock : 1;
+    // No llvm-mca markers: a super-block's body holds loops (sub-blocks x tokens) that the
+    // compiler need not unroll, which a straight-line pipeline model would misread.
+    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b * per);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 v = _mm512_add_ps(acc[t][0], acc[t][1]);
+      const __m128 h01 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
+      const __m128 h23 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
+      __m128 y = _mm_hadd_ps(h01, h23);
+      if (T != WeightType::kQ6K && T != WeightType::kQ5_0) y = _mm_add_ps(y, macc[t]);
+      if (row >= m0 && row + 4 <= m1) {
+        _mm_storeu_ps(out[t] + row, y);
+      } else {
+        alignas(16) float tmp[4];
+        _mm_store_ps(tmp, y);
+        for (size_t r = 0; r < 4; ++r) {
+          if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
+        }
+      }
+    }
+  }
+};
+
+template <WeightType T, int NT>
+inline void ktile_rows(const GemmArgs& a, size_t n) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  using Tl = KTile<T, NT>;
+  const size_t nsb = a.k / (Tl::kSuper ? kSuperBlock : kBlock);
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  Tl tile;
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    tile.run(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, out, row, a.m0, a.m1);
+  }
+}
+
+template <WeightType T>
+void kgemv(const GemmArgs& a) {
+  for (size_t n = a.n0; n < a.n1; ++n) ktile_rows<T, 1>(a, n);
+}
+
+template <WeightType T>
+void kgemm(const GemmArgs& a) {
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    GemmArgs r = a;
+    r.m0 = row > a.m0 ? row : a.m0;
+    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
+    size_t n = a.n0;
+    for (; n + 8 <= a.n1; n += 8) ktile_rows<T, 8>(r, n);
+    switch (a.n1 - n) {
+      case 7: ktile_rows<T, 7>(r, n); break;
+      case 6: ktile_rows<T, 6>(r, n); break;
+      case 5: ktile_rows<T, 5>(r, n); break;
+      case 4: ktile_rows<T, 4>(r, n); break;
+      case 3: ktile_rows<T, 3>(r, n); break;
+      case 2: ktile_rows<T, 2>(r, n); break;
+      case 1: ktile_rows<T, 1>(r, n); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
-void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ4>(a); }
+void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a) { gemv_q4(a); }
 void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
 void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
-void gemm_f32_q8_q4_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
+void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+
+void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ4K>(a); }
+void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
+void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ6K>(a); }
+void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ6K>(a); }
+void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
+void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
+void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }
+void gemm_f32_q8_q51_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5_1>(a); }
 
 }  // namespace piquant::kernels

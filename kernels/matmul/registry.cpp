@@ -21,15 +21,35 @@ constexpr GemmKernel kTable[] = {
     K(gemv_f32_q8_q4_avx512vnni, kV, W::kQ4, kQ, F::kAvx512Vnni, 4, 1, 32),
     K(gemv_f32_q8_q4m_avx512vnni, kV, W::kQ4M, kQ, F::kAvx512Vnni, 4, 1, 32),
     K(gemv_f32_q8_q8_avx512vnni, kV, W::kQ8, kQ, F::kAvx512Vnni, 4, 1, 32),
-    K(gemm_f32_q8_q4_4x8_avx512vnni, kM, W::kQ4, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemm_f32_q8_q4_16x8_avx512vnni, kM, W::kQ4, kQ, F::kAvx512Vnni, 16, 8, 32),
     K(gemm_f32_q8_q4m_4x8_avx512vnni, kM, W::kQ4M, kQ, F::kAvx512Vnni, 4, 8, 32),
     K(gemm_f32_q8_q8_4x8_avx512vnni, kM, W::kQ8, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemv_f32_q8_q4k_avx512vnni, kV, W::kQ4K, kQ, F::kAvx512Vnni, 4, 1, 256),
+    K(gemm_f32_q8_q4k_4x8_avx512vnni, kM, W::kQ4K, kQ, F::kAvx512Vnni, 4, 8, 256),
+    K(gemv_f32_q8_q5k_avx512vnni, kV, W::kQ5K, kQ, F::kAvx512Vnni, 4, 1, 256),
+    K(gemm_f32_q8_q5k_4x8_avx512vnni, kM, W::kQ5K, kQ, F::kAvx512Vnni, 4, 8, 256),
+    K(gemv_f32_q8_q6k_avx512vnni, kV, W::kQ6K, kQ, F::kAvx512Vnni, 4, 1, 256),
+    K(gemm_f32_q8_q6k_4x8_avx512vnni, kM, W::kQ6K, kQ, F::kAvx512Vnni, 4, 8, 256),
+    K(gemv_f32_q8_q50_avx512vnni, kV, W::kQ5_0, kQ, F::kAvx512Vnni, 4, 1, 32),
+    K(gemm_f32_q8_q50_4x8_avx512vnni, kM, W::kQ5_0, kQ, F::kAvx512Vnni, 4, 8, 32),
+    K(gemv_f32_q8_q51_avx512vnni, kV, W::kQ5_1, kQ, F::kAvx512Vnni, 4, 1, 32),
+    K(gemm_f32_q8_q51_4x8_avx512vnni, kM, W::kQ5_1, kQ, F::kAvx512Vnni, 4, 8, 32),
     K(gemv_f32_q8_q4_avx2, kV, W::kQ4, kQ, F::kAvx2, 8, 1, 32),
     K(gemv_f32_q8_q4m_avx2, kV, W::kQ4M, kQ, F::kAvx2, 8, 1, 32),
     K(gemv_f32_q8_q8_avx2, kV, W::kQ8, kQ, F::kAvx2, 8, 1, 32),
     K(gemm_f32_q8_q4_8x4_avx2, kM, W::kQ4, kQ, F::kAvx2, 8, 4, 32),
     K(gemm_f32_q8_q4m_8x4_avx2, kM, W::kQ4M, kQ, F::kAvx2, 8, 4, 32),
     K(gemm_f32_q8_q8_8x4_avx2, kM, W::kQ8, kQ, F::kAvx2, 8, 4, 32),
+    K(gemv_f32_q8_q4k_avx2, kV, W::kQ4K, kQ, F::kAvx2, 4, 1, 256),
+    K(gemm_f32_q8_q4k_4x4_avx2, kM, W::kQ4K, kQ, F::kAvx2, 4, 4, 256),
+    K(gemv_f32_q8_q5k_avx2, kV, W::kQ5K, kQ, F::kAvx2, 4, 1, 256),
+    K(gemm_f32_q8_q5k_4x4_avx2, kM, W::kQ5K, kQ, F::kAvx2, 4, 4, 256),
+    K(gemv_f32_q8_q6k_avx2, kV, W::kQ6K, kQ, F::kAvx2, 4, 1, 256),
+    K(gemm_f32_q8_q6k_4x4_avx2, kM, W::kQ6K, kQ, F::kAvx2, 4, 4, 256),
+    K(gemv_f32_q8_q50_avx2, kV, W::kQ5_0, kQ, F::kAvx2, 4, 1, 32),
+    K(gemm_f32_q8_q50_4x4_avx2, kM, W::kQ5_0, kQ, F::kAvx2, 4, 4, 32),
+    K(gemv_f32_q8_q51_avx2, kV, W::kQ5_1, kQ, F::kAvx2, 4, 1, 32),
+    K(gemm_f32_q8_q51_4x4_avx2, kM, W::kQ5_1, kQ, F::kAvx2, 4, 4, 32),
     K(gemv_f32_f32_f32_avx2, kV, W::kF32, kF, F::kAvx2, 1, 1, 32),
     K(gemv_f32_f32_f16_avx2, kV, W::kF16, kF, F::kAvx2, 1, 1, 32),
     K(gemv_f32_f32_f32_avx2, kM, W::kF32, kF, F::kAvx2, 1, 1, 32),
@@ -132,9 +152,10 @@ constexpr const char* type_part(W w, ActType a) {
   }
   return w == W::kF32 ? "_f32_f32_" : w == W::kF16 ? "_f32_f16_" : "?";
 }
-constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", single digits
-  const char t[] = {'_', char('0' + mr), 'x', char('0' + nr), '_', 0};
-  return mr < 10 && nr < 10 && contains(s, t);
+constexpr bool has_tile(const char* s, int mr, int nr) {  // "_<mr>x<nr>_", mr < 100, nr < 10
+  const char one[] = {'_', char('0' + mr % 10), 'x', char('0' + nr), '_', 0};
+  const char two[] = {'_', char('0' + mr / 10), char('0' + mr % 10), 'x', char('0' + nr), '_', 0};
+  return mr < 100 && nr < 10 && contains(s, mr < 10 ? one : two);
 }
 constexpr bool check() {
   for (const GemmKernel& k : kTable) {
