@@ -653,6 +653,244 @@ void kgemm(const GemmArgs& a) {
   }
 }
 
+
+// --- q4_k: 16-row panels, as the q4 GEMM ----------------------------------------------------
+//
+// The KTile above leaves four partial sums per row in the lanes and pays, per (4 rows, token,
+// sub-block), the conversion, scale product and FMA on 16 lanes plus the minimum term on 4.
+// The q4_k kernels below decode each super-block of a panel of 4 groups (16 rows, lane 4r + g =
+// row r of group g, as the q4 panel) once into 8 KPanelSub (per 32-value sub-block: 8 zmm of
+// weight quads, D = d * sc and M = dmin * mn as f32; both products exact), then per (16 rows,
+// token, sub-block): 8 vpdpbusd with the activation's quads broadcast from memory, one
+// conversion, one scale product and two FMAs, the second the minimum term -M * (d_a * s) (the
+// activation sum folds the minimum, no per-weight work). One accumulator per (row, token), sub-
+// blocks in order: the GEMV (1 token, a super-block at a time) runs the same per-lane sequence as
+// the GEMM (8-token tiles over chunks of kKChunk super-blocks, partial sums through dst as the q4
+// GEMM), so GEMV == GEMM bit for bit and no row or token split changes a bit.
+struct alignas(64) KPanelSub {
+  __m512i w[8];  // lane 4r + g: quad j of the sub-block's values (j < 4: 0..15, j >= 4: 16..31)
+  __m512 d;      // d * sc per row
+  __m512 m;      // dmin * mn per row
+};
+constexpr size_t kKChunk = 2;     // super-blocks per GEMM chunk: 16 KPanelSub = 10 KB
+
+// The four groups of the panel at `row` (a group past m1 repeats the last one, as panel_groups).
+template <WeightType T>
+inline void kpanel_groups(const uint8_t* wt, size_t nsb, size_t row, size_t m1, const uint8_t** g) {
+  const size_t last = (m1 - 1) / kRowInterleave;
+  for (size_t i = 0; i < 4; ++i) {
+    const size_t gi = row / kRowInterleave + i;
+    g[i] = wt + (gi <= last ? gi : last) * nsb * kGroupBytes<T>;
+  }
+}
+
+// Scales of super-block `p[i]` of the panel's four groups: D[j] = d * sc_j, M[j] = dmin * mn_j
+// (lane 4r + g; both products exact). All in registers: the header bytes 0..15 of each row
+// (d, dmin, scales) in lane-128 r, ggml's get_scale_min_k4 on dwords 1..3 (no store and
+// reload through memory, whose failed store forwarding serialized the cold GEMV on DRAM).
+inline void q4k_scales(const uint8_t* const* p, __m512* D, __m512* M) {
+  constexpr size_t bb = sizeof(BlockQ4K);
+  const __m512i shv = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  const __m512i mlo = _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f);
+  const __m512i mhi = _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0);
+  __m512i h[4], k[4];
+  for (int i = 0; i < 4; ++i) {
+    h[i] = rows16(p[i], bb);  // lane-128 r: [d | dmin, u0, u1, u2]
+    // [u0, u2, u1, u2 >> 4] & [m1, m2, m1, m2] | ([0, u0, 0, u1] >> 2) & 0x30 -> sc0..3, sc4..7, mn0..3, mn4..7
+    const __m512i x = _mm512_srlv_epi32(_mm512_shuffle_epi32(h[i], _MM_PERM_DCDB), shv);
+    const __m512i y = _mm512_srli_epi32(_mm512_shuffle_epi32(h[i], _MM_PERM_CCBB), 2);
+    k[i] = _mm512_or_si512(_mm512_and_si512(x, mlo), _mm512_and_si512(y, mhi));
+  }
+  __m512i t[4], e[4];
+  transpose4(k[0], k[1], k[2], k[3], t);  // t[0]: sc0..3, t[1]: sc4..7, t[2]: mn0..3, t[3]: mn4..7
+  transpose4(h[0], h[1], h[2], h[3], e);  // e[0]: d | dmin
+  const __m512 d16 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(e[0]));
+  const __m512 m16 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(e[0], 16)));
+  const __m512i ff = _mm512_set1_epi32(0xFF);
+  for (int j = 0; j < 8; ++j) {
+    const __m512i sc = _mm512_and_si512(_mm512_srli_epi32(t[j / 4], 8 * (j % 4)), ff);
+    const __m512i mn = _mm512_and_si512(_mm512_srli_epi32(t[2 + j / 4], 8 * (j % 4)), ff);
+    D[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d16);
+    M[j] = _mm512_mul_ps(_mm512_cvtepi32_ps(mn), m16);
+  }
+}
+
+// Super-block sb of the panel's four groups -> ps[0..7].
+inline void build_q4k(const uint8_t* const* g, size_t sb, KPanelSub* ps) {
+  constexpr size_t bb = sizeof(BlockQ4K);
+  const __m512i m4b = _mm512_set1_epi8(0x0F);
+  const uint8_t* p[4];
+  for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * kGroupBytes<WeightType::kQ4K>;
+  __m512 D[8], M[8];
+  q4k_scales(p, D, M);
+  for (int j = 0; j < 8; ++j) {
+    ps[j].d = D[j];
+    ps[j].m = M[j];
+  }
+  for (int c = 0; c < 4; ++c) {
+    __m512i qa[4], qb[4], lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) {
+      rows32(p[i] + 16 + 32 * c, bb, &qa[i], &qb[i]);
+      lo[i] = _mm512_and_si512(qa[i], m4b);
+      hi[i] = _mm512_and_si512(qb[i], m4b);
+    }
+    transpose4(lo[0], lo[1], lo[2], lo[3], ps[2 * c].w);
+    transpose4(hi[0], hi[1], hi[2], hi[3], ps[2 * c].w + 4);
+    for (int i = 0; i < 4; ++i) {
+      lo[i] = _mm512_and_si512(_mm512_srli_epi16(qa[i], 4), m4b);
+      hi[i] = _mm512_and_si512(_mm512_srli_epi16(qb[i], 4), m4b);
+    }
+    transpose4(lo[0], lo[1], lo[2], lo[3], ps[2 * c + 1].w);
+    transpose4(hi[0], hi[1], hi[2], hi[3], ps[2 * c + 1].w + 4);
+  }
+}
+
+// One (16 rows, token, sub-block) step: the per-lane sequence GEMV and GEMM share.
+inline __m512 kpanel_dot(const KPanelSub& p, const BlockQ8A& x, __m512 acc) {
+  const int32_t* q = reinterpret_cast<const int32_t*>(x.qs);
+  __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p.w[0], _mm512_set1_epi32(q[0]));
+  v = _mm512_dpbusd_epi32(v, p.w[1], _mm512_set1_epi32(q[1]));
+  v = _mm512_dpbusd_epi32(v, p.w[2], _mm512_set1_epi32(q[2]));
+  v = _mm512_dpbusd_epi32(v, p.w[3], _mm512_set1_epi32(q[3]));
+  v = _mm512_dpbusd_epi32(v, p.w[4], _mm512_set1_epi32(q[4]));
+  v = _mm512_dpbusd_epi32(v, p.w[5], _mm512_set1_epi32(q[5]));
+  v = _mm512_dpbusd_epi32(v, p.w[6], _mm512_set1_epi32(q[6]));
+  v = _mm512_dpbusd_epi32(v, p.w[7], _mm512_set1_epi32(q[7]));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(p.d, _mm512_set1_ps(x.d)), acc);
+  return _mm512_fnmadd_ps(p.m, _mm512_set1_ps(x.d * static_cast<float>(x.s)), acc);
+}
+
+// GEMV: no decoded panel; per group and sub-block the q4-style vpdpbusd pair (4 rows x 4
+// partial sums), reduced by the transpose and adds to full sums (lane 4r + j: row r, sub-block j)
+// into `sums`, one group after the other over a chunk of kKGemvChunk super-blocks (so the
+// weights are read as one sequential stream: reading the four groups side by side halved the
+// cold GEMV's bandwidth); then per super-block the four groups' sums transposed into the
+// panel's lane order and the same float steps as kpanel_dot on the same integer sums.
+constexpr size_t kKGemvChunk = 16;
+
+inline void q4k_group_sums(const uint8_t* p, const BlockQ8A* x, __m512i* r) {
+  constexpr size_t bb = sizeof(BlockQ4K);
+  const __m512i m4b = _mm512_set1_epi8(0x0F);
+  __m512i s[8];
+  for (int c = 0; c < 4; ++c) {
+    __m512i qa, qb;
+    rows32(p + 16 + 32 * c, bb, &qa, &qb);
+    for (int h = 0; h < 2; ++h) {
+      const int j = 2 * c + h;
+      const __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
+      const __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
+      const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs)));
+      const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs + 16)));
+      s[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+    }
+  }
+  __m512i t[4];
+  transpose4(s[0], s[1], s[2], s[3], t);
+  r[0] = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+  transpose4(s[4], s[5], s[6], s[7], t);
+  r[1] = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+}
+
+void gemv_q4k(const GemmArgs& a) {
+  constexpr WeightType T = WeightType::kQ4K;
+  constexpr size_t gb = kGroupBytes<T>;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  __m512i sums[4][kKGemvChunk][2];
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* act =
+        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+      const uint8_t* g[4];
+      kpanel_groups<T>(wt, nsb, row, a.m1, g);
+      __m512 acc = _mm512_setzero_ps();
+      for (size_t s0 = 0; s0 < nsb; s0 += kKGemvChunk) {
+        const size_t nc = nsb - s0 < kKGemvChunk ? nsb - s0 : kKGemvChunk;
+        for (int i = 0; i < 4; ++i) {
+          for (size_t s = 0; s < nc; ++s) q4k_group_sums(g[i] + (s0 + s) * gb, act + 8 * (s0 + s), sums[i][s]);
+        }
+        for (size_t s = 0; s < nc; ++s) {
+          const size_t sb = s0 + s;
+          const BlockQ8A* x = act + 8 * sb;
+          const uint8_t* p[4];
+          for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * gb;
+          __m512i v[8];
+          transpose4(sums[0][s][0], sums[1][s][0], sums[2][s][0], sums[3][s][0], v);
+          transpose4(sums[0][s][1], sums[1][s][1], sums[2][s][1], sums[3][s][1], v + 4);
+          __m512 D[8], M[8];
+          q4k_scales(p, D, M);
+          for (int j = 0; j < 8; ++j) {
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[j]), _mm512_mul_ps(D[j], _mm512_set1_ps(x[j].d)), acc);
+            acc = _mm512_fnmadd_ps(M[j], _mm512_set1_ps(x[j].d * static_cast<float>(x[j].s)), acc);
+          }
+        }
+      }
+      _mm512_mask_storeu_ps(out + row, row_mask(row, a.m0, a.m1),
+                            _mm512_permutexvar_ps(transpose_idx(), acc));
+    }
+  }
+}
+
+// NT tokens x 16 rows over nsub sub-blocks of the panel (act[t] already at the chunk).
+template <int NT>
+inline void kpanel_tokens(const KPanelSub* ps, size_t nsub, const BlockQ8A* const* act,
+                          float* const* out, size_t row, __mmask16 m, bool first) {
+  const __m512i order = transpose_idx();
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = first ? _mm512_setzero_ps()
+                   : _mm512_permutexvar_ps(order, _mm512_maskz_loadu_ps(m, out[t] + row));
+  }
+  for (size_t j = 0; j < nsub; ++j) {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = kpanel_dot(ps[j], act[t][j], acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
+}
+
+template <int NT>
+inline void kpanel_tile(const GemmArgs& a, const KPanelSub* ps, size_t j0, size_t nsub, size_t n,
+                        size_t row, __mmask16 m) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + j0;
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  kpanel_tokens<NT>(ps, nsub, act, out, row, m, j0 == 0);
+}
+
+void gemm_q4k(const GemmArgs& a) {
+  constexpr WeightType T = WeightType::kQ4K;
+  constexpr size_t per = kSuperBlock / kBlock;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  KPanelSub ps[kKChunk * per];
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+    const uint8_t* g[4];
+    kpanel_groups<T>(wt, nsb, row, a.m1, g);
+    const __mmask16 m = row_mask(row, a.m0, a.m1);
+    for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
+      const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
+      for (size_t s = 0; s < nc; ++s) build_q4k(g, s0 + s, ps + s * per);
+      const size_t j0 = s0 * per, nsub = nc * per;
+      size_t n = a.n0;
+      for (; n + kTokens <= a.n1; n += kTokens) kpanel_tile<kTokens>(a, ps, j0, nsub, n, row, m);
+      switch (a.n1 - n) {
+        case 7: kpanel_tile<7>(a, ps, j0, nsub, n, row, m); break;
+        case 6: kpanel_tile<6>(a, ps, j0, nsub, n, row, m); break;
+        case 5: kpanel_tile<5>(a, ps, j0, nsub, n, row, m); break;
+        case 4: kpanel_tile<4>(a, ps, j0, nsub, n, row, m); break;
+        case 3: kpanel_tile<3>(a, ps, j0, nsub, n, row, m); break;
+        case 2: kpanel_tile<2>(a, ps, j0, nsub, n, row, m); break;
+        case 1: kpanel_tile<1>(a, ps, j0, nsub, n, row, m); break;
+        default: break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
@@ -662,8 +900,8 @@ void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ8>(a)
 void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 
-void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ4K>(a); }
+void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k(a); }
+void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k(a); }
 void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
 void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ6K>(a); }
