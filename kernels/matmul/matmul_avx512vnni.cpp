@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "common/mca.hpp"
 #include "common/pack.hpp"
@@ -891,6 +892,234 @@ void gemm_q4k(const GemmArgs& a) {
   }
 }
 
+
+// --- q6_k: 16-row panels --------------------------------------------------------------------
+//
+// As q4_k, with a scale per 16 values: the weights as u8 q (0..63) against the s8 activations,
+// the -32 offset folded into each half-sub-block's start value -32 * sum(a) (activation half
+// sums, computed once per call into a thread-local buffer), and per (16 rows, token, sub-block)
+// two chains of 4 vpdpbusd, two conversions, two scale products and two FMAs. GEMV (q4-style
+// pairs per group reduced to full sums, one group after another) == GEMM bit for bit.
+struct alignas(64) K6PanelSub {
+  __m512i w[8];
+  __m512 dlo, dhi;  // d * sc of values 0..15 / 16..31 per row
+};
+
+// Start values -32 * sum(a) of each half of each activation block, tokens [n0, n1).
+inline const int32_t* q6k_offsets(const GemmArgs& a) {
+  static thread_local std::vector<int32_t> buf;
+  const size_t nb = a.k / kBlock, nt = a.n1 - a.n0;
+  if (buf.size() < nt * nb * 2) buf.resize(nt * nb * 2);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (size_t t = 0; t < nt; ++t) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (a.n0 + t) * a.act_stride);
+    int32_t* o = buf.data() + t * nb * 2;
+    for (size_t b = 0; b < nb; ++b) {
+      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)), flip);
+      const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());  // 4 x (sum of 8 bytes + 1024)
+      const int64_t s0 = _mm256_extract_epi64(s, 0), s1 = _mm256_extract_epi64(s, 1);
+      const int64_t s2 = _mm256_extract_epi64(s, 2), s3 = _mm256_extract_epi64(s, 3);
+      o[2 * b] = -32 * static_cast<int32_t>(s0 + s1 - 2048);
+      o[2 * b + 1] = -32 * static_cast<int32_t>(s2 + s3 - 2048);
+    }
+  }
+  return buf.data();
+}
+
+// D[hs] = d * sc[hs] of the 16 half-sub-blocks of super-block p[i] of the panel (lane 4r + g).
+inline void q6k_scales(const uint8_t* const* p, __m512* D) {
+  constexpr size_t bb = sizeof(BlockQ6K);
+  __m512i s[4], h[4], t[4], e[4];
+  for (int i = 0; i < 4; ++i) {
+    s[i] = rows16(p[i] + 192, bb);  // scales[0..15]
+    h[i] = rows16(p[i] + 194, bb);  // dword 3: scales[12..13] | d
+  }
+  transpose4(s[0], s[1], s[2], s[3], t);
+  transpose4(h[0], h[1], h[2], h[3], e);
+  const __m512 d16 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(e[3], 16)));
+  for (int hs = 0; hs < 16; ++hs) {
+    const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(t[hs / 4], 24 - 8 * (hs % 4)), 24);
+    D[hs] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d16);
+  }
+}
+
+// The 8 sub-blocks of one group's super-block p as u8 q (lane-128 r = row r): f(j, lo, hi).
+template <class F>
+inline void q6k_decode(const uint8_t* p, F&& f) {
+  constexpr size_t bb = sizeof(BlockQ6K);
+  const __m512i m4b = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
+  for (int hh = 0; hh < 2; ++hh) {
+    __m512i ha, hb;
+    rows32(p + 128 + 32 * hh, bb, &ha, &hb);
+    for (int ip = 0; ip < 2; ++ip) {
+      __m512i qa, qb;
+      rows32(p + 64 * hh + 32 * ip, bb, &qa, &qb);
+      for (int ih = 0; ih < 2; ++ih) {
+        const int i = ip + 2 * ih;
+        const __m512i la = ih ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
+        const __m512i lb = ih ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
+        const __m512i ua = i == 0 ? _mm512_slli_epi16(ha, 4) : i == 1 ? _mm512_slli_epi16(ha, 2) : i == 2 ? ha : _mm512_srli_epi16(ha, 2);
+        const __m512i ub = i == 0 ? _mm512_slli_epi16(hb, 4) : i == 1 ? _mm512_slli_epi16(hb, 2) : i == 2 ? hb : _mm512_srli_epi16(hb, 2);
+        f(4 * hh + i, _mm512_or_si512(la, _mm512_and_si512(ua, m3)), _mm512_or_si512(lb, _mm512_and_si512(ub, m3)));
+      }
+    }
+  }
+}
+
+inline void build_q6k(const uint8_t* const* g, size_t sb, K6PanelSub* ps) {
+  const uint8_t* p[4];
+  for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * kGroupBytes<WeightType::kQ6K>;
+  __m512 D[16];
+  q6k_scales(p, D);
+  for (int j = 0; j < 8; ++j) {
+    ps[j].dlo = D[2 * j];
+    ps[j].dhi = D[2 * j + 1];
+  }
+  __m512i lo[8][4], hi[8][4];
+  for (int i = 0; i < 4; ++i) {
+    q6k_decode(p[i], [&](int j, __m512i l, __m512i h) {
+      lo[j][i] = l;
+      hi[j][i] = h;
+    });
+  }
+  for (int j = 0; j < 8; ++j) {
+    transpose4(lo[j][0], lo[j][1], lo[j][2], lo[j][3], ps[j].w);
+    transpose4(hi[j][0], hi[j][1], hi[j][2], hi[j][3], ps[j].w + 4);
+  }
+}
+
+// The float steps of one (16 rows, token, sub-block) on the integer sums with their offsets.
+inline __m512 k6_float(__m512i vlo, __m512i vhi, __m512 dlo, __m512 dhi, float da, __m512 acc) {
+  const __m512 d = _mm512_set1_ps(da);
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vlo), _mm512_mul_ps(dlo, d), acc);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(vhi), _mm512_mul_ps(dhi, d), acc);
+}
+
+inline __m512 k6panel_dot(const K6PanelSub& p, const BlockQ8A& x, const int32_t* off, __m512 acc) {
+  const int32_t* q = reinterpret_cast<const int32_t*>(x.qs);
+  __m512i vl = _mm512_dpbusd_epi32(_mm512_set1_epi32(off[0]), p.w[0], _mm512_set1_epi32(q[0]));
+  __m512i vh = _mm512_dpbusd_epi32(_mm512_set1_epi32(off[1]), p.w[4], _mm512_set1_epi32(q[4]));
+  vl = _mm512_dpbusd_epi32(vl, p.w[1], _mm512_set1_epi32(q[1]));
+  vh = _mm512_dpbusd_epi32(vh, p.w[5], _mm512_set1_epi32(q[5]));
+  vl = _mm512_dpbusd_epi32(vl, p.w[2], _mm512_set1_epi32(q[2]));
+  vh = _mm512_dpbusd_epi32(vh, p.w[6], _mm512_set1_epi32(q[6]));
+  vl = _mm512_dpbusd_epi32(vl, p.w[3], _mm512_set1_epi32(q[3]));
+  vh = _mm512_dpbusd_epi32(vh, p.w[7], _mm512_set1_epi32(q[7]));
+  return k6_float(vl, vh, p.dlo, p.dhi, x.d, acc);
+}
+
+void gemv_q6k(const GemmArgs& a) {
+  constexpr WeightType T = WeightType::kQ6K;
+  constexpr size_t gb = kGroupBytes<T>;
+  const size_t nsb = a.k / kSuperBlock, nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  const int32_t* offs = q6k_offsets(a);
+  __m512i sums[4][kKGemvChunk][4];
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* act =
+        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    const int32_t* off = offs + (n - a.n0) * nb * 2;
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+      const uint8_t* g[4];
+      kpanel_groups<T>(wt, nsb, row, a.m1, g);
+      __m512 acc = _mm512_setzero_ps();
+      for (size_t s0 = 0; s0 < nsb; s0 += kKGemvChunk) {
+        const size_t nc = nsb - s0 < kKGemvChunk ? nsb - s0 : kKGemvChunk;
+        for (int i = 0; i < 4; ++i) {
+          for (size_t s = 0; s < nc; ++s) {
+            const BlockQ8A* x = act + 8 * (s0 + s);
+            __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
+            q6k_decode(g[i] + (s0 + s) * gb, [&](int j, __m512i l, __m512i h) {
+              hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
+                  _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs))));
+              hs[2 * j + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h,
+                  _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs + 16))));
+            });
+            for (int q = 0; q < 4; ++q) {
+              __m512i t[4];
+              transpose4(hs[4 * q], hs[4 * q + 1], hs[4 * q + 2], hs[4 * q + 3], t);
+              sums[i][s][q] = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+            }
+          }
+        }
+        for (size_t s = 0; s < nc; ++s) {
+          const size_t sb = s0 + s;
+          const BlockQ8A* x = act + 8 * sb;
+          const int32_t* o = off + 16 * sb;
+          const uint8_t* p[4];
+          for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * gb;
+          __m512i v[16];
+          for (int q = 0; q < 4; ++q) transpose4(sums[0][s][q], sums[1][s][q], sums[2][s][q], sums[3][s][q], v + 4 * q);
+          __m512 D[16];
+          q6k_scales(p, D);
+          for (int j = 0; j < 8; ++j) {
+            const __m512i vl = _mm512_add_epi32(v[2 * j], _mm512_set1_epi32(o[2 * j]));
+            const __m512i vh = _mm512_add_epi32(v[2 * j + 1], _mm512_set1_epi32(o[2 * j + 1]));
+            acc = k6_float(vl, vh, D[2 * j], D[2 * j + 1], x[j].d, acc);
+          }
+        }
+      }
+      _mm512_mask_storeu_ps(out + row, row_mask(row, a.m0, a.m1),
+                            _mm512_permutexvar_ps(transpose_idx(), acc));
+    }
+  }
+}
+
+template <int NT>
+inline void k6panel_tile(const GemmArgs& a, const int32_t* offs, const K6PanelSub* ps, size_t j0,
+                         size_t nsub, size_t n, size_t row, __mmask16 m) {
+  const size_t nb = a.k / kBlock;
+  const __m512i order = transpose_idx();
+  const BlockQ8A* act[NT];
+  const int32_t* off[NT];
+  float* out[NT];
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + j0;
+    off[t] = offs + (n + t - a.n0) * nb * 2 + 2 * j0;
+    out[t] = a.dst + (n + t) * a.dst_stride;
+    acc[t] = j0 == 0 ? _mm512_setzero_ps()
+                     : _mm512_permutexvar_ps(order, _mm512_maskz_loadu_ps(m, out[t] + row));
+  }
+  for (size_t j = 0; j < nsub; ++j) {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) acc[t] = k6panel_dot(ps[j], act[t][j], off[t] + 2 * j, acc[t]);
+  }
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
+}
+
+void gemm_q6k(const GemmArgs& a) {
+  constexpr WeightType T = WeightType::kQ6K;
+  constexpr size_t per = kSuperBlock / kBlock;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  const int32_t* offs = q6k_offsets(a);
+  K6PanelSub ps[kKChunk * per];
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
+    const uint8_t* g[4];
+    kpanel_groups<T>(wt, nsb, row, a.m1, g);
+    const __mmask16 m = row_mask(row, a.m0, a.m1);
+    for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
+      const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
+      for (size_t s = 0; s < nc; ++s) build_q6k(g, s0 + s, ps + s * per);
+      const size_t j0 = s0 * per, nsub = nc * per;
+      size_t n = a.n0;
+      for (; n + kTokens <= a.n1; n += kTokens) k6panel_tile<kTokens>(a, offs, ps, j0, nsub, n, row, m);
+      switch (a.n1 - n) {
+        case 7: k6panel_tile<7>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 6: k6panel_tile<6>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 5: k6panel_tile<5>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 4: k6panel_tile<4>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 3: k6panel_tile<3>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 2: k6panel_tile<2>(a, offs, ps, j0, nsub, n, row, m); break;
+        case 1: k6panel_tile<1>(a, offs, ps, j0, nsub, n, row, m); break;
+        default: break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
@@ -904,8 +1133,8 @@ void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k(a); }
 void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k(a); }
 void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
 void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
-void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ6K>(a); }
-void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ6K>(a); }
+void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { gemv_q6k(a); }
+void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
 void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
 void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
 void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }
