@@ -926,14 +926,11 @@ inline const int32_t* q6k_offsets(const GemmArgs& a) {
   return buf.data();
 }
 
-// D[hs] = d * sc[hs] of the 16 half-sub-blocks of super-block p[i] of the panel (lane 4r + g).
-inline void q6k_scales(const uint8_t* const* p, __m512* D) {
-  constexpr size_t bb = sizeof(BlockQ6K);
-  __m512i s[4], h[4], t[4], e[4];
-  for (int i = 0; i < 4; ++i) {
-    s[i] = rows16(p[i] + 192, bb);  // scales[0..15]
-    h[i] = rows16(p[i] + 194, bb);  // dword 3: scales[12..13] | d
-  }
+// D[hs] = d * sc[hs] of the 16 half-sub-blocks of the panel's four groups (lane 4r + g), from
+// each group's header rows: s[i] = rows16(p + 192) (scales), h[i] = rows16(p + 194) (dword 3:
+// scales[12..13] | d).
+inline void q6k_scales_v(const __m512i* s, const __m512i* h, __m512* D) {
+  __m512i t[4], e[4];
   transpose4(s[0], s[1], s[2], s[3], t);
   transpose4(h[0], h[1], h[2], h[3], e);
   const __m512 d16 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(e[3], 16)));
@@ -941,6 +938,15 @@ inline void q6k_scales(const uint8_t* const* p, __m512* D) {
     const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(t[hs / 4], 24 - 8 * (hs % 4)), 24);
     D[hs] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), d16);
   }
+}
+inline void q6k_scales(const uint8_t* const* p, __m512* D) {
+  constexpr size_t bb = sizeof(BlockQ6K);
+  __m512i s[4], h[4];
+  for (int i = 0; i < 4; ++i) {
+    s[i] = rows16(p[i] + 192, bb);
+    h[i] = rows16(p[i] + 194, bb);
+  }
+  q6k_scales_v(s, h, D);
 }
 
 // The 8 sub-blocks of one group's super-block p as u8 q (lane-128 r = row r): f(j, lo, hi).
@@ -1014,7 +1020,9 @@ void gemv_q6k(const GemmArgs& a) {
   const size_t nsb = a.k / kSuperBlock, nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   const int32_t* offs = q6k_offsets(a);
+  constexpr size_t bb = sizeof(BlockQ6K);
   __m512i sums[4][kKGemvChunk][4];
+  __m512i hdr[kKGemvChunk][2][4];  // the header rows, read in the group's stream (not again later)
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* act =
         reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
@@ -1029,6 +1037,8 @@ void gemv_q6k(const GemmArgs& a) {
         for (int i = 0; i < 4; ++i) {
           for (size_t s = 0; s < nc; ++s) {
             const BlockQ8A* x = act + 8 * (s0 + s);
+            hdr[s][0][i] = rows16(g[i] + (s0 + s) * gb + 192, bb);
+            hdr[s][1][i] = rows16(g[i] + (s0 + s) * gb + 194, bb);
             __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
             q6k_decode(g[i] + (s0 + s) * gb, [&](int j, __m512i l, __m512i h) {
               hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
@@ -1047,12 +1057,10 @@ void gemv_q6k(const GemmArgs& a) {
           const size_t sb = s0 + s;
           const BlockQ8A* x = act + 8 * sb;
           const int32_t* o = off + 16 * sb;
-          const uint8_t* p[4];
-          for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * gb;
           __m512i v[16];
           for (int q = 0; q < 4; ++q) transpose4(sums[0][s][q], sums[1][s][q], sums[2][s][q], sums[3][s][q], v + 4 * q);
           __m512 D[16];
-          q6k_scales(p, D);
+          q6k_scales_v(hdr[s][0], hdr[s][1], D);
           for (int j = 0; j < 8; ++j) {
             const __m512i vl = _mm512_add_epi32(v[2 * j], _mm512_set1_epi32(o[2 * j]));
             const __m512i vh = _mm512_add_epi32(v[2 * j + 1], _mm512_set1_epi32(o[2 * j + 1]));
