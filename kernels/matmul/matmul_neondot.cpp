@@ -45,7 +45,7 @@ namespace {
 
 constexpr int32_t kMagicBits = 0x4B400000;  // 1.5 * 2^23: ulp 1 over [2^23, 2^24)
 constexpr float kMagic = 12582912.0f;
-constexpr size_t kChunk = 64;  // K-blocks per chunk (stack: quads 64 x 2 x 224 B = 28 KB, scales 32 KB)
+constexpr size_t kChunk = 64;  // K-blocks per chunk (quads on the stack: 64 x 2 x 224 B = 28 KB)
 constexpr size_t kPanelGroups = 16;  // 64 rows: their chunk of weights stays in L2 across tokens
 
 template <WeightType T>
@@ -165,8 +165,9 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
       for (int r = 0; r < 4; ++r) {
         // q4: the asm loads keep GCC 12 from one vector move per block (its register allocation;
         // for q8 and q4m they would add moves instead: bench/mca.py shows either).
-        acc[r][g] = T == WeightType::kQ4 ? vreinterpretq_s32_f32(load_fresh(reinterpret_cast<const float*>(qq[g].init[r])))
-                                         : vld1q_s32(qq[g].init[r]);
+        const int32_t* init = qq[g].init[r];
+        const float* initf = reinterpret_cast<const float*>(init);
+        acc[r][g] = T == WeightType::kQ4 ? vreinterpretq_s32_f32(load_fresh(initf)) : vld1q_s32(init);
       }
     }
     dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
