@@ -23,7 +23,7 @@
 // Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_w),
 // d_a) (q4m: then fma(acc, d_a s, m)); per chunk of kChunk blocks y = acc (first chunk) or
 // y + acc. GEMV does exactly this too, so GEMV == GEMM bit for bit, and no split of rows or
-// tokens changes a bit. (q4_k keeps the earlier order fl(v d_a) d_w in both.)
+// tokens changes a bit. q4_k runs q4m's tile and order on each sub-block.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -174,7 +174,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
     const float* s = sc + kScFloats * b;
     const float32x4_t dw = vld1q_f32(s);
     float32x4_t mw = dw;
-    if (T == WeightType::kQ4M) mw = vld1q_f32(s + 4);
+    if (T == WeightType::kQ4M || T == WeightType::kQ4K) mw = vld1q_f32(s + 4);
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) {
       const float32x4_t da = vld1q_f32(qq[g].da);
@@ -188,7 +188,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
       u[3] = fmla_lane<3>(load_fresh(s + 20), vreinterpretq_f32_s32(acc[3][g]), dw);
       PIQUANT_UNROLL
       for (int r = 0; r < 4; ++r) facc[r][g] = vfmaq_f32(facc[r][g], u[r], da);
-      if (T == WeightType::kQ4M) {
+      if (T == WeightType::kQ4M || T == WeightType::kQ4K) {
         const float32x4_t das = vld1q_f32(qq[g].das);
         facc[0][g] = fmla_lane<0>(facc[0][g], das, mw);
         facc[1][g] = fmla_lane<1>(facc[1][g], das, mw);
@@ -208,10 +208,11 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
 // --- q4_k on the q4m machinery -----------------------------------------------------------
 // A Q4_K value is d sc_j q - dmin mn_j with q = 0..15 in 32-value sub-block j: per sub-block, a
 // q4m block with scale d sc_j and minimum -dmin mn_j. Those two floats per (row, sub-block) are
-// computed once per (4-row group, super-block) by q4k_scales (GEMM: once per panel and chunk, as
-// convert_scales) and the GEMM tile / GEMV run q4m's float sequence on each sub-block, so GEMV ==
-// GEMM bit for bit as for q4m. The nibbles: sub-block j of row r is the low (j even) or high (j
-// odd) nibbles of the row's 32 bytes qs[32 (j / 2) ..]: one load pair per row for two sub-blocks.
+// computed once per (4-row group, super-block) by q4k_scales (GEMM: once per panel and chunk, by
+// convert_scales into q4m's per-block layout), and the GEMM tile (q4m's tile<>, on unpack_q4's
+// copy of the nibbles) / GEMV run q4m's float sequence on each sub-block, so GEMV == GEMM bit for
+// bit as for q4m. The nibbles: sub-block j of row r is the low (j even) or high (j odd) nibbles
+// of the row's 32 bytes qs[32 (j / 2) ..].
 constexpr size_t kQ4KRowBytes = sizeof(BlockQ4K);                    // 144
 constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 rows
 
@@ -237,78 +238,27 @@ inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
   vst4q_f32(out + 48, mh);
 }
 
-/// tile() for q4_k: rows 4g..4g+3 (the group at w: super-blocks [0, nb / 8) of the chunk) x 4G
-/// tokens; sc: q4k_scales of each super-block, 64 floats apart.
-template <int G>
-inline void tile_q4k(const uint8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
-                     size_t nb, float32x4_t (&out)[4][G]) {
-  float32x4_t facc[4][G];
-  PIQUANT_UNROLL
-  for (int r = 0; r < 4; ++r) {
-    PIQUANT_UNROLL
-    for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
-  }
-  const float32x4_t magic = vdupq_n_f32(kMagic);
-  for (size_t b = 0; b < nb; b += 2) {  // sub-blocks b (low nibbles) and b + 1 (high)
-    PIQUANT_MCA_BEGIN(WeightType::kQ4K, 4, 4 * G, 2);
-    const uint8_t* qs = w + b / 8 * kQ4KGroupBytes + offsetof(BlockQ4K, qs) + 32 * (b % 8 / 2);
-    uint8x16_t x[4][2];
-    PIQUANT_UNROLL
-    for (int r = 0; r < 4; ++r) {
-      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
-      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
-    }
-    PIQUANT_UNROLL
-    for (int half = 0; half < 2; ++half) {
-      const size_t bb = b + half;
-      const Quad* qq = q + bb * G;
-      int8x16_t wv[4][2];
-      PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        PIQUANT_UNROLL
-        for (int h = 0; h < 2; ++h) {
-          wv[r][h] = vreinterpretq_s8_u8(half == 0 ? vandq_u8(x[r][h], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][h], 4));
-        }
-      }
-      int32x4_t acc[4][G];
-      PIQUANT_UNROLL
-      for (int g = 0; g < G; ++g) {
-        PIQUANT_UNROLL
-        for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[r]);
-      }
-      dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
-      const float* s = sc + bb / 8 * 64 + 4 * (bb % 8);
-      const float32x4_t dw = vld1q_f32(s), mw = vld1q_f32(s + 32);
-      PIQUANT_UNROLL
-      for (int g = 0; g < G; ++g) {
-        const float32x4_t da = vld1q_f32(qq[g].da), das = vld1q_f32(qq[g].das);
-        float32x4_t t[4];
-        PIQUANT_UNROLL
-        for (int r = 0; r < 4; ++r) t[r] = vmulq_f32(vsubq_f32(vreinterpretq_f32_s32(acc[r][g]), magic), da);
-        facc[0][g] = vfmaq_laneq_f32(facc[0][g], t[0], dw, 0);
-        facc[1][g] = vfmaq_laneq_f32(facc[1][g], t[1], dw, 1);
-        facc[2][g] = vfmaq_laneq_f32(facc[2][g], t[2], dw, 2);
-        facc[3][g] = vfmaq_laneq_f32(facc[3][g], t[3], dw, 3);
-        facc[0][g] = vfmaq_laneq_f32(facc[0][g], das, mw, 0);
-        facc[1][g] = vfmaq_laneq_f32(facc[1][g], das, mw, 1);
-        facc[2][g] = vfmaq_laneq_f32(facc[2][g], das, mw, 2);
-        facc[3][g] = vfmaq_laneq_f32(facc[3][g], das, mw, 3);
-      }
-    }
-    PIQUANT_MCA_END();
-  }
-  PIQUANT_UNROLL
-  for (int r = 0; r < 4; ++r) {
-    PIQUANT_UNROLL
-    for (int g = 0; g < G; ++g) out[r][g] = facc[r][g];
-  }
-}
-
 /// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
 template <WeightType T>
 inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
   if constexpr (T == WeightType::kQ4K) {
-    for (size_t sb = 0; sb < nb / 8; ++sb) q4k_scales(w + sb * kQ4KGroupBytes, sc + 64 * sb);
+    // Per sub-block j, q4m's layout: d sc_j of rows 0..3, -dmin mn_j, -kMagic d sc_j (exact:
+    // d sc_j has at most 17 significant bits).
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      alignas(16) float t[64];
+      q4k_scales(w + sb * kQ4KGroupBytes, t);
+      for (int j = 0; j < 8; ++j) {
+        float* s = sc + kScFloats * (8 * sb + j);
+        const float32x4_t dw = vld1q_f32(t + 4 * j);
+        vst1q_f32(s, dw);
+        vst1q_f32(s + 4, vld1q_f32(t + 32 + 4 * j));
+        const float32x4_t c = vmulq_n_f32(dw, -kMagic);
+        vst1q_f32(s + 8, vdupq_laneq_f32(c, 0));
+        vst1q_f32(s + 12, vdupq_laneq_f32(c, 1));
+        vst1q_f32(s + 16, vdupq_laneq_f32(c, 2));
+        vst1q_f32(s + 20, vdupq_laneq_f32(c, 3));
+      }
+    }
     return;
   }
   for (size_t b = 0; b < nb; ++b) {
@@ -330,6 +280,26 @@ inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
 /// Once per panel and chunk, so the GEMM tile (run once per 8 tokens) does no nibble split.
 template <WeightType T>
 inline void unpack_q4(const uint8_t* w, size_t nb, int8_t* out) {
+  if constexpr (T == WeightType::kQ4K) {
+    // Sub-block j of row r: the low (j even) or high (j odd) nibbles of the row's qs[32 (j / 2)..].
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* qs = w + sb * kQ4KGroupBytes + offsetof(BlockQ4K, qs);
+      for (int c = 0; c < 4; ++c) {
+        int8_t* lo = out + kUnpackedBytes * (8 * sb + 2 * c);
+        int8_t* hi = lo + kUnpackedBytes;
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) {
+          PIQUANT_UNROLL
+          for (int h = 0; h < 2; ++h) {
+            const uint8x16_t x = vld1q_u8(qs + r * kQ4KRowBytes + 32 * c + 16 * h);
+            vst1q_s8(lo + 64 * h + 16 * r, vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0F))));
+            vst1q_s8(hi + 64 * h + 16 * r, vreinterpretq_s8_u8(vshrq_n_u8(x, 4)));
+          }
+        }
+      }
+    }
+    return;
+  }
   constexpr size_t off = T == WeightType::kQ4M ? 16 : 8;
   for (size_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * kGroupBytes<T>;
@@ -377,7 +347,6 @@ struct GemmScratch {
   alignas(16) float scales[kPanelGroups][kChunk * kScFloats];
   alignas(16) int8_t unpacked[kPanelGroups][kChunk * kUnpackedBytes];
 };
-static_assert(kChunk * kScFloats >= kChunk / 8 * 64, "q4_k scales fit");
 
 /// One per thread, on the heap (224 KB: too large for the stack of every thread that may run a
 /// GEMM), shared by the weight types, allocated on the thread's first GEMM.
@@ -405,7 +374,7 @@ void gemm(const GemmArgs& a) {
       for (size_t row = p0; row < p1; row += kRowInterleave) {
         const uint8_t* w = wt + (row / kRowInterleave * nb + kc) / per * gb;
         convert_scales<T>(w, kn, scales[(row - p0) / kRowInterleave]);
-        if constexpr (T == WeightType::kQ4 || T == WeightType::kQ4M) {
+        if constexpr (T != WeightType::kQ8) {
           unpack_q4<T>(w, kn, unpacked[(row - p0) / kRowInterleave]);
         }
       }
@@ -428,13 +397,11 @@ void gemm(const GemmArgs& a) {
           const size_t lo = row > a.m0 ? row : a.m0, hi = row + 4 < p1 ? row + 4 : p1;
           if (g_count == 2) {
             float32x4_t facc[4][2];
-            if constexpr (T == WeightType::kQ4K) tile_q4k<2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
-            else tile<T, 2>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            tile<T, 2>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<2>(facc, out, row, lo, hi, nt, kc == 0);
           } else {
             float32x4_t facc[4][1];
-            if constexpr (T == WeightType::kQ4K) tile_q4k<1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
-            else tile<T, 1>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            tile<T, 1>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<1>(facc, out, row, lo, hi, nt, kc == 0);
           }
         }
@@ -539,7 +506,7 @@ inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa,
 /// q4_k: super-block `sb` (8 sub-blocks) of the group at sbk (4 rows) for one token, q4m's GEMV
 /// sequence per sub-block with the q4k_scales of the super-block (computed here: one token).
 inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
-                                       const ActRec* __restrict rc, float32x4_t magic, float32x4_t facc) {
+                                       const ActRec* __restrict rc, float32x4_t facc) {
   alignas(16) float scl[64];
   q4k_scales(sbk, scl);
   PIQUANT_UNROLL
@@ -565,8 +532,9 @@ inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const Bloc
       }
       const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
       const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
-      const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
-      facc = vfmaq_f32(facc, t, vld1q_f32(scl + 4 * j));
+      const float32x4_t dw = vld1q_f32(scl + 4 * j);  // the GEMM's order, as gemv_block
+      const float32x4_t u = vfmaq_f32(vmulq_n_f32(dw, -kMagic), vreinterpretq_f32_s32(p), dw);
+      facc = vfmaq_lane_f32(facc, u, dd, 0);
       facc = vfmaq_lane_f32(facc, vld1q_f32(scl + 32 + 4 * j), dd, 1);
     }
   }
@@ -584,7 +552,6 @@ void gemv(const GemmArgs& a) {
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
   constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
-  const float32x4_t magic = vdupq_n_f32(kMagic);
   ActRec recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
@@ -612,7 +579,7 @@ void gemv(const GemmArgs& a) {
           if constexpr (T == WeightType::kQ4K) {
             for (size_t b = kc; b < ke; b += 8, rc += 8) {
               PIQUANT_MCA_BEGIN(T, 4, 1, 8);
-              facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, magic, facc);
+              facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, facc);
               PIQUANT_MCA_END();
             }
           } else {
