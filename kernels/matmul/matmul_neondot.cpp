@@ -10,17 +10,24 @@
 // weights stay in registers (8 vectors: 4 rows x 2 halves), 64 sdot per block for 32 (row,
 // token) pairs.
 // Per block and (row, 4 tokens), the int32 accumulator starts at kMagicBits - off * s (loaded
-// from the quad: a load, not an ASIMD move), so its bits are the float 1.5 * 2^23 + v exactly
-// (|v| < 2^22): one fsub gives v as a float (instead of scvtf, 2 uops on one pipe), one fmul
-// by d_a and one fmla by element d_w[r] accumulate. q4's -8 offset is the `off * s` of the start
-// value, q4m's minimum one more fmla (d_a s by element m[r]).
+// from the quad: a load, not an ASIMD move), so its bits are the float kMagic + v exactly
+// (kMagic = 1.5 * 2^23, |v| < 2^22). Two float ops then per (row, 4 tokens): u = fma(kMagic + v,
+// d_w[r] by element, -kMagic d_w[r]) = fl(v d_w) (kMagic d_w is exact: d_w is an fp16 of 11
+// significant bits, so the fma rounds once, as fsub + fmul would), then facc += u * d_a. The
+// -kMagic d_w[r] vectors come from the per-panel scale conversion and are loaded into the fmla's
+// destination. q4's -8 offset is the `off * s` of the start value, q4m's minimum one more fmla
+// (d_a s by element m[r]). q4 / q4m nibbles are split once per panel and chunk (unpack_q4, into
+// a per-thread copy in the q8 group order), not once per 8-token tile: the tile's loop is the
+// q8 one. Per block and 4 rows x 8 tokens: 64 sdot + 16 float ops (q4m 24) on the ASIMD pipes.
 //
-// Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_a),
-// d_w); per chunk of kChunk blocks y = acc (first chunk) or y + acc. GEMV does exactly this too,
-// so GEMV == GEMM bit for bit, and no split of rows or tokens changes a bit.
+// Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_w),
+// d_a) (q4m: then fma(acc, d_a s, m)); per chunk of kChunk blocks y = acc (first chunk) or
+// y + acc. GEMV does exactly this too, so GEMV == GEMM bit for bit, and no split of rows or
+// tokens changes a bit. q4_k runs q4m's tile and order on each sub-block.
 #include <arm_neon.h>
 
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "common/mca.hpp"
@@ -38,7 +45,7 @@ namespace {
 
 constexpr int32_t kMagicBits = 0x4B400000;  // 1.5 * 2^23: ulp 1 over [2^23, 2^24)
 constexpr float kMagic = 12582912.0f;
-constexpr size_t kChunk = 64;  // K-blocks per chunk (stack: quads 64 x 2 x 224 B = 28 KB, scales 32 KB)
+constexpr size_t kChunk = 64;  // K-blocks per chunk (quads on the stack: 64 x 2 x 224 B = 28 KB)
 constexpr size_t kPanelGroups = 16;  // 64 rows: their chunk of weights stays in L2 across tokens
 
 template <WeightType T>
@@ -47,6 +54,29 @@ constexpr int32_t kOffset = T == WeightType::kQ4 ? 8 : 0;
 inline float32x4_t load_f16x4(const uint8_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
 }
+
+/// A 16-byte load the compiler cannot merge with another of the same address (each one becomes
+/// the destination of an fmla: two intrinsic loads would be CSE'd into a load and a vector move,
+/// an ASIMD op, where the A76's two ASIMD pipes are the limit and its two load pipes are not).
+inline float32x4_t load_fresh(const float* p) {
+  float32x4_t v;
+  asm volatile("ldr %q0, %1" : "=w"(v) : "m"(*reinterpret_cast<const float(*)[4]>(p)));
+  return v;
+}
+
+/// acc + a b[L] (fmla by element) in asm: with the intrinsic, GCC 12 turns the second token
+/// group's into a dup of b[L] (once per block) and a vector fmla, 4 more ASIMD ops per block.
+template <int L>
+inline float32x4_t fmla_lane(float32x4_t acc, float32x4_t a, float32x4_t b) {
+  asm("fmla %0.4s, %1.4s, %2.s[%3]" : "+w"(acc) : "w"(a), "w"(b), "i"(L));
+  return acc;
+}
+
+/// Floats per K-block in the GEMM's converted scales (convert_scales): d_w[0..3], q4m's
+/// m[0..3], then -kMagic d_w[r] in all 4 lanes for r = 0..3.
+constexpr size_t kScFloats = 24;
+/// Bytes per K-block of unpack_q4's copy of a 4-row group: [half][row] 16 int8 nibbles each.
+constexpr size_t kUnpackedBytes = 128;
 
 /// One K-block of 4 tokens, interleaved for the by-element sdot.
 struct alignas(16) Quad {
@@ -108,64 +138,62 @@ inline void dot_chunks(int32x4_t (&acc)[4][G], const Quad* __restrict qq, const 
 /// sc: the group's scales as floats, block b's d_w[0..3] at sc + 8b, q4m's m[0..3] at sc + 8b + 4
 /// (converted once per panel and chunk by convert_scales, not once per token tile).
 template <WeightType T, int G>
-inline void tile(const uint8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
+inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
                  size_t nb, float32x4_t (&out)[4][G]) {
-  constexpr size_t gb = kGroupBytes<T>;
+  // q8: the packed group blocks (the int8 weights start 8 bytes in); q4 / q4m: unpack_q4's copy.
+  constexpr size_t stride = T == WeightType::kQ8 ? kGroupBytes<T> : kUnpackedBytes;
   float32x4_t facc[4][G];  // local: kept in registers across the loop (no store per block)
   PIQUANT_UNROLL
   for (int r = 0; r < 4; ++r) {
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
   }
-  const float32x4_t magic = vdupq_n_f32(kMagic);
   for (size_t b = 0; b < nb; ++b) {
     PIQUANT_MCA_BEGIN(T, 4, 4 * G, 1);
-    const uint8_t* blk = w + b * gb;
+    const int8_t* blk = w + b * stride;
     const Quad* qq = q + b * G;
     int8x16_t wv[4][2];  // row r, half h (k 0..15, 16..31)
-    if (T == WeightType::kQ8) {
-      PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        wv[r][0] = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 8 + 16 * r));
-        wv[r][1] = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 72 + 16 * r));
-      }
-    } else {
-      const size_t off = T == WeightType::kQ4M ? 16 : 8;
-      PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        const uint8x16_t x = vld1q_u8(blk + off + 16 * r);
-        wv[r][0] = vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0F)));
-        wv[r][1] = vreinterpretq_s8_u8(vshrq_n_u8(x, 4));
-      }
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      wv[r][0] = vld1q_s8(blk + 16 * r);
+      wv[r][1] = vld1q_s8(blk + 64 + 16 * r);
     }
     int32x4_t acc[4][G];
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) {
       PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[r]);
+      for (int r = 0; r < 4; ++r) {
+        // q4: the asm loads keep GCC 12 from one vector move per block (its register allocation;
+        // for q8 and q4m they would add moves instead: bench/mca.py shows either).
+        const int32_t* init = qq[g].init[r];
+        const float* initf = reinterpret_cast<const float*>(init);
+        acc[r][g] = T == WeightType::kQ4 ? vreinterpretq_s32_f32(load_fresh(initf)) : vld1q_s32(init);
+      }
     }
     dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
-    const float32x4_t dw = vld1q_f32(sc + 8 * b);
+    const float* s = sc + kScFloats * b;
+    const float32x4_t dw = vld1q_f32(s);
     float32x4_t mw = dw;
-    if (T == WeightType::kQ4M) mw = vld1q_f32(sc + 8 * b + 4);
+    if (T == WeightType::kQ4M || T == WeightType::kQ4K) mw = vld1q_f32(s + 4);
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) {
       const float32x4_t da = vld1q_f32(qq[g].da);
-      float32x4_t t[4];
+      // u = fl(v d_w) = fma(fl(kMagic + v), d_w, -kMagic d_w), exact before its one rounding
+      // (kMagic d_w is exact: d_w has 11 significant bits), i.e. the fsub's conversion folded
+      // into the multiply; -kMagic d_w is loaded into the fmla's destination (no move).
+      float32x4_t u[4];
+      u[0] = fmla_lane<0>(load_fresh(s + 8), vreinterpretq_f32_s32(acc[0][g]), dw);
+      u[1] = fmla_lane<1>(load_fresh(s + 12), vreinterpretq_f32_s32(acc[1][g]), dw);
+      u[2] = fmla_lane<2>(load_fresh(s + 16), vreinterpretq_f32_s32(acc[2][g]), dw);
+      u[3] = fmla_lane<3>(load_fresh(s + 20), vreinterpretq_f32_s32(acc[3][g]), dw);
       PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        t[r] = vmulq_f32(vsubq_f32(vreinterpretq_f32_s32(acc[r][g]), magic), da);
-      }
-      facc[0][g] = vfmaq_laneq_f32(facc[0][g], t[0], dw, 0);
-      facc[1][g] = vfmaq_laneq_f32(facc[1][g], t[1], dw, 1);
-      facc[2][g] = vfmaq_laneq_f32(facc[2][g], t[2], dw, 2);
-      facc[3][g] = vfmaq_laneq_f32(facc[3][g], t[3], dw, 3);
-      if (T == WeightType::kQ4M) {
+      for (int r = 0; r < 4; ++r) facc[r][g] = vfmaq_f32(facc[r][g], u[r], da);
+      if (T == WeightType::kQ4M || T == WeightType::kQ4K) {
         const float32x4_t das = vld1q_f32(qq[g].das);
-        facc[0][g] = vfmaq_laneq_f32(facc[0][g], das, mw, 0);
-        facc[1][g] = vfmaq_laneq_f32(facc[1][g], das, mw, 1);
-        facc[2][g] = vfmaq_laneq_f32(facc[2][g], das, mw, 2);
-        facc[3][g] = vfmaq_laneq_f32(facc[3][g], das, mw, 3);
+        facc[0][g] = fmla_lane<0>(facc[0][g], das, mw);
+        facc[1][g] = fmla_lane<1>(facc[1][g], das, mw);
+        facc[2][g] = fmla_lane<2>(facc[2][g], das, mw);
+        facc[3][g] = fmla_lane<3>(facc[3][g], das, mw);
       }
     }
     PIQUANT_MCA_END();
@@ -180,10 +208,11 @@ inline void tile(const uint8_t* __restrict w, const float* __restrict sc, const 
 // --- q4_k on the q4m machinery -----------------------------------------------------------
 // A Q4_K value is d sc_j q - dmin mn_j with q = 0..15 in 32-value sub-block j: per sub-block, a
 // q4m block with scale d sc_j and minimum -dmin mn_j. Those two floats per (row, sub-block) are
-// computed once per (4-row group, super-block) by q4k_scales (GEMM: once per panel and chunk, as
-// convert_scales) and the GEMM tile / GEMV run q4m's float sequence on each sub-block, so GEMV ==
-// GEMM bit for bit as for q4m. The nibbles: sub-block j of row r is the low (j even) or high (j
-// odd) nibbles of the row's 32 bytes qs[32 (j / 2) ..]: one load pair per row for two sub-blocks.
+// computed once per (4-row group, super-block) by q4k_scales (GEMM: once per panel and chunk, by
+// convert_scales into q4m's per-block layout), and the GEMM tile (q4m's tile<>, on unpack_q4's
+// copy of the nibbles) / GEMV run q4m's float sequence on each sub-block, so GEMV == GEMM bit for
+// bit as for q4m. The nibbles: sub-block j of row r is the low (j even) or high (j odd) nibbles
+// of the row's 32 bytes qs[32 (j / 2) ..].
 constexpr size_t kQ4KRowBytes = sizeof(BlockQ4K);                    // 144
 constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 rows
 
@@ -209,84 +238,78 @@ inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
   vst4q_f32(out + 48, mh);
 }
 
-/// tile() for q4_k: rows 4g..4g+3 (the group at w: super-blocks [0, nb / 8) of the chunk) x 4G
-/// tokens; sc: q4k_scales of each super-block, 64 floats apart.
-template <int G>
-inline void tile_q4k(const uint8_t* __restrict w, const float* __restrict sc, const Quad* __restrict q,
-                     size_t nb, float32x4_t (&out)[4][G]) {
-  float32x4_t facc[4][G];
-  PIQUANT_UNROLL
-  for (int r = 0; r < 4; ++r) {
-    PIQUANT_UNROLL
-    for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
-  }
-  const float32x4_t magic = vdupq_n_f32(kMagic);
-  for (size_t b = 0; b < nb; b += 2) {  // sub-blocks b (low nibbles) and b + 1 (high)
-    PIQUANT_MCA_BEGIN(WeightType::kQ4K, 4, 4 * G, 2);
-    const uint8_t* qs = w + b / 8 * kQ4KGroupBytes + offsetof(BlockQ4K, qs) + 32 * (b % 8 / 2);
-    uint8x16_t x[4][2];
-    PIQUANT_UNROLL
-    for (int r = 0; r < 4; ++r) {
-      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
-      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
-    }
-    PIQUANT_UNROLL
-    for (int half = 0; half < 2; ++half) {
-      const size_t bb = b + half;
-      const Quad* qq = q + bb * G;
-      int8x16_t wv[4][2];
-      PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        PIQUANT_UNROLL
-        for (int h = 0; h < 2; ++h) {
-          wv[r][h] = vreinterpretq_s8_u8(half == 0 ? vandq_u8(x[r][h], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][h], 4));
-        }
-      }
-      int32x4_t acc[4][G];
-      PIQUANT_UNROLL
-      for (int g = 0; g < G; ++g) {
-        PIQUANT_UNROLL
-        for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[r]);
-      }
-      dot_chunks<G>(acc, qq, wv, std::make_integer_sequence<int, 8>{});
-      const float* s = sc + bb / 8 * 64 + 4 * (bb % 8);
-      const float32x4_t dw = vld1q_f32(s), mw = vld1q_f32(s + 32);
-      PIQUANT_UNROLL
-      for (int g = 0; g < G; ++g) {
-        const float32x4_t da = vld1q_f32(qq[g].da), das = vld1q_f32(qq[g].das);
-        float32x4_t t[4];
-        PIQUANT_UNROLL
-        for (int r = 0; r < 4; ++r) t[r] = vmulq_f32(vsubq_f32(vreinterpretq_f32_s32(acc[r][g]), magic), da);
-        facc[0][g] = vfmaq_laneq_f32(facc[0][g], t[0], dw, 0);
-        facc[1][g] = vfmaq_laneq_f32(facc[1][g], t[1], dw, 1);
-        facc[2][g] = vfmaq_laneq_f32(facc[2][g], t[2], dw, 2);
-        facc[3][g] = vfmaq_laneq_f32(facc[3][g], t[3], dw, 3);
-        facc[0][g] = vfmaq_laneq_f32(facc[0][g], das, mw, 0);
-        facc[1][g] = vfmaq_laneq_f32(facc[1][g], das, mw, 1);
-        facc[2][g] = vfmaq_laneq_f32(facc[2][g], das, mw, 2);
-        facc[3][g] = vfmaq_laneq_f32(facc[3][g], das, mw, 3);
-      }
-    }
-    PIQUANT_MCA_END();
-  }
-  PIQUANT_UNROLL
-  for (int r = 0; r < 4; ++r) {
-    PIQUANT_UNROLL
-    for (int g = 0; g < G; ++g) out[r][g] = facc[r][g];
-  }
-}
-
 /// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
 template <WeightType T>
 inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
   if constexpr (T == WeightType::kQ4K) {
-    for (size_t sb = 0; sb < nb / 8; ++sb) q4k_scales(w + sb * kQ4KGroupBytes, sc + 64 * sb);
+    // Per sub-block j, q4m's layout: d sc_j of rows 0..3, -dmin mn_j, -kMagic d sc_j (exact:
+    // d sc_j has at most 17 significant bits).
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      alignas(16) float t[64];
+      q4k_scales(w + sb * kQ4KGroupBytes, t);
+      for (int j = 0; j < 8; ++j) {
+        float* s = sc + kScFloats * (8 * sb + j);
+        const float32x4_t dw = vld1q_f32(t + 4 * j);
+        vst1q_f32(s, dw);
+        vst1q_f32(s + 4, vld1q_f32(t + 32 + 4 * j));
+        const float32x4_t c = vmulq_n_f32(dw, -kMagic);
+        vst1q_f32(s + 8, vdupq_laneq_f32(c, 0));
+        vst1q_f32(s + 12, vdupq_laneq_f32(c, 1));
+        vst1q_f32(s + 16, vdupq_laneq_f32(c, 2));
+        vst1q_f32(s + 20, vdupq_laneq_f32(c, 3));
+      }
+    }
     return;
   }
   for (size_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + b * kGroupBytes<T>;
-    vst1q_f32(sc + 8 * b, load_f16x4(blk));
-    if (T == WeightType::kQ4M) vst1q_f32(sc + 8 * b + 4, load_f16x4(blk + 8));
+    float* s = sc + kScFloats * b;
+    const float32x4_t dw = load_f16x4(blk);
+    vst1q_f32(s, dw);
+    if (T == WeightType::kQ4M) vst1q_f32(s + 4, load_f16x4(blk + 8));
+    const float32x4_t c = vmulq_n_f32(dw, -kMagic);  // exact
+    vst1q_f32(s + 8, vdupq_laneq_f32(c, 0));
+    vst1q_f32(s + 12, vdupq_laneq_f32(c, 1));
+    vst1q_f32(s + 16, vdupq_laneq_f32(c, 2));
+    vst1q_f32(s + 20, vdupq_laneq_f32(c, 3));
+  }
+}
+
+/// q4 / q4m: the nibbles of blocks [0, nb) of the group at w as int8 (0..15), block b's at
+/// out + kUnpackedBytes b: row r's k 0..15 at 16 r, k 16..31 at 64 + 16 r (the q8 group's order).
+/// Once per panel and chunk, so the GEMM tile (run once per 8 tokens) does no nibble split.
+template <WeightType T>
+inline void unpack_q4(const uint8_t* w, size_t nb, int8_t* out) {
+  if constexpr (T == WeightType::kQ4K) {
+    // Sub-block j of row r: the low (j even) or high (j odd) nibbles of the row's qs[32 (j / 2)..].
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* qs = w + sb * kQ4KGroupBytes + offsetof(BlockQ4K, qs);
+      for (int c = 0; c < 4; ++c) {
+        int8_t* lo = out + kUnpackedBytes * (8 * sb + 2 * c);
+        int8_t* hi = lo + kUnpackedBytes;
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) {
+          PIQUANT_UNROLL
+          for (int h = 0; h < 2; ++h) {
+            const uint8x16_t x = vld1q_u8(qs + r * kQ4KRowBytes + 32 * c + 16 * h);
+            vst1q_s8(lo + 64 * h + 16 * r, vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0F))));
+            vst1q_s8(hi + 64 * h + 16 * r, vreinterpretq_s8_u8(vshrq_n_u8(x, 4)));
+          }
+        }
+      }
+    }
+    return;
+  }
+  constexpr size_t off = T == WeightType::kQ4M ? 16 : 8;
+  for (size_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * kGroupBytes<T>;
+    int8_t* o = out + kUnpackedBytes * b;
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) {
+      const uint8x16_t x = vld1q_u8(blk + off + 16 * r);
+      vst1q_s8(o + 16 * r, vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0F))));
+      vst1q_s8(o + 64 + 16 * r, vreinterpretq_s8_u8(vshrq_n_u8(x, 4)));
+    }
   }
 }
 
@@ -319,6 +342,20 @@ inline void store_tile(const float32x4_t (&facc)[4][G], float* const* out, size_
   }
 }
 
+/// Per panel and chunk: the scales as floats (96 KB) and q4 / q4m's unpacked nibbles (128 KB).
+struct GemmScratch {
+  alignas(16) float scales[kPanelGroups][kChunk * kScFloats];
+  alignas(16) int8_t unpacked[kPanelGroups][kChunk * kUnpackedBytes];
+};
+
+/// One per thread, on the heap (224 KB: too large for the stack of every thread that may run a
+/// GEMM), shared by the weight types, allocated on the thread's first GEMM.
+GemmScratch& gemm_scratch() {
+  static thread_local std::unique_ptr<GemmScratch> scratch;
+  if (!scratch) scratch = std::make_unique<GemmScratch>();
+  return *scratch;
+}
+
 template <WeightType T>
 void gemm(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
@@ -326,14 +363,20 @@ void gemm(const GemmArgs& a) {
   constexpr size_t gb = kGroupBytes<T>;
   constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
   Quad quads[kChunk * 2];
-  alignas(16) float scales[kPanelGroups][kChunk * 8];  // 32 KB
+  GemmScratch& scratch = gemm_scratch();
+  auto& scales = scratch.scales;
+  auto& unpacked = scratch.unpacked;
   const size_t row0 = a.m0 - a.m0 % kRowInterleave;
   for (size_t kc = 0; kc < nb; kc += kChunk) {
     const size_t kn = nb - kc < kChunk ? nb - kc : kChunk;
     for (size_t p0 = row0; p0 < a.m1; p0 += kPanelGroups * kRowInterleave) {
       const size_t p1 = p0 + kPanelGroups * kRowInterleave < a.m1 ? p0 + kPanelGroups * kRowInterleave : a.m1;
       for (size_t row = p0; row < p1; row += kRowInterleave) {
-        convert_scales<T>(wt + (row / kRowInterleave * nb + kc) / per * gb, kn, scales[(row - p0) / kRowInterleave]);
+        const uint8_t* w = wt + (row / kRowInterleave * nb + kc) / per * gb;
+        convert_scales<T>(w, kn, scales[(row - p0) / kRowInterleave]);
+        if constexpr (T != WeightType::kQ8) {
+          unpack_q4<T>(w, kn, unpacked[(row - p0) / kRowInterleave]);
+        }
       }
       for (size_t n = a.n0; n < a.n1; n += 8) {
         const int nt = a.n1 - n < 8 ? static_cast<int>(a.n1 - n) : 8;
@@ -349,16 +392,16 @@ void gemm(const GemmArgs& a) {
         for (int g = 0; g < g_count; ++g) build_quads<T>(act + 4 * g, kc, kn, quads + g, g_count);
         for (size_t row = p0; row < p1; row += kRowInterleave) {
           const uint8_t* w = wt + (row / kRowInterleave * nb + kc) / per * gb;
+          const int8_t* wq = T == WeightType::kQ8 ? reinterpret_cast<const int8_t*>(w) + 8
+                                                  : unpacked[(row - p0) / kRowInterleave];
           const size_t lo = row > a.m0 ? row : a.m0, hi = row + 4 < p1 ? row + 4 : p1;
           if (g_count == 2) {
             float32x4_t facc[4][2];
-            if constexpr (T == WeightType::kQ4K) tile_q4k<2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
-            else tile<T, 2>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            tile<T, 2>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<2>(facc, out, row, lo, hi, nt, kc == 0);
           } else {
             float32x4_t facc[4][1];
-            if constexpr (T == WeightType::kQ4K) tile_q4k<1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
-            else tile<T, 1>(w, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            tile<T, 1>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
             store_tile<1>(facc, out, row, lo, hi, nt, kc == 0);
           }
         }
@@ -435,7 +478,7 @@ inline int32x4_t dot4_q8(const uint8_t* blk, const int8_t* qs, const int32_t* st
 /// One K-block of the group at blk (4 rows) for one token: facc lane r += row r's block term.
 template <WeightType T>
 inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa, const ActRec& rc,
-                              float32x4_t magic, float32x4_t facc) {
+                              float32x4_t facc) {
   int32x4_t p;
   if (T == WeightType::kQ8) {
     p = dot4_q8(blk, xa.qs, rc.start[0]);
@@ -452,8 +495,10 @@ inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa,
     p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
   }
   const float32x2_t dd = vld1_f32(&rc.da);  // d_a, d_a s
-  const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
-  facc = vfmaq_f32(facc, t, load_f16x4(blk));
+  // The GEMM's order: u = fl(v d_w) by one fma (-kMagic d_w exact), then facc += u d_a.
+  const float32x4_t dw = load_f16x4(blk);
+  const float32x4_t u = vfmaq_f32(vmulq_n_f32(dw, -kMagic), vreinterpretq_f32_s32(p), dw);
+  facc = vfmaq_lane_f32(facc, u, dd, 0);
   if (T == WeightType::kQ4M) facc = vfmaq_lane_f32(facc, load_f16x4(blk + 8), dd, 1);
   return facc;
 }
@@ -461,7 +506,7 @@ inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa,
 /// q4_k: super-block `sb` (8 sub-blocks) of the group at sbk (4 rows) for one token, q4m's GEMV
 /// sequence per sub-block with the q4k_scales of the super-block (computed here: one token).
 inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
-                                       const ActRec* __restrict rc, float32x4_t magic, float32x4_t facc) {
+                                       const ActRec* __restrict rc, float32x4_t facc) {
   alignas(16) float scl[64];
   q4k_scales(sbk, scl);
   PIQUANT_UNROLL
@@ -487,8 +532,9 @@ inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const Bloc
       }
       const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
       const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
-      const float32x4_t t = vmulq_lane_f32(vsubq_f32(vreinterpretq_f32_s32(p), magic), dd, 0);
-      facc = vfmaq_f32(facc, t, vld1q_f32(scl + 4 * j));
+      const float32x4_t dw = vld1q_f32(scl + 4 * j);  // the GEMM's order, as gemv_block
+      const float32x4_t u = vfmaq_f32(vmulq_n_f32(dw, -kMagic), vreinterpretq_f32_s32(p), dw);
+      facc = vfmaq_lane_f32(facc, u, dd, 0);
       facc = vfmaq_lane_f32(facc, vld1q_f32(scl + 32 + 4 * j), dd, 1);
     }
   }
@@ -506,7 +552,6 @@ void gemv(const GemmArgs& a) {
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
   constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
-  const float32x4_t magic = vdupq_n_f32(kMagic);
   ActRec recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
@@ -534,13 +579,13 @@ void gemv(const GemmArgs& a) {
           if constexpr (T == WeightType::kQ4K) {
             for (size_t b = kc; b < ke; b += 8, rc += 8) {
               PIQUANT_MCA_BEGIN(T, 4, 1, 8);
-              facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, magic, facc);
+              facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, facc);
               PIQUANT_MCA_END();
             }
           } else {
             for (size_t b = kc; b < ke; ++b, ++rc) {
               PIQUANT_MCA_BEGIN(T, 4, 1, 1);
-              facc = gemv_block<T>(w + b * gb, x[b], *rc, magic, facc);
+              facc = gemv_block<T>(w + b * gb, x[b], *rc, facc);
               PIQUANT_MCA_END();
             }
           }

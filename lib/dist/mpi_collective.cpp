@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "piquant/error.hpp"
@@ -41,6 +42,10 @@ int g_error_fd = 2;
 [[noreturn]] void abort_world(const std::string& message, int code) {
   std::fflush(stderr);
   dprintf(g_error_fd, "piquant (rank %d): %s\n", world_rank(), message.c_str());
+  // A rank's stderr reaches the user through Open MPI's I/O forwarding, which MPI_Abort can
+  // overtake: the job ends before the message is forwarded, and the user sees only that some rank
+  // aborted. Half a second lets it through (seen on a loaded 2-core CI machine).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }
