@@ -761,14 +761,15 @@ inline __m512 kpanel_dot(const KPanelSub& p, const BlockQ8A& x, __m512 acc) {
   return _mm512_fnmadd_ps(p.m, _mm512_set1_ps(x.d * static_cast<float>(x.s)), acc);
 }
 
-// GEMV: no decoded panel; per group and sub-block the q4-style vpdpbusd pair (4 rows x 4
-// partial sums), reduced by the transpose and adds to full sums (lane 4r + j: row r, sub-block j)
-// into `sums`, one group after the other over a chunk of kKGemvChunk super-blocks (so the
-// weights are read as one sequential stream: reading the four groups side by side halved the
-// cold GEMV's bandwidth); then per super-block the four groups' sums transposed into the
-// panel's lane order and the same float steps as kpanel_dot on the same integer sums.
-constexpr size_t kKGemvChunk = 16;
-
+// GEMV: no decoded panel and no second pass. One group (4 rows, one sequential stream) at a
+// time over all of K; per super-block the q4-style vpdpbusd pair per sub-block (4 rows x 4
+// partial sums), reduced by the transpose and adds to full sums (lane 4r + j: row r, sub-block j
+// and j + 4), the scales decoded in the same lanes (vpshufb inside each row's 128-bit lane: no
+// cross-lane work) and the float steps of the GEMM on them: acc += float(isum) * (D * d_a),
+// acc -= M * (d_a * s). The activations' d_a and d_a * s come from a per-token table in the
+// same lane order (kgemv_act). Four lanes (sub-blocks) per row are summed at the end, so the
+// float order differs from the GEMM's (one accumulator, sub-blocks in order): GEMV and GEMM agree
+// within the reference tolerance, not bit for bit (tests/kernels/test_matmul.cpp).
 inline void q4k_group_sums(const uint8_t* p, const BlockQ8A* x, __m512i* r) {
   constexpr size_t bb = sizeof(BlockQ4K);
   const __m512i m4b = _mm512_set1_epi8(0x0F);
@@ -792,43 +793,105 @@ inline void q4k_group_sums(const uint8_t* p, const BlockQ8A* x, __m512i* r) {
   r[1] = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
 }
 
+// Per-token activation table of the K-quant GEMVs, 16 floats per super-block: q4_k d_a of
+// sub-blocks 0..7 then d_a * s of 0..7; q6_k d_a of each 16-value half (sub-block k / 2).
+template <WeightType T>
+inline const float* kgemv_act(const BlockQ8A* x, size_t nsb) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < nsb * 16) buf.resize(nsb * 16);
+  float* o = buf.data();
+  for (size_t sb = 0; sb < nsb; ++sb, o += 16) {
+    for (int j = 0; j < 8; ++j) {
+      const BlockQ8A& b = x[8 * sb + j];
+      if (T == WeightType::kQ4K) {
+        o[j] = b.d;
+        o[8 + j] = b.d * static_cast<float>(b.s);
+      } else {
+        o[2 * j] = o[2 * j + 1] = b.d;
+      }
+    }
+  }
+  return buf.data();
+}
+
+// The 4 lanes of each row summed (lane-128 r -> element r), stored to the rows inside [m0, m1).
+inline void store_rows4(__m512 v, float* out, size_t row, size_t m0, size_t m1) {
+  const __m128 h01 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
+  const __m128 h23 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
+  const __m128 y = _mm_hadd_ps(h01, h23);
+  if (row >= m0 && row + 4 <= m1) {
+    _mm_storeu_ps(out + row, y);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, y);
+    for (size_t r = 0; r < 4; ++r) {
+      if (row + r >= m0 && row + r < m1) out[row + r] = tmp[r];
+    }
+  }
+}
+
+// vpshufb pattern: dword j of each 128-bit lane <- byte `first + j` of that lane, zero-extended.
+inline __m512i bytes_to_dwords(int first) {
+  const int b = first, z = -1;
+  return _mm512_set4_epi32((z & ~0xFF) | (b + 3), (z & ~0xFF) | (b + 2), (z & ~0xFF) | (b + 1),
+                           (z & ~0xFF) | b);
+}
+
+// The GEMVs request all cache lines of a group's super-block (576 / 840 bytes) up front, before
+// the loads that need them: more misses in flight at once. Cold 5632x2048, 1 thread, Zen 4 with
+// load 16-20 (5 interleaved rounds): q4_k 0.80-0.97 of q4's GB/s with it, 0.77-0.86 without;
+// prefetching 0.6-8 KB ahead instead was no better than none.
+inline void prefetch_block(const uint8_t* p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
+
+inline void q4k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, const float* av,
+                           float* out, size_t row, size_t m0, size_t m1) {
+  constexpr size_t bb = sizeof(BlockQ4K), gb = kGroupBytes<WeightType::kQ4K>;
+  const __m512i shv = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  const __m512i mlo = _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f);
+  const __m512i mhi = _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0);
+  const __m512i b0 = bytes_to_dwords(0), b4 = bytes_to_dwords(4);
+  const __m512i b8 = bytes_to_dwords(8), b12 = bytes_to_dwords(12);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (size_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* p = w + sb * gb;
+    prefetch_block(p, gb);
+    __m512i r[2];
+    q4k_group_sums(p, x + 8 * sb, r);
+    const __m512i h = rows16(p, bb);  // lane-128 r: [d | dmin, u0, u1, u2]
+    const __m512i xs = _mm512_srlv_epi32(_mm512_shuffle_epi32(h, _MM_PERM_DCDB), shv);
+    const __m512i ys = _mm512_srli_epi32(_mm512_shuffle_epi32(h, _MM_PERM_CCBB), 2);
+    const __m512i k = _mm512_or_si512(_mm512_and_si512(xs, mlo), _mm512_and_si512(ys, mhi));
+    // lane 4r + j: row r's d and dmin (the low / high half of the spread dword, f16 -> f32)
+    const __m512i dd = _mm512_shuffle_epi32(h, _MM_PERM_AAAA);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+    const __m512 dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+    const __m512 D0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(k, b0)), d);
+    const __m512 D1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(k, b4)), d);
+    const __m512 M0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(k, b8)), dm);
+    const __m512 M1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(k, b12)), dm);
+    const float* a = av + 16 * sb;
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r[0]), _mm512_mul_ps(D0, _mm512_broadcast_f32x4(_mm_loadu_ps(a))), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(r[1]), _mm512_mul_ps(D1, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 4))), acc1);
+    acc0 = _mm512_fnmadd_ps(M0, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 8)), acc0);
+    acc1 = _mm512_fnmadd_ps(M1, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 12)), acc1);
+  }
+  store_rows4(_mm512_add_ps(acc0, acc1), out, row, m0, m1);
+}
+
 void gemv_q4k(const GemmArgs& a) {
   constexpr WeightType T = WeightType::kQ4K;
-  constexpr size_t gb = kGroupBytes<T>;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  __m512i sums[4][kKGemvChunk][2];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* act =
         reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    const float* av = kgemv_act<T>(act, nsb);
     float* out = a.dst + n * a.dst_stride;
-    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
-      const uint8_t* g[4];
-      kpanel_groups<T>(wt, nsb, row, a.m1, g);
-      __m512 acc = _mm512_setzero_ps();
-      for (size_t s0 = 0; s0 < nsb; s0 += kKGemvChunk) {
-        const size_t nc = nsb - s0 < kKGemvChunk ? nsb - s0 : kKGemvChunk;
-        for (int i = 0; i < 4; ++i) {
-          for (size_t s = 0; s < nc; ++s) q4k_group_sums(g[i] + (s0 + s) * gb, act + 8 * (s0 + s), sums[i][s]);
-        }
-        for (size_t s = 0; s < nc; ++s) {
-          const size_t sb = s0 + s;
-          const BlockQ8A* x = act + 8 * sb;
-          const uint8_t* p[4];
-          for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * gb;
-          __m512i v[8];
-          transpose4(sums[0][s][0], sums[1][s][0], sums[2][s][0], sums[3][s][0], v);
-          transpose4(sums[0][s][1], sums[1][s][1], sums[2][s][1], sums[3][s][1], v + 4);
-          __m512 D[8], M[8];
-          q4k_scales(p, D, M);
-          for (int j = 0; j < 8; ++j) {
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[j]), _mm512_mul_ps(D[j], _mm512_set1_ps(x[j].d)), acc);
-            acc = _mm512_fnmadd_ps(M[j], _mm512_set1_ps(x[j].d * static_cast<float>(x[j].s)), acc);
-          }
-        }
-      }
-      _mm512_mask_storeu_ps(out + row, row_mask(row, a.m0, a.m1),
-                            _mm512_permutexvar_ps(transpose_idx(), acc));
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      q4k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, out, row,
+                     a.m0, a.m1);
     }
   }
 }
@@ -1014,62 +1077,65 @@ inline __m512 k6panel_dot(const K6PanelSub& p, const BlockQ8A& x, const int32_t*
   return k6_float(vl, vh, p.dlo, p.dhi, x.d, acc);
 }
 
+// GEMV, as q4_k's: one group at a time, per super-block the 16 half-sub-block vpdpbusd results
+// (4 rows x 4 partial sums) reduced to full sums in lane 4r + k (half-sub-blocks 4q + k, q =
+// 0..3) plus the start values -32 * sum(a_half), the int8 scales spread to the same lanes by
+// vpshufb inside each row's 128-bit lane, and per q one conversion, scale product and FMA
+// (d_a per half from kgemv_act). Not bit-identical to the GEMM (lanes summed at the end).
+inline void q6k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, const float* av,
+                           const int32_t* off, float* out, size_t row, size_t m0, size_t m1) {
+  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
+  // dword k of each lane <- byte 4q + k in the top byte (then an arithmetic shift: int8 -> int32)
+  const __m512i top[4] = {
+      _mm512_set4_epi32(0x03FFFFFF, 0x02FFFFFF, 0x01FFFFFF, 0x00FFFFFF),
+      _mm512_set4_epi32(0x07FFFFFF, 0x06FFFFFF, 0x05FFFFFF, 0x04FFFFFF),
+      _mm512_set4_epi32(0x0BFFFFFF, 0x0AFFFFFF, 0x09FFFFFF, 0x08FFFFFF),
+      _mm512_set4_epi32(0x0FFFFFFF, 0x0EFFFFFF, 0x0DFFFFFF, 0x0CFFFFFF)};
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (size_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* p = w + sb * gb;
+    prefetch_block(p, gb);
+    const BlockQ8A* xs = x + 8 * sb;
+    __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
+    q6k_decode(p, [&](int j, __m512i l, __m512i h) {
+      hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs))));
+      hs[2 * j + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h,
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs + 16))));
+    });
+    const __m512i sc = rows16(p + 192, bb);  // lane-128 r: row r's 16 int8 scales
+    const __m512i hd = rows16(p + 194, bb);  // dword 3: scales[14..15] | d
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_shuffle_epi32(hd, _MM_PERM_DDDD), 16)));
+    const float* a = av + 16 * sb;
+    const int32_t* o = off + 16 * sb;
+    for (int q = 0; q < 4; ++q) {
+      __m512i t[4];
+      transpose4(hs[4 * q], hs[4 * q + 1], hs[4 * q + 2], hs[4 * q + 3], t);
+      __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+      v = _mm512_add_epi32(v, _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(o + 4 * q))));
+      const __m512 D = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_shuffle_epi8(sc, top[q]), 24)), d);
+      const __m512 DA = _mm512_mul_ps(D, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 4 * q)));
+      if (q & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc1);
+      else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc0);
+    }
+  }
+  store_rows4(_mm512_add_ps(acc0, acc1), out, row, m0, m1);
+}
+
 void gemv_q6k(const GemmArgs& a) {
   constexpr WeightType T = WeightType::kQ6K;
-  constexpr size_t gb = kGroupBytes<T>;
   const size_t nsb = a.k / kSuperBlock, nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   const int32_t* offs = q6k_offsets(a);
-  constexpr size_t bb = sizeof(BlockQ6K);
-  __m512i sums[4][kKGemvChunk][4];
-  __m512i hdr[kKGemvChunk][2][4];  // the header rows, read in the group's stream (not again later)
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* act =
         reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    const float* av = kgemv_act<T>(act, nsb);
     const int32_t* off = offs + (n - a.n0) * nb * 2;
     float* out = a.dst + n * a.dst_stride;
-    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
-      const uint8_t* g[4];
-      kpanel_groups<T>(wt, nsb, row, a.m1, g);
-      __m512 acc = _mm512_setzero_ps();
-      for (size_t s0 = 0; s0 < nsb; s0 += kKGemvChunk) {
-        const size_t nc = nsb - s0 < kKGemvChunk ? nsb - s0 : kKGemvChunk;
-        for (int i = 0; i < 4; ++i) {
-          for (size_t s = 0; s < nc; ++s) {
-            const BlockQ8A* x = act + 8 * (s0 + s);
-            hdr[s][0][i] = rows16(g[i] + (s0 + s) * gb + 192, bb);
-            hdr[s][1][i] = rows16(g[i] + (s0 + s) * gb + 194, bb);
-            __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
-            q6k_decode(g[i] + (s0 + s) * gb, [&](int j, __m512i l, __m512i h) {
-              hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
-                  _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs))));
-              hs[2 * j + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h,
-                  _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs + 16))));
-            });
-            for (int q = 0; q < 4; ++q) {
-              __m512i t[4];
-              transpose4(hs[4 * q], hs[4 * q + 1], hs[4 * q + 2], hs[4 * q + 3], t);
-              sums[i][s][q] = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
-            }
-          }
-        }
-        for (size_t s = 0; s < nc; ++s) {
-          const size_t sb = s0 + s;
-          const BlockQ8A* x = act + 8 * sb;
-          const int32_t* o = off + 16 * sb;
-          __m512i v[16];
-          for (int q = 0; q < 4; ++q) transpose4(sums[0][s][q], sums[1][s][q], sums[2][s][q], sums[3][s][q], v + 4 * q);
-          __m512 D[16];
-          q6k_scales_v(hdr[s][0], hdr[s][1], D);
-          for (int j = 0; j < 8; ++j) {
-            const __m512i vl = _mm512_add_epi32(v[2 * j], _mm512_set1_epi32(o[2 * j]));
-            const __m512i vh = _mm512_add_epi32(v[2 * j + 1], _mm512_set1_epi32(o[2 * j + 1]));
-            acc = k6_float(vl, vh, D[2 * j], D[2 * j + 1], x[j].d, acc);
-          }
-        }
-      }
-      _mm512_mask_storeu_ps(out + row, row_mask(row, a.m0, a.m1),
-                            _mm512_permutexvar_ps(transpose_idx(), acc));
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      q6k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, off, out,
+                     row, a.m0, a.m1);
     }
   }
 }

@@ -217,6 +217,13 @@ TEST_CASE("matmul variants give identical bits for any row and token split", "[k
   }
 }
 
+// GEMVs whose float order differs from their GEMM's (a GEMV sums a row's sub-block lanes at the
+// end, the GEMM one sub-block after another): within twice the reference tolerance of each
+// other instead of bit for bit. Decode (GEMV) and batched passes (GEMM) of these weight types
+// then agree to rounding, not bit for bit; tests/lib/test_batch.cpp's greedy-id check runs on
+// q8 / q4 weights, whose GEMV == GEMM.
+const char* const kGemvOwnOrder[] = {"gemv_f32_q8_q4k_avx512vnni", "gemv_f32_q8_q6k_avx512vnni"};
+
 TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][matmul]") {
   const auto ks = available();
   for (const GemmKernel* g : ks) {
@@ -234,7 +241,17 @@ TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][m
         v->run(a);
       }
       CAPTURE(g->name, v->name);
-      REQUIRE(std::memcmp(y1.data(), y2.data(), y1.size() * 4) == 0);
+      bool own_order = false;
+      for (const char* name : kGemvOwnOrder) own_order = own_order || std::string(v->name) == name;
+      if (!own_order) {
+        REQUIRE(std::memcmp(y1.data(), y2.data(), y1.size() * 4) == 0);
+        continue;
+      }
+      const auto e = piquant::test::reference(p);
+      for (size_t i = 0; i < y1.size(); ++i) {
+        CAPTURE(i, y1[i], y2[i]);
+        REQUIRE(std::fabs(double(y1[i]) - double(y2[i])) <= 2 * tolerance(p, e.abs_sum[i]));
+      }
     }
   }
 }
