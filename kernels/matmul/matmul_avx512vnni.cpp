@@ -770,17 +770,27 @@ inline __m512 kpanel_dot(const KPanelSub& p, const BlockQ8A& x, __m512 acc) {
 // same lane order (kgemv_act). Four lanes (sub-blocks) per row are summed at the end, so the
 // float order differs from the GEMM's (one accumulator, sub-blocks in order): GEMV and GEMM agree
 // within the reference tolerance, not bit for bit (tests/kernels/test_matmul.cpp).
+// q4_k / q5_k (Q5: the fifth bits, bit j of qh[l] for value l of sub-block j, or-ed in as 16).
+template <WeightType T>
 inline void q4k_group_sums(const uint8_t* p, const BlockQ8A* x, __m512i* r) {
-  constexpr size_t bb = sizeof(BlockQ4K);
-  const __m512i m4b = _mm512_set1_epi8(0x0F);
+  constexpr bool q5 = T == WeightType::kQ5K;
+  constexpr size_t bb = q5 ? sizeof(BlockQ5K) : sizeof(BlockQ4K), qs = q5 ? 48 : 16;
+  const __m512i m4b = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+  __m512i ha = _mm512_setzero_si512(), hb = ha;
+  if (q5) rows32(p + 16, bb, &ha, &hb);
   __m512i s[8];
   for (int c = 0; c < 4; ++c) {
     __m512i qa, qb;
-    rows32(p + 16 + 32 * c, bb, &qa, &qb);
+    rows32(p + qs + 32 * c, bb, &qa, &qb);
     for (int h = 0; h < 2; ++h) {
       const int j = 2 * c + h;
-      const __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
-      const __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
+      __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
+      __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
+      if (q5) {
+        const __m128i sh = _mm_cvtsi32_si128(j);
+        lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(ha, sh), one), 4));
+        hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(hb, sh), one), 4));
+      }
       const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs)));
       const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j].qs + 16)));
       s[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
@@ -794,7 +804,7 @@ inline void q4k_group_sums(const uint8_t* p, const BlockQ8A* x, __m512i* r) {
 }
 
 // Per-token activation table of the K-quant GEMVs, 16 floats per super-block: q4_k d_a of
-// sub-blocks 0..7 then d_a * s of 0..7; q6_k d_a of each 16-value half (sub-block k / 2).
+// sub-blocks 0..7 then d_a * s of 0..7 (q5_k the same); q6_k d_a of each 16-value half (sub-block k / 2).
 template <WeightType T>
 inline const float* kgemv_act(const BlockQ8A* x, size_t nsb) {
   static thread_local std::vector<float> buf;
@@ -803,7 +813,7 @@ inline const float* kgemv_act(const BlockQ8A* x, size_t nsb) {
   for (size_t sb = 0; sb < nsb; ++sb, o += 16) {
     for (int j = 0; j < 8; ++j) {
       const BlockQ8A& b = x[8 * sb + j];
-      if (T == WeightType::kQ4K) {
+      if (T != WeightType::kQ6K) {
         o[j] = b.d;
         o[8 + j] = b.d * static_cast<float>(b.s);
       } else {
@@ -845,9 +855,12 @@ inline void prefetch_block(const uint8_t* p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
 }
 
+// q4_k and q5_k (the same header: d, dmin, 12 bytes of scales and minimums).
+template <WeightType T>
 inline void q4k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, const float* av,
                            float* out, size_t row, size_t m0, size_t m1) {
-  constexpr size_t bb = sizeof(BlockQ4K), gb = kGroupBytes<WeightType::kQ4K>;
+  constexpr size_t bb = T == WeightType::kQ5K ? sizeof(BlockQ5K) : sizeof(BlockQ4K);
+  constexpr size_t gb = kGroupBytes<T>;
   const __m512i shv = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
   const __m512i mlo = _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f);
   const __m512i mhi = _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0);
@@ -858,7 +871,7 @@ inline void q4k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, cons
     const uint8_t* p = w + sb * gb;
     prefetch_block(p, gb);
     __m512i r[2];
-    q4k_group_sums(p, x + 8 * sb, r);
+    q4k_group_sums<T>(p, x + 8 * sb, r);
     const __m512i h = rows16(p, bb);  // lane-128 r: [d | dmin, u0, u1, u2]
     const __m512i xs = _mm512_srlv_epi32(_mm512_shuffle_epi32(h, _MM_PERM_DCDB), shv);
     const __m512i ys = _mm512_srli_epi32(_mm512_shuffle_epi32(h, _MM_PERM_CCBB), 2);
@@ -880,8 +893,8 @@ inline void q4k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, cons
   store_rows4(_mm512_add_ps(acc0, acc1), out, row, m0, m1);
 }
 
+template <WeightType T>
 void gemv_q4k(const GemmArgs& a) {
-  constexpr WeightType T = WeightType::kQ4K;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   for (size_t n = a.n0; n < a.n1; ++n) {
@@ -890,7 +903,7 @@ void gemv_q4k(const GemmArgs& a) {
     const float* av = kgemv_act<T>(act, nsb);
     float* out = a.dst + n * a.dst_stride;
     for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      q4k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, out, row,
+      q4k_gemv_group<T>(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, out, row,
                      a.m0, a.m1);
     }
   }
@@ -1203,9 +1216,9 @@ void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ8>(a)
 void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 
-void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k(a); }
+void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ4K>(a); }
 void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k(a); }
-void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
+void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ5K>(a); }
 void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { gemv_q6k(a); }
 void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
