@@ -390,8 +390,9 @@ void gemm_q4(const GemmArgs& a) {
 // the +128 taken out by the start value -128 * sum(q - 32) per lane). Per (sub-block, token):
 // acc += float(isum) * (D * d_a) on 16 lanes (D = d * sc per row), the minimum term (q4_k /
 // q5_k: -dmin * mn, q5_1: m) as macc += M * (d_a * s) on 4 rows; q6_k has a scale per 16
-// values: its two halves are converted separately. GEMV (1 token) and GEMM (8-token tiles over
-// one group) run the same code per token, hence the same bits.
+// values: its two halves are converted separately. These tiles now serve the q5_k GEMM and
+// q5_0 / q5_1 (GEMV 1 token and GEMM 8-token tiles over one group: the same code per token,
+// hence the same bits); q4_k / q6_k use the panels below, q4_k / q5_k / q6_k their own GEMVs.
 
 inline __m128 f16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
   return _mm_cvtph_ps(_mm_setr_epi16(short(a), short(b), short(c), short(d), 0, 0, 0, 0));
@@ -665,9 +666,8 @@ void kgemm(const GemmArgs& a) {
 // token, sub-block): 8 vpdpbusd with the activation's quads broadcast from memory, one
 // conversion, one scale product and two FMAs, the second the minimum term -M * (d_a * s) (the
 // activation sum folds the minimum, no per-weight work). One accumulator per (row, token), sub-
-// blocks in order: the GEMV (1 token, a super-block at a time) runs the same per-lane sequence as
-// the GEMM (8-token tiles over chunks of kKChunk super-blocks, partial sums through dst as the q4
-// GEMM), so GEMV == GEMM bit for bit and no row or token split changes a bit.
+// blocks in order, 8-token tiles over chunks of kKChunk super-blocks, partial sums through dst
+// as the q4 GEMM: no row or token split changes a bit. The GEMV (below) sums in its own order.
 struct alignas(64) KPanelSub {
   __m512i w[8];  // lane 4r + g: quad j of the sub-block's values (j < 4: 0..15, j >= 4: 16..31)
   __m512 d;      // d * sc per row
@@ -974,8 +974,8 @@ void gemm_q4k(const GemmArgs& a) {
 // As q4_k, with a scale per 16 values: the weights as u8 q (0..63) against the s8 activations,
 // the -32 offset folded into each half-sub-block's start value -32 * sum(a) (activation half
 // sums, computed once per call into a thread-local buffer), and per (16 rows, token, sub-block)
-// two chains of 4 vpdpbusd, two conversions, two scale products and two FMAs. GEMV (q4-style
-// pairs per group reduced to full sums, one group after another) == GEMM bit for bit.
+// two chains of 4 vpdpbusd, two conversions, two scale products and two FMAs. The GEMV (q4_k's
+// one pass per group, below) is not bit-identical to it.
 struct alignas(64) K6PanelSub {
   __m512i w[8];
   __m512 dlo, dhi;  // d * sc of values 0..15 / 16..31 per row
