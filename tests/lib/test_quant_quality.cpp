@@ -113,9 +113,10 @@ TEST_CASE("quantization quality on seeded random models", "[convert][quality]") 
       CHECK(find_row(rows, "q4_mix", "search").a.kl <
             find_row(rows, "q4", "search").a.kl * 1.5);
     }
-    if (seed == 3) {  // outlier channels: calibration must pay off
+    if (seed == 3) {  // outlier channels: calibration must pay off, clearly (0.70x here; on the
+      // same model without the outliers it is 0.99x)
       const double q4_calibrated = find_row(rows, "q4", "calibrated").a.kl;
-      CHECK(q4_calibrated < find_row(rows, "q4", "search").a.kl);
+      CHECK(q4_calibrated < 0.85 * find_row(rows, "q4", "search").a.kl);
       CHECK(q4_calibrated < find_row(rows, "q4", "absmax").a.kl);
       CHECK(find_row(rows, "q4m", "calibrated").a.kl < find_row(rows, "q4m", "search").a.kl);
     }
