@@ -30,20 +30,31 @@ mkdir -p "$dir/crashes" "$dir/work"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-failed=()
-for t in "${targets[@]}"; do
+# JOBS targets at once (each fuzzer is one process): the runs take ceil(targets / JOBS) x SECONDS.
+run_one() {  # target: runs it, leaves its verdict in work/<target>.result
+  local t=$1 runs cov
   mkdir -p "$dir/work/$t" "$dir/seeds/$t"
-  log="$dir/work/$t.log"
-  printf '%-26s %3ss ... ' "$t" "$secs"
   if "$dir/tests/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 -artifact_prefix="$dir/crashes/$t-" \
-      "$dir/work/$t" "$dir/seeds/$t" >"$log" 2>&1; then
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
-    echo "ok ($runs runs, $cov)"
+      "$dir/work/$t" "$dir/seeds/$t" >"$dir/work/$t.log" 2>&1; then
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/work/$t.log" | grep -o '[0-9]*$' || echo '?')
+    cov=$(grep -o 'cov: [0-9]*' "$dir/work/$t.log" | tail -1 || true)
+    echo "ok ($runs runs, $cov)" >"$dir/work/$t.result"
   else
-    echo "FAILED"
-    tail -40 "$log"
+    echo "FAILED" >"$dir/work/$t.result"
+  fi
+}
+n=0
+for t in "${targets[@]}"; do
+  run_one "$t" &
+  if ((++n % JOBS == 0)); then wait; fi
+done
+wait
+failed=()
+for t in "${targets[@]}"; do
+  printf '%-26s %3ss ... %s\n' "$t" "$secs" "$(cat "$dir/work/$t.result")"
+  if [[ "$(cat "$dir/work/$t.result")" == FAILED ]]; then
+    tail -40 "$dir/work/$t.log"
     failed+=("$t")
   fi
 done

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <piquant/piquant.hpp>
 #include <sstream>
 
 namespace piquant::test {
@@ -197,6 +198,15 @@ int PtyProgram::wait_exit(int timeout_seconds) {
     }
   }
   return -1;
+}
+
+std::string load_error(const std::string& path) {
+  try {
+    Model::load(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace piquant::test

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the tests: where ../shared is, temporary files, running a CLI tool.
+// Helpers shared by the tests: where ../shared is, temporary files, running a CLI tool, the
+// error a model file gives.
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ class TempDir {
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
+
+/// The message of the piquant::Error that loading the model at `path` throws; "" when it loads.
+std::string load_error(const std::string& path);
 
 struct RunResult {
   int exit_code = -1;   ///< -1: killed by a signal

@@ -9,12 +9,10 @@
 #include "common/quant.hpp"
 #include "convert/convert.hpp"
 #include "convert/kquant_plan.hpp"
-#include "convert_test_util.hpp"
 #include "format/gguf.hpp"
-#include "format/llama2c.hpp"
 #include "format/piq.hpp"
 #include "format/piq_model.hpp"
-#include "tokenizer/tokenizer_impl.hpp"
+#include "quality_test_util.hpp"
 
 namespace {
 
@@ -22,19 +20,7 @@ using namespace piquant;
 namespace k = piquant::kernels;
 
 std::unique_ptr<ModelSource> small_model(int dim, int hidden, int layers) {
-  ModelConfig c;
-  c.dim = dim;
-  c.hidden_dim = hidden;
-  c.n_layers = layers;
-  c.n_heads = dim / 64;
-  c.n_kv_heads = dim / 128;
-  c.head_dim = 64;
-  c.vocab_size = 512;
-  c.max_seq_len = 64;
-  c.tied_classifier = false;
-  auto impl = model_from_llama2c_weights(random_llama2c_weights(c, 9), "random");
-  impl->tokenizer = Tokenizer(make_demo_tokenizer(c.vocab_size));
-  return model_impl_source(std::move(impl), {{"format", "test"}});
+  return test::small_model_source({dim, hidden, layers, /*head_dim*/ 64, /*max_seq_len*/ 64});
 }
 
 double rel_rms(const std::vector<float>& x, const std::vector<float>& y) {

@@ -142,14 +142,7 @@ std::vector<float> eval_all(const std::shared_ptr<const piquant::Model>& m,
   return all;
 }
 
-std::string load_error(const std::string& path) {
-  try {
-    piquant::Model::load(path);
-  } catch (const piquant::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using piquant::test::load_error;
 
 }  // namespace
 

@@ -114,14 +114,7 @@ std::vector<std::string> kquant_files() {
   return out;
 }
 
-std::string load_error(const std::string& path) {
-  try {
-    piquant::Model::load(path);
-  } catch (const piquant::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using piquant::test::load_error;
 
 struct LogitCompare {
   double rel_rms = 0;  ///< sqrt(sum (a - b)^2 / sum b^2) over all positions

@@ -13,27 +13,20 @@
 #include "convert/convert.hpp"
 #include "convert/kquant_plan.hpp"
 #include "convert/quantize.hpp"
-#include "convert_test_util.hpp"
-#include "format/llama2c.hpp"
-#include "tokenizer/tokenizer_impl.hpp"
+#include "quality_test_util.hpp"
 
 namespace {
 
 using namespace piquant;
 namespace k = piquant::kernels;
 
-struct Mode {
-  const char* name;
-  bool search, calibrate;
-};
-constexpr Mode kRtn{"rtn", false, false}, kSearch{"search", true, false},
+using test::find_row;
+using test::print_quality;
+using test::QualityRow;
+using test::QuantMode;
+constexpr QuantMode kRtn{"rtn", false, false}, kSearch{"search", true, false},
     kCalib{"calibrated", true, true};
-
-struct Row {
-  std::string type, mode;
-  test::Agreement a;
-  double bpw = 0;
-};
+constexpr const char* kNote = "; dequantized weights, f32 runtime";  // after the positions
 
 using Opener = std::function<std::unique_ptr<ModelSource>()>;
 
@@ -90,7 +83,7 @@ size_t fake_quantize(const std::string& t, float* w, size_t rows, size_t cols, c
 // (as the converter stores them). Returns the model and the matrices' bits per weight.
 std::pair<std::shared_ptr<const Model>, double> fake_model(const ModelSource& src,
                                                            const std::string& scheme,
-                                                           const Mode& mode,
+                                                           const QuantMode& mode,
                                                            const Calibration* calib,
                                                            const test::TempDir& dir) {
   auto impl = load_f32_model(src, nullptr);
@@ -140,10 +133,10 @@ std::pair<std::shared_ptr<const Model>, double> fake_model(const ModelSource& sr
   return {Model::load(path), bits / params};
 }
 
-std::vector<Row> measure(const Opener& open, const std::vector<TokenId>& eval,
-                         const std::vector<TokenId>& calib_tokens,
-                         const std::vector<std::string>& schemes,
-                         const std::vector<Mode>& modes) {
+std::vector<QualityRow> measure(const Opener& open, const std::vector<TokenId>& eval,
+                                const std::vector<TokenId>& calib_tokens,
+                                const std::vector<std::string>& schemes,
+                                const std::vector<QuantMode>& modes) {
   test::TempDir dir;
   auto src = open();
   const size_t vocab = size_t(src->config().vocab_size);
@@ -151,9 +144,9 @@ std::vector<Row> measure(const Opener& open, const std::vector<TokenId>& eval,
   const auto ref = test::session_logits(ref_model, eval);
   const Calibration calib =
       calibrate(*src, calib_tokens, src->config().max_seq_len, 2, nullptr);
-  std::vector<Row> rows;
+  std::vector<QualityRow> rows;
   for (const std::string& s : schemes) {
-    for (const Mode& m : modes) {
+    for (const QuantMode& m : modes) {
       auto [model, bpw] = fake_model(*src, s, m, &calib, dir);
       rows.push_back({s, m.name, test::compare_logits(ref, test::session_logits(model, eval), vocab),
                       bpw});
@@ -162,61 +155,13 @@ std::vector<Row> measure(const Opener& open, const std::vector<TokenId>& eval,
   return rows;
 }
 
-void print(const std::string& title, const std::vector<Row>& rows, size_t positions) {
-  std::printf("\n%s (%zu positions; dequantized weights, f32 runtime)\n"
-              "| type | quantizer | bits/weight (matrices) | KL vs f32 (nats) | top-1 |\n"
-              "| --- | --- | --- | --- | --- |\n",
-              title.c_str(), positions);
-  for (const Row& r : rows) {
-    std::printf("| %s | %s | %.2f | %.6f | %.1f%% |\n", r.type.c_str(), r.mode.c_str(), r.bpw,
-                r.a.kl, 100.0 * r.a.top1);
-  }
-}
-
-const Row& find(const std::vector<Row>& rows, const std::string& type, const std::string& mode) {
-  for (const Row& r : rows) {
-    if (r.type == type && r.mode == mode) return r;
-  }
-  FAIL("no row " << type << " " << mode);
-  return rows.front();
-}
-
 // The outlier-channel synthetic model: llama2.c-style random weights, dims multiples of 256 so
 // every matrix holds whole K-quant super-blocks, the RMSNorm gains of 4 channels x 12.
 Opener outlier_model(int dim, int hidden, int layers, uint64_t seed) {
   return [=] {
-    ModelConfig c;
-    c.dim = dim;
-    c.hidden_dim = hidden;
-    c.n_layers = layers;
-    c.n_heads = dim / 64;
-    c.n_kv_heads = dim / 128;
-    c.head_dim = 64;
-    c.vocab_size = 512;
-    c.max_seq_len = 128;
-    c.tied_classifier = false;
-    Llama2cWeights w = random_llama2c_weights(c, seed);
-    for (size_t l = 0; l < size_t(c.n_layers); ++l) {
-      for (size_t ch : {5, 33, 70, 101}) {
-        w.rms_att[l * size_t(c.dim) + ch] *= 12.0f;
-        w.rms_ffn[l * size_t(c.dim) + ch] *= 12.0f;
-      }
-    }
-    auto impl = model_from_llama2c_weights(std::move(w), "random");
-    impl->tokenizer = Tokenizer(make_demo_tokenizer(c.vocab_size));
-    return model_impl_source(std::move(impl), {{"format", "test"}});
+    return test::small_model_source({dim, hidden, layers, /*head_dim*/ 64, /*max_seq_len*/ 128,
+                                     seed, /*outliers*/ true});
   };
-}
-
-std::pair<std::vector<TokenId>, std::vector<TokenId>> random_tokens(uint64_t seed, int n_eval,
-                                                                    int n_calib) {
-  std::vector<TokenId> eval, calib;
-  test::Rng64 rng{seed * 77};
-  for (int i = 0; i < n_eval; ++i)
-    eval.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
-  for (int i = 0; i < n_calib; ++i)
-    calib.push_back(static_cast<TokenId>((rng.s = rng.s * 6364136223846793005ULL + 1) >> 55));
-  return {eval, calib};
 }
 
 }  // namespace
@@ -228,55 +173,40 @@ TEST_CASE("K-quant quality orderings on a small outlier-channel model", "[conver
     WARN("skipped under emulation: the quantizers are portable scalar code (runs natively)");
     return;
   }
-  const auto [eval, calib] = random_tokens(3, 64, 192);
+  const auto [eval, calib] = test::random_tokens(3, 64, 192);
   const auto rtn = measure(outlier_model(256, 256, 1, 3), eval, calib, {"q4_k"}, {kRtn});
   const auto rows =
       measure(outlier_model(256, 256, 1, 3), eval, calib, {"q4_k", "q4_k_m"}, {kSearch, kCalib});
-  print("outlier model dim 256, 1 layer", rtn, eval.size());
-  print("", rows, eval.size());
-  CHECK(find(rows, "q4_k", "calibrated").a.kl < find(rtn, "q4_k", "rtn").a.kl);
-  CHECK(find(rows, "q4_k", "calibrated").bpw <= find(rtn, "q4_k", "rtn").bpw);
-  CHECK(find(rows, "q4_k_m", "calibrated").a.kl < find(rows, "q4_k_m", "search").a.kl);
+  print_quality("outlier model dim 256, 1 layer", rtn, eval.size(), kNote);
+  print_quality("", rows, eval.size(), kNote);
+  CHECK(find_row(rows, "q4_k", "calibrated").a.kl < find_row(rtn, "q4_k", "rtn").a.kl);
+  CHECK(find_row(rows, "q4_k", "calibrated").bpw <= find_row(rtn, "q4_k", "rtn").bpw);
+  CHECK(find_row(rows, "q4_k_m", "calibrated").a.kl < find_row(rows, "q4_k_m", "search").a.kl);
 }
 
 TEST_CASE("K-quant quality tables (docs/quantization.md)", "[.kquant_table]") {
   const std::vector<std::string> schemes = {"q4", "q4_k", "q5_0", "q5_1", "q5_k", "q6_k",
                                             "q4_k_m", "q5_k_m"};
-  const std::vector<Mode> modes = {kRtn, kSearch, kCalib};
+  const std::vector<QuantMode> modes = {kRtn, kSearch, kCalib};
   {
-    const auto [eval, calib] = random_tokens(3, 96, 256);
+    const auto [eval, calib] = test::random_tokens(3, 96, 256);
     const auto rows = measure(outlier_model(256, 768, 2, 3), eval, calib, schemes, modes);
-    print("outlier-channel synthetic model: dim 256, FFN 768, 2 layers, vocab 512", rows,
-          eval.size());
+    print_quality("outlier-channel synthetic model: dim 256, FFN 768, 2 layers, vocab 512", rows,
+                  eval.size(), kNote);
   }
   const std::string model = test::shared_file("models/aidreams260K.bin");
   if (model.empty()) return;
   const std::string tok = test::shared_dir() + "/models/aidreams260K.tok512.bin";
   auto open = [&] { return open_model_source(model, tok); };
   const Tokenizer t = *open()->tokenizer();
-  std::vector<TokenId> eval = t.encode(
-      "Echoes of vectors unfold, a gentle hum of precision. The small robot watched the river "
-      "carry leaves past the old mill, counting each one and wondering where the water went "
-      "after the bend. Its sister, a tin kettle with a crooked spout, sang softly about rain.");
+  std::vector<TokenId> eval = t.encode(test::kQualityEvalText);
   eval.resize(std::min<size_t>(eval.size(), 128));
-  std::vector<TokenId> calib = t.encode(
+  const std::vector<TokenId> calib = test::self_calibration(
+      model, tok,
       "Once upon a time there was a quiet lighthouse at the edge of a grey sea. Every night it "
       "turned its lamp toward ships it could not see, and every morning the gulls told it which "
       "boats had come home.");
-  {
-    auto f32 = Model::load(model, LoadOptions{tok});
-    for (uint64_t seed = 1; seed <= 6; ++seed) {
-      Session s(f32, SessionOptions{0, 1});
-      GenerateOptions go;
-      go.max_tokens = 120;
-      go.sampler.temperature = 1.0f;
-      go.sampler.seed = seed;
-      go.stop_at_end_of_generation = false;
-      const auto r = s.generate_ids({1}, nullptr, go);
-      calib.insert(calib.end(), r.generated_ids.begin(), r.generated_ids.end());
-    }
-  }
   const auto rows = measure(open, eval, calib, schemes, modes);
-  print("aidreams260K (dim 64: K-quant super-blocks span 4 rows; w_down stays f32)", rows,
-        eval.size());
+  print_quality("aidreams260K (dim 64: K-quant super-blocks span 4 rows; w_down stays f32)",
+                rows, eval.size(), kNote);
 }

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 export const SERVER = process.argv[2];
 export const BUILD_DIR = process.argv[3] || os.tmpdir();
@@ -199,4 +200,60 @@ export function writePeftAdapter(dir, seed, { r = 8, alpha = 16, dim = 288, ffn 
 export function rssKiB(pid) {
   const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
   return m ? Number(m[1]) : 0;
+}
+
+/// The official `openai` npm client (openai@4) for the tests that drive the server with it,
+/// installed once per build tree into BUILD_DIR/npm-openai and shared by those tests. They may
+/// run at once (ctest -j): the first takes a lock (a directory, made atomically; a lock whose
+/// owner died or that is older than the install's time limit is broken), the others wait for it;
+/// npm installs into a temporary folder that is renamed into place when complete, so no test ever
+/// imports a half-installed package. Returns { OpenAI } or { error } when npm cannot install it
+/// (no registry): the caller skips with that message.
+export async function openaiClient() {
+  const dir = path.join(BUILD_DIR, 'npm-openai');
+  const entry = path.join(dir, 'node_modules', 'openai', 'index.mjs');
+  const lock = `${dir}.lock`;
+  const limitMs = 240000;
+  const load = async () => ({ OpenAI: (await import(pathToFileURL(entry).href)).default });
+  fs.mkdirSync(BUILD_DIR, { recursive: true });
+  for (const t0 = Date.now(); !fs.existsSync(entry);) {
+    try {
+      fs.mkdirSync(lock);
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      let owner = 0, age = 0;
+      try {
+        owner = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8'));
+        age = Date.now() - fs.statSync(lock).mtimeMs;
+      } catch (e2) { /* being made or removed right now */ }
+      let alive = true;
+      try { if (owner) process.kill(owner, 0); } catch (e2) { alive = e2.code === 'EPERM'; }
+      if ((owner && !alive) || age > limitMs + 30000) {
+        fs.rmSync(lock, { recursive: true, force: true });  // stale: its owner is gone
+      } else if (Date.now() - t0 > limitMs + 60000) {
+        return { error: `another test held ${lock} for over ${(limitMs + 60000) / 1000} s` };
+      } else {
+        await sleep(200);
+      }
+      continue;
+    }
+    fs.writeFileSync(path.join(lock, 'pid'), String(process.pid));
+    const tmp = fs.mkdtempSync(`${dir}.tmp-`);
+    try {
+      if (fs.existsSync(entry)) break;  // finished by the owner of the lock before ours
+      const r = spawnSync('npm', ['install', '--prefix', tmp, '--no-audit', '--no-fund', '--silent',
+                                  '--fetch-retries=1', '--fetch-timeout=60000', 'openai@4'],
+                          { encoding: 'utf8', timeout: limitMs });
+      if (r.status !== 0 || !fs.existsSync(path.join(tmp, 'node_modules', 'openai', 'index.mjs'))) {
+        const why = (r.stderr || r.error || `exit status ${r.status}`).toString().slice(0, 300);
+        return { error: `npm could not install the openai package (no registry?): ${why}` };
+      }
+      fs.rmSync(dir, { recursive: true, force: true });  // a leftover without the package
+      fs.renameSync(tmp, dir);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(lock, { recursive: true, force: true });
+    }
+  }
+  return load();
 }

@@ -2,13 +2,18 @@
 // 4 slots and a queue of 8, a third of them disconnecting mid-stream. Passes when the server
 // never crashes, every answer is a 200 stream or the expected 503 with Retry-After, every slot is
 // free at the end, disconnects were counted as cancellations, and the resident memory after the
-// run is within 5 % of its level after the warm-up (a third of the run; 40 HTTP threads, so that every thread's stack and malloc arena
-// has been touched by then).
+// run is within 5 % of its level after the warm-up (40 HTTP threads, so that every thread's stack
+// and malloc arena has been touched by then). The warm-up is counted in work, not time: a third
+// of the run and at least 3 answered streams per client; on a loaded machine (ctest -j beside
+// other tests) that takes longer, and the run then lasts two thirds of PIQUANT_LOAD_SECONDS
+// after it, so the memory check always compares like with like. (In session 8's CI the 10 s
+// run, beside the 60 s one, had served only ~30 streams by a third of its time, and its
+// resident memory was still settling: +4.0 % against the 5 % bound.)
 import { check, deadline, finish, rssKiB, sleep, startServer, stream } from './lib.mjs';
 
 const seconds = Number(process.env.PIQUANT_LOAD_SECONDS || 10);
 const clients = 32;
-deadline(seconds + 200);
+deadline(seconds * 5 + 200);
 const srv = await startServer(['-np', '4', '-t', '1', '-c', '512', '--max-queue', '8',
                                '--threads-http', '40']);
 const U = `${srv.url}/v1/completions`;
@@ -20,11 +25,14 @@ await Promise.all([0, 1, 2, 3].map((k) => stream(U, {
   prompt: Array.from({ length: 400 }, (_, i) => 1 + ((i * 7 + k) % 500)), max_tokens: 111,
   ignore_eos: true, temperature: 0 })));
 const t0 = Date.now();
-const endAt = t0 + seconds * 1000;
+let endAt = t0 + seconds * 1000;  // moved on when the warm-up ends late (see the top)
+// (Not under a sanitizer, where the memory is not checked: there a third of the run is enough.)
+const warmStreams = process.env.PIQUANT_LOAD_SKIP_RSS ? 0 : clients * 3;
+let warmed = false;
 
 async function client(k) {
   let n = 0;
-  while (Date.now() < endAt) {
+  while (!warmed || Date.now() < endAt) {
     n++;
     const prompt = Array.from({ length: 3 + ((k * 7 + n * 13) % 40) }, (_, i) => words[(k + i * n) % words.length]).join(' ');
     const disconnect = k % 3 === 0;
@@ -50,8 +58,14 @@ async function client(k) {
 let warmRss = 0;
 const sampler = (async () => {
   const warmAt = t0 + seconds * 1000 / 3;
-  while (Date.now() < warmAt) await sleep(100);
+  const giveUp = t0 + seconds * 1000 * 4;  // a machine this slow: check anyway
+  while (Date.now() < warmAt || (stats.ok + stats.aborted < warmStreams && Date.now() < giveUp)) {
+    await sleep(100);
+  }
+  endAt = Math.max(endAt, Date.now() + seconds * 1000 * 2 / 3);
+  console.log(`warm-up: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${stats.ok + stats.aborted} streams answered`);
   warmRss = rssKiB(srv.proc.pid);
+  warmed = true;
   const curve = [];
   while (Date.now() < endAt) { curve.push(rssKiB(srv.proc.pid)); await sleep(1000); }
   console.log(`RSS every second after the warm-up (KiB): ${curve.join(' ')}`);
@@ -60,7 +74,7 @@ await Promise.all([...Array(clients).keys()].map(client));
 await sampler;
 // Let the cancelled streams' slots drain, then look.
 let health = null;
-for (let i = 0; i < 100; i++) {
+for (let i = 0; i < 400; i++) {
   health = await (await fetch(`${srv.url}/health`)).json();
   if (health.slots_idle === 4 && health.queue === 0) break;
   await sleep(50);

@@ -1,25 +1,12 @@
 // The official `openai` npm client against piquant-server: chat, completions, streaming, stop
 // strings, seed reproducibility, usage counts, tokenize / detokenize. The package is installed
-// into the build tree; without the npm registry the test is skipped with a message.
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { BUILD_DIR, check, deadline, finish, skip, startServer } from './lib.mjs';
+// once into the build tree (lib.mjs's openaiClient, shared with test_server_tools.mjs); without
+// the npm registry the test is skipped with a message.
+import { check, deadline, finish, openaiClient, skip, startServer } from './lib.mjs';
 
 deadline(380);
-const dir = path.join(BUILD_DIR, 'npm-openai');
-const entry = path.join(dir, 'node_modules', 'openai', 'index.mjs');
-if (!fs.existsSync(entry)) {
-  fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--silent',
-                                  '--fetch-retries=1', '--fetch-timeout=60000', 'openai@4'],
-                      { encoding: 'utf8', timeout: 240000 });
-  if (r.status !== 0 || !fs.existsSync(entry)) {
-    skip(`npm could not install the openai package (no registry?): ${(r.stderr || r.error || '').toString().slice(0, 300)}`);
-  }
-}
-const { default: OpenAI } = await import(pathToFileURL(entry).href);
+const { OpenAI, error } = await openaiClient();
+if (error) skip(error);
 
 const srv = await startServer(['-np', '2', '-t', '1', '-c', '512']);
 const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });

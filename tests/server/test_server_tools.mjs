@@ -5,11 +5,7 @@
 // (ChatML, <tool_call>) formats; streamed calls arrive as delta.tool_calls; response_format
 // json_object / json_schema constrain chat and completions; bad input gets 400 with OpenAI's
 // error shape. Without the npm registry the client part is skipped with a message.
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { BUILD_DIR, check, deadline, finish, post, skip, startServer } from './lib.mjs';
+import { check, deadline, finish, openaiClient, post, startServer } from './lib.mjs';
 
 deadline(380);
 
@@ -199,19 +195,11 @@ const rc = await post(url('chatml', '/v1/completions'), { prompt: 'x', tools, ma
 check(rc.status === 400 && /chat\/completions only/.test(rc.json.error.message), '400: tools on /v1/completions', rc.text);
 
 // --- the official openai client --------------------------------------------------------------
-const dir = path.join(BUILD_DIR, 'npm-openai-tools');
-const entry = path.join(dir, 'node_modules', 'openai', 'index.mjs');
-if (!fs.existsSync(entry)) {
-  fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('npm', ['install', '--prefix', dir, '--no-audit', '--no-fund', '--silent',
-                                  '--fetch-retries=1', '--fetch-timeout=60000', 'openai@4'],
-                      { encoding: 'utf8', timeout: 240000 });
-  if (r.status !== 0 || !fs.existsSync(entry)) {
-    console.log(`SKIP (client part): npm could not install the openai package (no registry?): ${(r.stderr || r.error || '').toString().slice(0, 300)}`);
-    finish();
-  }
+const { OpenAI, error } = await openaiClient();
+if (error) {
+  console.log(`SKIP (client part): ${error}`);
+  finish();
 }
-const { default: OpenAI } = await import(pathToFileURL(entry).href);
 
 await Promise.all(['llama3', 'chatml'].map(async (fmt) => {
   const client = new OpenAI({ baseURL: `${servers[fmt].url}/v1`, apiKey: 'unused', maxRetries: 0 });
