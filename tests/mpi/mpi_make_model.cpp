@@ -13,11 +13,12 @@
 #include <piquant/piquant.hpp>
 
 #include "format/piq.hpp"
-#include "gguf_from_model.hpp"
 #include "format/piq_model.hpp"
 #include "model/model_impl.hpp"
 #include "model/quantize_model.hpp"
 #include "tokenizer/tokenizer_json.hpp"
+
+#include "gguf_from_model.hpp"  // (tests/mpi)
 
 using namespace piquant;
 
