@@ -41,11 +41,8 @@ int main(int argc, char** argv) {
     mo.wire = parse_wire_type(act);
     mo.timeout_s = 120;
     auto comm = make_mpi_collective(mo);
-    std::shared_ptr<const Model> model;
-    {
-      auto full = Model::load(path);
-      model = shard_model(full, rank, n, comm);
-    }
+    // Only this rank's slice is loaded (.piq: mapped; GGUF: read and packed slice by slice).
+    const std::shared_ptr<const Model> model = load_shard(path, {}, rank, n, comm);
     const ModelConfig& c = model->config();
     Context ctx(model, ContextOptions{n_tokens + 16, 1, threads});
     const int seq = ctx.add_sequence();

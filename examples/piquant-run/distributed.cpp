@@ -84,33 +84,42 @@ std::shared_ptr<const piquant::Model> Distributed::load(
     fail_all(e.what());
   }
   mo.timeout_s = d.timeout_s;
+  // Each rank loads only its slice (lib/dist: a GGUF file through the loader's slicing hook, a
+  // .piq file mapped slice by slice): the peak resident set during the load says so.
+  const bool peak_known = piquant::reset_peak_resident();
   const size_t rss0 = piquant::resident_bytes();
-  std::shared_ptr<const piquant::Model> full;
-  try {
-    full = demo ? demo : piquant::Model::load(path, lo);
-  } catch (const piquant::Error& e) {
-    abort(e.what());  // the file matched the others': this rank alone failed (memory, I/O)
-  }
-  try {
-    piquant::check_split(full->impl(), size_);
-  } catch (const piquant::Error& e) {
-    fail_all(e.what());  // the same verdict on every rank
-  }
-  const size_t whole = full->weight_bytes();
+  size_t whole = 0;
+  std::shared_ptr<const piquant::Model> mine;
   impl_->comm = piquant::make_mpi_collective(mo);
-  auto mine = piquant::shard_model(full, rank_, size_, impl_->comm);
-  full.reset();
+  try {
+    mine = demo ? piquant::shard_model(demo, rank_, size_, impl_->comm)
+                : piquant::load_shard(path, lo, rank_, size_, impl_->comm, &whole);
+    if (demo) whole = demo->weight_bytes();
+  } catch (const piquant::Error& e) {
+    // A split that cannot work: the same verdict on every rank (same file, same N). Anything
+    // else after the files matched: this rank alone failed (memory, I/O).
+    if (e.code() == piquant::ErrorCode::kInvalidArgument) fail_all(e.what());
+    abort(e.what());
+  }
   const size_t rss1 = piquant::resident_bytes();
+  const size_t peak = peak_known ? piquant::peak_resident_bytes() : 0;
   const piquant::ShardInfo& s = *mine->impl().shard;
-  char line[512];
+  char peak_buf[32] = "unknown";
+  if (peak_known) {
+    std::snprintf(peak_buf, sizeof peak_buf, "%.2f MiB",
+                  (peak > rss0 ? peak - rss0 : 0) / 1048576.0);
+  }
+  const std::string peak_text = peak_buf;
+  char line[640];
   std::snprintf(line, sizeof line,
                 "piquant-run: rank %d/%d: its slice holds %.2f MiB of weights (whole model "
                 "%.2f MiB, 1/%d = %.2f MiB) | heads %d kv %d ffn %d vocab [%d, %d) | process "
-                "resident grew %.2f MiB | activations on the wire: %s\n",
+                "resident grew %.2f MiB (peak during the load: +%s) | activations on the "
+                "wire: %s\n",
                 rank_, size_, mine->weight_bytes() / 1048576.0, whole / 1048576.0, size_,
                 whole / 1048576.0 / size_, s.n_heads, s.n_kv_heads, s.hidden_dim,
                 s.vocab0, s.vocab1, (rss1 > rss0 ? rss1 - rss0 : 0) / 1048576.0,
-                piquant::to_string(mo.wire));
+                peak_text.c_str(), piquant::to_string(mo.wire));
   // Rank order on stderr: each rank prints after the one before it (a barrier per rank).
   for (int r = 0; r < size_; ++r) {
     if (r == rank_) {

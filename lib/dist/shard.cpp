@@ -16,6 +16,11 @@
 #include "common/aligned.hpp"
 #include "common/pack.hpp"
 #include "dist/collective.hpp"
+#include "dist/load_slicer.hpp"
+#include "format/gguf.hpp"
+#include "format/gguf_model.hpp"
+#include "format/mapped_file.hpp"
+#include "model/quantize_model.hpp"
 #include "piquant/error.hpp"
 
 namespace piquant {
@@ -169,6 +174,26 @@ class ViewMapper {
   }
   bool active() const { return fd_ >= 0; }
 
+  /// Reads t's bytes from the file into dst with pread, so that no page of the file is mapped
+  /// into the process for them (a fault in the file's mapping can map a whole 2 MiB folio of
+  /// the page cache: the neighbours' bytes). False when t is not in the file's mapping.
+  bool read(const Tensor& t, uint8_t* dst) const {
+    if (t.empty() || fd_ < 0) return false;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(t.data);
+    for (const Range& r : maps_) {
+      if (a < r.lo || a + t.bytes() > r.hi) continue;
+      size_t done = 0, off = r.off + (a - r.lo);
+      while (done < t.bytes()) {
+        const ssize_t got =
+            ::pread(fd_, dst + done, t.bytes() - done, static_cast<off_t>(off + done));
+        if (got <= 0) return false;
+        done += static_cast<size_t>(got);
+      }
+      return true;
+    }
+    return false;
+  }
+
  private:
   struct Range {
     uintptr_t lo, hi, off;
@@ -223,6 +248,20 @@ namespace {
 // Bytes copied by the calls below, for shard_model's count: per thread, so two models sharded
 // at once on different threads do not mix their counts.
 thread_local size_t g_copied = 0;
+}  // namespace
+
+namespace {
+// A copy of t's bytes (a small tensor of the file: read with pread where it can).
+Tensor copy_from(const ViewMapper& mapper, const Tensor& t,
+                 std::vector<std::shared_ptr<const void>>& storage) {
+  if (t.empty()) return t;
+  auto buf = new_buffer(t.bytes(), storage);
+  if (!mapper.read(t, buf->data())) std::memcpy(buf->data(), t.data, t.bytes());
+  g_copied += t.bytes();
+  Tensor s = t;
+  s.data = buf->data();
+  return s;
+}
 }  // namespace
 
 Tensor copy_tensor(const Tensor& t, std::vector<std::shared_ptr<const void>>& storage) {
@@ -310,7 +349,7 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
   auto& st = m->storage;
   auto keep = [&](const Tensor& t) {
     if (t.empty()) return t;
-    return mapped && t.bytes() >= 65536 ? mapper.map(t, st) : copy_tensor(t, st);
+    return mapped && t.bytes() >= 65536 ? mapper.map(t, st) : copy_from(mapper, t, st);
   };
   auto rows = [&](const Tensor& t, int64_t r0, int64_t r1) {
     if (t.empty()) return t;
@@ -367,6 +406,232 @@ std::shared_ptr<const Model> shard_model(const std::shared_ptr<const Model>& ful
   return std::make_shared<const Model>(shard_model(full->impl(), rank, n, std::move(comm)));
 }
 
+namespace {
+
+// This rank's heads, hidden columns and classifier rows.
+ShardInfo shard_info(const ModelConfig& c, int rank, int n) {
+  ShardInfo s;
+  s.rank = rank;
+  s.n_ranks = n;
+  s.n_heads = c.n_heads / n;
+  s.n_kv_heads = c.n_kv_heads / n;
+  s.hidden_dim = c.hidden_dim / n;
+  std::tie(s.vocab0, s.vocab1) = vocab_range(c.vocab_size, rank, n);
+  return s;
+}
+
+// The GGUF loader's hook (load_slicer.hpp): rank r's rows and columns of each tensor, by its
+// GGUF name, as shard_model slices a whole model.
+class GgufSlicer final : public LoadSlicer {
+ public:
+  GgufSlicer(std::string path, const ModelConfig& c, int rank, int n,
+             std::shared_ptr<Collective> comm)
+      : path_(std::move(path)), s_(shard_info(c, rank, n)), comm_(std::move(comm)) {
+    const int64_t hd = c.head_dim;
+    q0_ = int64_t{rank} * s_.n_heads * hd;
+    q1_ = q0_ + int64_t{s_.n_heads} * hd;
+    kv0_ = int64_t{rank} * s_.n_kv_heads * hd;
+    kv1_ = kv0_ + int64_t{s_.n_kv_heads} * hd;
+    h0_ = int64_t{rank} * s_.hidden_dim;
+    h1_ = h0_ + s_.hidden_dim;
+  }
+
+  RawTensor slice(const std::string& name, bool embedding, const RawTensor& whole) override {
+    // The tensors before this one are done (packed, or used in place and faulting back in when
+    // read): give back every page of the file mapped so far. Reading a slice maps whole large
+    // folios of the page cache (up to 2 MiB), the neighbours' bytes with it, which the loader's
+    // release of the slice's own pages leaves mapped.
+    if (lo_ < hi_) release_file_pages(lo_, static_cast<size_t>(hi_ - lo_));
+    if (!whole.owner && whole.data != nullptr) {  // the file's bytes: where its mapping is
+      lo_ = std::min(lo_, whole.data);
+      hi_ = std::max(hi_, whole.data + whole.bytes());
+    }
+    if (name == "token_embd.weight") {
+      return embedding ? whole : rows(name, whole, s_.vocab0, s_.vocab1);  // tied classifier
+    }
+    if (name == "output.weight") return rows(name, whole, s_.vocab0, s_.vocab1);
+    if (name.rfind("blk.", 0) != 0) return whole;
+    const size_t dot = name.find('.', 4);
+    const std::string role = dot == std::string::npos ? "" : name.substr(dot + 1);
+    if (role == "attn_q.weight") return rows(name, whole, q0_, q1_);
+    if (role == "attn_k.weight" || role == "attn_v.weight") return rows(name, whole, kv0_, kv1_);
+    if (role == "attn_output.weight") return cols(name, whole, q0_, q1_);
+    if (role == "ffn_gate.weight" || role == "ffn_up.weight") return rows(name, whole, h0_, h1_);
+    if (role == "ffn_down.weight") return cols(name, whole, h0_, h1_);
+    if (role == "attn_q.bias") return cols(name, whole, q0_, q1_);
+    if (role == "attn_k.bias" || role == "attn_v.bias") return cols(name, whole, kv0_, kv1_);
+    return whole;  // norms, rope_freqs: whole on every rank
+  }
+
+  // Tensors still in the file's mapping (f32 / f16 weights used in place, the embedding, norms)
+  // move to mappings of their own bytes (big ones) or copies (small ones), as shard_model does
+  // for a .piq file; then every page of the whole file's mapping is released, so that what the
+  // rank holds is its slice: the loader's packed copies plus those pages.
+  void finish(Model::Impl& m) override {
+    const ViewMapper mapper(lo_ < hi_ ? path_ : std::string());
+    auto& st = m.storage;
+    size_t copied = 0;
+    auto fix = [&](Tensor& t) {
+      if (t.empty()) return;
+      const auto* p = static_cast<const uint8_t*>(t.data);
+      if (p < lo_ || p >= hi_) {
+        copied += t.bytes();  // the loader's own (packed, widened, a column copy)
+      } else if (mapper.active() && t.bytes() >= 65536) {
+        t = mapper.map(t, st);
+      } else {
+        t = copy_from(mapper, t, st);
+        copied += t.bytes();
+      }
+    };
+    fix(m.tok_embd);
+    fix(m.output_norm);
+    fix(m.output);  // (a tied f32 classifier: its rows of the embedding, mapped on their own)
+    for (LayerWeights& l : m.layers) {
+      for (Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.q_norm,
+                        &l.k_norm, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) {
+        fix(*t);
+      }
+    }
+    if (lo_ < hi_) release_file_pages(lo_, static_cast<size_t>(hi_ - lo_));
+    ShardInfo s = s_;
+    s.copied_bytes = copied;
+    if (mapper.active()) s.file = path_;
+    m.shard = s;
+    m.comm = comm_;
+  }
+
+ private:
+  RawTensor rows(const std::string& name, const RawTensor& t, int64_t r0, int64_t r1) const {
+    if (r0 < 0 || r1 > t.rows || r0 >= r1) {
+      throw Error(ErrorCode::kInternal, name + ": bad row slice [" + std::to_string(r0) + ", " +
+                                            std::to_string(r1) + ") of " + std::to_string(t.rows));
+    }
+    RawTensor s = t;
+    s.data = t.data + static_cast<size_t>(r0) * t.row_bytes();
+    s.rows = r1 - r0;
+    return s;
+  }
+  RawTensor cols(const std::string& name, const RawTensor& t, int64_t c0, int64_t c1) const {
+    const auto bv = static_cast<int64_t>(t.block_values);
+    if (c0 < 0 || c1 > t.cols || c0 >= c1) {
+      throw Error(ErrorCode::kInternal, name + ": bad column slice [" + std::to_string(c0) +
+                                            ", " + std::to_string(c1) + ")");
+    }
+    if (c0 % bv != 0 || c1 % bv != 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  path_ + ": " + std::to_string(s_.n_ranks) + " ranks cannot split tensor " +
+                      name + ": a rank's columns [" + std::to_string(c0) + ", " +
+                      std::to_string(c1) + ") are not whole " + std::to_string(bv) +
+                      "-value blocks of its GGUF type (convert the file to .piq, or use another "
+                      "number of ranks)");
+    }
+    RawTensor s = t;
+    s.cols = c1 - c0;
+    const size_t run = s.row_bytes(), stride = t.row_bytes();
+    const size_t off = static_cast<size_t>(c0) / t.block_values * t.block_bytes;
+    auto buf = std::make_shared<k::AlignedBytes>(std::max<size_t>(s.bytes(), 1));
+    for (int64_t r = 0; r < t.rows; ++r) {
+      std::memcpy(buf->data() + static_cast<size_t>(r) * run,
+                  t.data + static_cast<size_t>(r) * stride + off, run);
+    }
+    // The source rows' file pages: read once, not needed again.
+    if (!t.owner) release_file_pages(t.data, t.bytes());
+    s.data = buf->data();
+    s.owner = buf;
+    return s;
+  }
+
+  std::string path_;
+  ShardInfo s_;
+  std::shared_ptr<Collective> comm_;
+  int64_t q0_, q1_, kv0_, kv1_, h0_, h1_;
+  const uint8_t* lo_ = reinterpret_cast<const uint8_t*>(UINTPTR_MAX);
+  const uint8_t* hi_ = nullptr;
+};
+
+// A model with the shapes and weight types a GGUF file's load would give, without data: enough
+// for check_split and Model::weight_bytes before anything is read.
+std::unique_ptr<Model::Impl> gguf_skeleton(const GgufFile& f) {
+  auto m = std::make_unique<Model::Impl>();
+  const GgufModelInfo info = read_gguf_model_info(f);
+  m->config = info.config;
+  const ModelConfig& c = m->config;
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    Tensor t;
+    t.name = name;
+    t.rows = rows;
+    t.cols = cols;
+    bool converted = false;
+    const GgufTensorInfo* ti = f.find_tensor(name);
+    const char* type = ti ? gguf_piquant_type(ti->type, &converted) : nullptr;
+    t.type = type ? parse_dtype(type) : DType::kF32;  // (missing / refused: the load says so)
+    t.layout = is_quantized(t.type) ? TensorLayout::kPacked : TensorLayout::kRows;
+    return t;
+  };
+  auto vec = [&](int64_t n) {
+    Tensor t;
+    t.rows = 1;
+    t.cols = n;
+    return t;
+  };
+  const int64_t d = c.dim, h = c.hidden_dim, hd = c.head_dim;
+  const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
+  m->output_norm = vec(d);
+  m->output = matrix(c.tied_classifier ? "token_embd.weight" : "output.weight", c.vocab_size, d);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    LayerWeights w;
+    w.attn_norm = vec(d);
+    w.ffn_norm = vec(d);
+    w.wq = matrix(b + "attn_q.weight", q, d);
+    w.wk = matrix(b + "attn_k.weight", kv, d);
+    w.wv = matrix(b + "attn_v.weight", kv, d);
+    w.wo = matrix(b + "attn_output.weight", d, q);
+    w.w_gate = matrix(b + "ffn_gate.weight", h, d);
+    w.w_up = matrix(b + "ffn_up.weight", h, d);
+    w.w_down = matrix(b + "ffn_down.weight", d, h);
+    m->layers.push_back(std::move(w));
+  }
+  return m;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> load_shard(const std::string& path, const LoadOptions& options,
+                                        int rank, int n, std::shared_ptr<Collective> comm,
+                                        size_t* whole_bytes) {
+  if (rank < 0 || rank >= n) {
+    throw Error(ErrorCode::kInvalidArgument, "rank " + std::to_string(rank) + " not in [0, " +
+                                                 std::to_string(n) + ")");
+  }
+  bool gguf = false;
+  {
+    const MappedFile file(path);
+    gguf = GgufFile::has_magic(file.data(), file.size());
+  }
+  if (!gguf) {
+    auto full = Model::load(path, options);
+    check_split(full->impl(), n);
+    if (whole_bytes) *whole_bytes = full->weight_bytes();
+    return shard_model(full, rank, n, std::move(comm));
+  }
+  ModelConfig config;
+  {
+    const GgufFile f(path);
+    const Model skeleton(gguf_skeleton(f));
+    check_split(skeleton.impl(), n);
+    if (whole_bytes) *whole_bytes = skeleton.weight_bytes();
+    config = skeleton.config();
+  }
+  if (n > 1 && comm == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument, "a model split across ranks needs a Collective");
+  }
+  GgufSlicer slicer(path, config, rank, n, std::move(comm));
+  auto m = load_model(path, options, &slicer);
+  if (!m->impl().shard) throw Error(ErrorCode::kInternal, path + ": the GGUF loader did not slice");
+  return m;
+}
+
 std::string file_fingerprint(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw Error(ErrorCode::kIo, path + ": cannot open");
@@ -399,6 +664,28 @@ size_t resident_bytes() {
   if (f >> total >> res) return res * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 #endif
   return 0;
+}
+
+size_t peak_resident_bytes() {
+#ifdef __linux__
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoul(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+#endif
+  return 0;
+}
+
+bool reset_peak_resident() {
+#ifdef __linux__
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
+#else
+  return false;
+#endif
 }
 
 size_t mapped_resident_bytes(const std::string& path) {

@@ -48,12 +48,28 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
 std::shared_ptr<const Model> shard_model(const std::shared_ptr<const Model>& full, int rank, int n,
                                          std::shared_ptr<Collective> comm);
 
+/// Rank `rank`'s slice of the model file at `path`, loaded so that the rank never holds much more
+/// than its slice: a GGUF file through a LoadSlicer (lib/dist/load_slicer.hpp: the loader reads,
+/// dequantizes and packs only the slice's rows and columns of each tensor), any other format
+/// whole and then shard_model (a .piq file maps only the slice's pages of the file). The split
+/// is checked first (check_split, from the file's metadata alone for a GGUF file: Error
+/// (kInvalidArgument) naming the numbers of ranks that can). `whole_bytes` (optional) receives
+/// the whole model's Model::weight_bytes, what one process would hold.
+std::shared_ptr<const Model> load_shard(const std::string& path, const LoadOptions& options,
+                                        int rank, int n, std::shared_ptr<Collective> comm,
+                                        size_t* whole_bytes = nullptr);
+
 /// A fingerprint of a model file the ranks compare at start: its size, and an FNV-1a hash of its
 /// first 64 KiB (the header) and of 64 samples of 4 KiB spread over the rest (tensor data).
 std::string file_fingerprint(const std::string& path);
 
 /// Resident set size of this process in bytes (/proc/self/statm), 0 where unknown.
 size_t resident_bytes();
+/// The peak resident set size of this process in bytes (VmHWM in /proc/self/status), 0 where
+/// unknown; reset_peak_resident() sets it to the current resident size (Linux 4.0+: writes 5 to
+/// /proc/self/clear_refs) and says whether it could.
+size_t peak_resident_bytes();
+bool reset_peak_resident();
 /// Bytes of `path` this process has resident through its mappings of the file (the Rss of those
 /// mappings in /proc/self/smaps; pages shared with other processes count in each): with
 /// ShardInfo::copied_bytes, the weight memory a rank really holds. 0 where unknown.

@@ -17,6 +17,7 @@
 
 #include "common/fp16.hpp"
 #include "common/pack.hpp"
+#include "dist/load_slicer.hpp"
 #include "format/kquants.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"
@@ -65,8 +66,8 @@ constexpr ArchInfo kArchs[] = {
 
 class Loader {
  public:
-  Loader(std::shared_ptr<const GgufFile> f, Model::Impl& m)
-      : f_(std::move(f)), m_(m), arena_(m.storage) {}
+  Loader(std::shared_ptr<const GgufFile> f, Model::Impl& m, LoadSlicer* slicer)
+      : f_(std::move(f)), m_(m), arena_(m.storage), slicer_(slicer) {}
 
   const GgufTensorInfo* find(const std::string& name) const { return f_->find_tensor(name); }
 
@@ -77,19 +78,24 @@ class Loader {
     check_shape(*t, rows, cols);
     Tensor out;
     out.name = name;
+    const uint8_t* data = f_->tensor_data(*t);
+    size_t n_bytes = t->n_bytes;
+    std::shared_ptr<const void> owner;  // a slice's copy (tensor parallelism: a LoadSlicer)
+    if (slicer_ != nullptr) slice(*t, embedding, data, rows, cols, n_bytes, owner);
     out.rows = rows;
     out.cols = cols;
-    const uint8_t* data = f_->tensor_data(*t);
     const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
     switch (static_cast<GgmlType>(t->type)) {
       case GgmlType::kF32:
         out.type = DType::kF32;
         out.data = data;
+        if (owner) m_.storage.push_back(owner);
         return out;
       case GgmlType::kF16:
         out.type = DType::kF16;
         out.data = data;
         if (c % 32 != 0) return widen(out, t->type, data);
+        if (owner) m_.storage.push_back(owner);
         return out;
       case GgmlType::kBF16: return widen(out, t->type, data);
       case GgmlType::kQ8_K:     // 8-bit with f32 scales: q8 is as precise
@@ -99,7 +105,7 @@ class Loader {
       case GgmlType::kIQ4_XS: {
         std::vector<float> f(r * c);
         dequantize_kquant(t->type, data, f.data(), f.size());
-        release_file_pages(data, t->n_bytes);
+        release_file_pages(data, n_bytes);
         const DType to = t->type == uint32_t(GgmlType::kQ8_K) ? DType::kQ8 : DType::kQ4M;
         note_conversion(t->type, to);
         std::vector<uint8_t> rows_q(r * kernels::row_bytes(to_weight_type(to), c));
@@ -109,7 +115,10 @@ class Loader {
       }
       default: {
         DType native;
-        if (native_block_type(t->type, &native)) return quantized(out, native, data, embedding);
+        if (native_block_type(t->type, &native)) {
+          if (owner && embedding) m_.storage.push_back(owner);
+          return quantized(out, native, data, embedding);
+        }
         const GgmlTypeInfo* info = ggml_type_info(t->type);
         throw Error(ErrorCode::kUnsupported,
                     f_->source() + ": tensor " + name + " has unsupported tensor type " +
@@ -134,11 +143,16 @@ class Loader {
                                           dims_string(*t) + ", expected [" + std::to_string(n) +
                                           "]");
     }
+    const uint8_t* data = f_->tensor_data(*t);
+    int64_t rows = 1;
+    size_t n_bytes = t->n_bytes;
+    std::shared_ptr<const void> owner;
+    if (slicer_ != nullptr) slice(*t, false, data, rows, n, n_bytes, owner);
     out.rows = 1;
     out.cols = n;
-    const uint8_t* data = f_->tensor_data(*t);
     if (t->type == uint32_t(GgmlType::kF32)) {
       out.data = data;
+      if (owner) m_.storage.push_back(owner);
       return out;
     }
     if (t->type == uint32_t(GgmlType::kF16) || t->type == uint32_t(GgmlType::kBF16)) {
@@ -272,10 +286,31 @@ class Loader {
 
   void note_conversion(uint32_t from, DType to) { ++conversions_[{from, to}]; }
 
+  // The part of tensor t this process keeps (slicer_): data, rows, cols, n_bytes become the
+  // slice's; owner holds a copy's bytes.
+  void slice(const GgufTensorInfo& t, bool embedding, const uint8_t*& data, int64_t& rows,
+             int64_t& cols, size_t& n_bytes, std::shared_ptr<const void>& owner) {
+    const GgmlTypeInfo* info = ggml_type_info(t.type);
+    if (info == nullptr) return;  // refused below, naming the type
+    RawTensor whole;
+    whole.data = data;
+    whole.rows = rows;
+    whole.cols = cols;
+    whole.block_values = info->block_size;
+    whole.block_bytes = info->type_size;
+    const RawTensor s = slicer_->slice(t.name, embedding, whole);
+    data = s.data;
+    rows = s.rows;
+    cols = s.cols;
+    n_bytes = s.bytes();
+    owner = s.owner;
+  }
+
   std::shared_ptr<const GgufFile> f_;
   Model::Impl& m_;
   std::map<std::pair<uint32_t, DType>, int> conversions_;
   WeightArena arena_;  // packed tensors
+  LoadSlicer* slicer_;
 };
 
 }  // namespace
@@ -356,7 +391,8 @@ GgufModelInfo read_gguf_model_info(const GgufFile& f) {
   return out;
 }
 
-std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file) {
+std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file,
+                                             LoadSlicer* slicer) {
   const GgufFile& f = *file;
   const std::string& src = f.source();
   GgufModelInfo info = read_gguf_model_info(f);
@@ -365,7 +401,7 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
   m->rope_layout = info.rope_layout;
   m->config = info.config;
   const ModelConfig& c = m->config;
-  Loader L(file, *m);
+  Loader L(file, *m, slicer);
   const int64_t d = c.dim, h = c.hidden_dim, hd = c.head_dim;
   const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
   m->tok_embd = L.matrix("token_embd.weight", c.vocab_size, d, /*embedding=*/true);
@@ -408,6 +444,7 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
   m->chat_template = f.get_string("tokenizer.chat_template", "");
   m->notices = L.notices();
   m->storage.push_back(file);
+  if (slicer != nullptr) slicer->finish(*m);
   finish_model(*m, freqs.empty() ? nullptr : freqs.f32());
   return m;
 }

@@ -7,6 +7,8 @@
 
 namespace piquant {
 
+class LoadSlicer;
+
 /// What a GGUF file's metadata says about the model (no tensor data is read): the config
 /// (vocab_size from token_embd.weight's shape) and how its Q/K rows are laid out for RoPE.
 /// Same errors as load_gguf_model for unknown architectures and bad metadata.
@@ -24,7 +26,9 @@ const char* gguf_piquant_type(uint32_t ggml_type, bool* converted);
 
 /// Builds a model from an open GGUF file (architectures llama, qwen2, qwen3, exaone). Throws
 /// Error(kUnsupported) for other architectures or tensor types, Error(kFormat) naming the key
-/// or tensor for missing or inconsistent data.
-std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file);
+/// or tensor for missing or inconsistent data. With a `slicer` (tensor parallelism,
+/// lib/dist/load_slicer.hpp) only the slice of each tensor it returns is read and kept.
+std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> file,
+                                             LoadSlicer* slicer = nullptr);
 
 }  // namespace piquant

@@ -49,8 +49,13 @@ void validate_config(const ModelConfig& c, const std::string& src) {
 
 void finish_model(Model::Impl& m, const float* freq_factors) {
   const ModelConfig& c = m.config;
-  const int64_t d = c.dim, h = c.hidden_dim, hd = c.head_dim;
-  const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
+  const int64_t d = c.dim, hd = c.head_dim;
+  // A rank's slice of a model split across ranks (loaded through a LoadSlicer) holds its rows /
+  // columns only.
+  const ShardInfo* sh = m.shard ? &*m.shard : nullptr;
+  const int64_t h = sh ? sh->hidden_dim : c.hidden_dim;
+  const int64_t q = int64_t{sh ? sh->n_heads : c.n_heads} * hd;
+  const int64_t kv = int64_t{sh ? sh->n_kv_heads : c.n_kv_heads} * hd;
   auto check = [&](const Tensor& t, int64_t rows, int64_t cols, bool optional = false) {
     if (t.empty()) {
       if (optional) return;
@@ -69,7 +74,7 @@ void finish_model(Model::Impl& m, const float* freq_factors) {
   };
   check(m.tok_embd, c.vocab_size, d);
   check(m.output_norm, 1, d);
-  check(m.output, c.vocab_size, d);
+  check(m.output, sh ? sh->vocab1 - sh->vocab0 : c.vocab_size, d);
   if (static_cast<int>(m.layers.size()) != c.n_layers) {
     throw Error(ErrorCode::kInternal, m.source + ": layer count does not match the config");
   }
@@ -129,14 +134,19 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
+  return load_model(path, options, nullptr);
+}
+
+std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options,
+                                        LoadSlicer* slicer) {
   auto file = std::make_shared<const MappedFile>(path);
-  std::unique_ptr<Impl> impl;
+  std::unique_ptr<Model::Impl> impl;
   // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
   // checkpoint (which has none), whose loader then names the header field that is wrong.
   if (piq_has_magic(file->data(), file->size())) {
     impl = load_piq_model(std::make_shared<const PiqFile>(path));
   } else if (GgufFile::has_magic(file->data(), file->size())) {
-    impl = load_gguf_model(std::make_shared<const GgufFile>(path));
+    impl = load_gguf_model(std::make_shared<const GgufFile>(path), slicer);
   } else if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
                                         " bytes is too small to be a model");

@@ -76,6 +76,13 @@ void validate_config(const ModelConfig& c, const std::string& source);
 /// per-pair divisors, head_dim / 2 of them).
 void finish_model(Model::Impl& m, const float* freq_factors = nullptr);
 
+class LoadSlicer;
+/// Model::load, with a `slicer` (tensor parallelism, lib/dist/load_slicer.hpp) that GGUF files
+/// are read through: only a rank's slice of each tensor is loaded, and the model returned has
+/// its `shard` set. Other formats ignore it (the model returned is whole: `shard` unset).
+std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options,
+                                        LoadSlicer* slicer);
+
 /// True when every weight is f32 (the model can run through the plain reference forward).
 bool all_f32(const Model::Impl& m);
 

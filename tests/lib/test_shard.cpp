@@ -3,11 +3,13 @@
 // one). Checks the split itself in every build (the mpirun tests in tests/mpi need
 // -DPIQUANT_MPI=ON): N = 2, 3, 4 against the whole model (f32: logits within 1e-4 relative;
 // q4: the same greedy ids), with a LoRA adapter; the refusal naming the Ns that work; row and
-// column slices of packed tensors against the unpacked rows.
+// column slices of packed tensors against the unpacked rows; a GGUF file loaded slice by slice
+// (load_shard: the loader's slicing hook) holds the same bytes as the whole model's slices.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "model/linear.hpp"
 #include "model/quantize_model.hpp"
 #include "test_util.hpp"
+#include "../mpi/gguf_from_model.hpp"
 
 using namespace piquant;
 
@@ -258,5 +261,96 @@ TEST_CASE("row and column slices of packed weights hold the right blocks", "[sha
     }
     CHECK_THROWS(copy_cols(full, 16, 160, storage));  // not a block boundary
     CHECK_THROWS(slice_rows(full, 2, 20));            // not a row-group boundary
+  }
+}
+
+namespace {
+// Every tensor of two slices: same shape, type, layout and bytes.
+void check_same_slice(const Model::Impl& a, const Model::Impl& b) {
+  REQUIRE(a.shard.has_value());
+  REQUIRE(b.shard.has_value());
+  CHECK(a.shard->n_heads == b.shard->n_heads);
+  CHECK(a.shard->hidden_dim == b.shard->hidden_dim);
+  CHECK(a.shard->vocab0 == b.shard->vocab0);
+  CHECK(a.shard->vocab1 == b.shard->vocab1);
+  auto same = [](const Tensor& x, const Tensor& y, const std::string& what) {
+    INFO(what);
+    REQUIRE(x.empty() == y.empty());
+    if (x.empty()) return;
+    CHECK(x.rows == y.rows);
+    CHECK(x.cols == y.cols);
+    CHECK(x.type == y.type);
+    CHECK(x.layout == y.layout);
+    REQUIRE(x.bytes() == y.bytes());
+    CHECK(std::memcmp(x.data, y.data, x.bytes()) == 0);
+  };
+  same(a.tok_embd, b.tok_embd, "tok_embd");
+  same(a.output_norm, b.output_norm, "output_norm");
+  same(a.output, b.output, "output");
+  REQUIRE(a.layers.size() == b.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const LayerWeights &x = a.layers[l], &y = b.layers[l];
+    const std::string p = "layer " + std::to_string(l) + " ";
+    same(x.attn_norm, y.attn_norm, p + "attn_norm");
+    same(x.wq, y.wq, p + "wq");
+    same(x.wk, y.wk, p + "wk");
+    same(x.wv, y.wv, p + "wv");
+    same(x.wo, y.wo, p + "wo");
+    same(x.ffn_norm, y.ffn_norm, p + "ffn_norm");
+    same(x.w_gate, y.w_gate, p + "w_gate");
+    same(x.w_up, y.w_up, p + "w_up");
+    same(x.w_down, y.w_down, p + "w_down");
+  }
+}
+}  // namespace
+
+TEST_CASE("a GGUF file loaded slice by slice holds the whole model's slices", "[shard][gguf]") {
+  test::TempDir dir;
+  struct Case {
+    GgmlType type;
+    int dim, hidden, heads, kv, hd;
+    std::vector<int> ns;  // the splits that work
+  };
+  // Q4_0 / F32: 32-value blocks; Q4_K: 256-value super-blocks, so only N = 2 splits this shape.
+  const Case cases[] = {{GgmlType::kQ4_0, 384, 768, 24, 12, 16, {2, 3, 4}},
+                        {GgmlType::kF32, 384, 768, 24, 12, 16, {2, 3}},
+                        {GgmlType::kQ4_K, 512, 1024, 8, 4, 64, {2}}};
+  for (const Case& k : cases) {
+    SyntheticModelOptions so;
+    so.seed = 3;
+    so.demo_text = true;
+    ModelConfig& c = so.config;
+    c.dim = k.dim;
+    c.hidden_dim = k.hidden;
+    c.n_layers = 2;
+    c.n_heads = k.heads;
+    c.n_kv_heads = k.kv;
+    c.head_dim = k.hd;
+    c.vocab_size = 512;
+    c.max_seq_len = 64;
+    const std::string path = dir.file("m" + std::to_string(int(k.type)) + ".gguf");
+    write_gguf_model(Model::synthetic(so)->impl(), k.type, path);
+    const auto full = Model::load(path);
+    for (int n : k.ns) {
+      Group g(n);
+      for (int r = 0; r < n; ++r) {
+        INFO("ggml type " << int(k.type) << " N=" << n << " rank " << r);
+        auto comm = std::make_shared<LocalCollective>(g, r);
+        size_t whole = 0;
+        const auto a = shard_model(full, r, n, comm);
+        const auto b = load_shard(path, {}, r, n, comm, &whole);
+        CHECK(whole == full->weight_bytes());
+        check_same_slice(a->impl(), b->impl());
+        CHECK(b->impl().comm == comm);
+      }
+    }
+    if (k.type == GgmlType::kQ4_K) {
+      // Refused from the metadata, before any tensor is read, naming the Ns that work.
+      Group g(4);
+      CHECK_THROWS_WITH(load_shard(path, {}, 0, 4, std::make_shared<LocalCollective>(g, 0)),
+                        Catch::Contains("4 ranks cannot split this model") &&
+                            Catch::Contains("256-value blocks of q4_k") &&
+                            Catch::Contains("numbers of ranks that can: 1, 2"));
+    }
   }
 }

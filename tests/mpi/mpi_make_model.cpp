@@ -2,6 +2,8 @@
 // demo tokenizer), for the piquant-run tests under mpirun: the memory check (each rank maps the
 // file and touches only its slice) and the fault tests (a different file on one rank).
 //   mpi_make_model OUT.piq TYPE(f32|q8|q4) SEED [big]
+//   mpi_make_model OUT.gguf TYPE(f32|q8|q4|q4_k|q6_k) SEED [big]   (row-major blocks, as
+//                                                                   llama.cpp writes them)
 // (big: dim 1024, FFN 4096, 8 layers: 72 MiB of q4 weights, for the resident-memory check;
 //  bench: TinyLlama-1.1B's widths, 8 of its 22 layers, vocab 32000: for bench/bench_mpi)
 #include <cstdio>
@@ -16,11 +18,13 @@
 #include "model/quantize_model.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 
+#include "gguf_from_model.hpp"  // (tests/mpi)
+
 using namespace piquant;
 
 int main(int argc, char** argv) {
   if (argc != 4 && argc != 5) {
-    std::fprintf(stderr, "usage: mpi_make_model OUT.piq f32|q8|q4 SEED [big]\n");
+    std::fprintf(stderr, "usage: mpi_make_model OUT.piq|OUT.gguf f32|q8|q4|q4_k|q6_k SEED [big]\n");
     return 2;
   }
   try {
@@ -56,7 +60,18 @@ int main(int argc, char** argv) {
       c.max_seq_len = 512;
     }
     auto m = Model::synthetic(so);
-    const std::string type = argv[2];
+    const std::string type = argv[2], out = argv[1];
+    if (out.size() > 5 && out.compare(out.size() - 5, 5, ".gguf") == 0) {
+      const GgmlType g = type == "q4"     ? GgmlType::kQ4_0
+                         : type == "q8"   ? GgmlType::kQ8_0
+                         : type == "q4_k" ? GgmlType::kQ4_K
+                         : type == "q6_k" ? GgmlType::kQ6_K
+                         : type == "f32"  ? GgmlType::kF32
+                                          : throw Error(ErrorCode::kInvalidArgument,
+                                                        "GGUF type " + type + "?");
+      write_gguf_model(m->impl(), g, out);
+      return 0;
+    }
     if (type != "f32") {
       QuantizeModelOptions q;
       q.type = parse_dtype(type);

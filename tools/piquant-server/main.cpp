@@ -109,6 +109,18 @@ Args parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Tensor parallelism (docs/distributed.md) reaches piquant-run and bench_mpi so far: under
+  // mpirun with several ranks, say so once (rank 0) instead of starting N separate servers.
+  if (const char* size = std::getenv("OMPI_COMM_WORLD_SIZE"); size && std::atoi(size) > 1) {
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (rank == nullptr || std::atoi(rank) == 0) {
+      std::fprintf(stderr, "piquant-server: error: piquant-server does not run under MPI yet "
+                           "(%s ranks): run one piquant-server per model, or split a model "
+                           "across machines with mpirun piquant-run (docs/distributed.md)\n",
+                   size);
+    }
+    return 1;
+  }
   const Args a = parse(argc, argv);
   // SIGINT / SIGTERM are taken by one thread (sigwait) that stops the server cleanly; every
   // thread started from here on inherits the blocked mask. A closed client socket must not kill
