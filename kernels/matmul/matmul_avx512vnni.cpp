@@ -353,82 +353,99 @@ inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_
   panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
 }
 
-// The small-batch path (a decode step of a few sequences, fewer than kSmallN tokens): one
-// token tile over the whole K, each block's panel built in registers and used by the NT tokens
-// at once, no Panel store and reload, no chunk partial sums through dst. The per-token sequence
-// is panel_tokens' (one accumulator, blocks in order), so the bits are the GEMM's and GEMV's.
-// Against the stored panels it saves the 9 zmm stores and reloads per block and the chunk
-// loop: bench_matmul 5632x2048 on Zen 4, 1 thread, 2 / 4 / 8 tokens 0.66 / 0.72 / 0.73x the
-// time (docs/kernels.md). From two token tiles on, the stored panel (decoded once) wins.
-constexpr size_t kSmallN = kTokens + 1;
+// The small-batch path of the GEMM (a decode step of 2 or 3 sequences): the GEMV above with
+// each block's nibbles loaded and split once and dotted with NT tokens' activations; every token
+// then runs the GEMV's sequence of operations, so its result has the GEMV's bits. One group
+// stream at a time, as the GEMV: from DRAM the stored 16-row panels (four group streams) cost
+// 2.0-2.5x a cold GEMV at 2 tokens, this path 1.45-1.55x (bench_matmul 5632x2048 cold, Zen 4,
+// 1 thread; a register-built 16-row panel, tried first, was faster from cache but slower cold:
+// four streams again). At 4 tokens the two are even, from 5 on the panel wins (docs/kernels.md).
+constexpr size_t kSmallN = 4;
 
 template <int NT>
-void panel_small(const uint8_t* const* g, size_t nb, const BlockQ8A* const* x, float* const* out,
-                 size_t row, __mmask16 m) {
+inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act, float* const* out,
+                       size_t row, size_t m0, size_t m1) {
   constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
   const __m512i mask = _mm512_set1_epi8(0x0F);
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (size_t b = 0; b < nb; ++b) {
-    const uint8_t* blk[4];
-    __m512i lo[4], hi[4], w[8];
-    for (int i = 0; i < 4; ++i) {
-      blk[i] = g[i] + b * gb;
-      const __m512i q = _mm512_loadu_si512(blk[i] + 8);
-      lo[i] = _mm512_and_si512(q, mask);
-      hi[i] = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+  __m128 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm_setzero_ps();
+  for (size_t b = 0; b < nb; b += 4) {
+    const size_t cnt = nb - b < 4 ? nb - b : 4;
+    __m512i p[NT][4];
+    for (size_t i = 0; i < 4; ++i) {
+      if (i < cnt) {
+        const uint8_t* blk = w + (b + i) * gb;
+        const __m512i q = _mm512_loadu_si512(blk + 8);
+        const __m512i lo = _mm512_and_si512(q, mask);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+        for (int t = 0; t < NT; ++t) {
+          const BlockQ8A* x = act[t] + b + i;
+          const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+          const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+          p[t][i] = _mm512_dpbusd_epi32(_mm512_set1_epi32(-2 * x->s), lo, alo);
+          p[t][i] = _mm512_dpbusd_epi32(p[t][i], hi, ahi);
+        }
+      } else {
+        for (int t = 0; t < NT; ++t) p[t][i] = _mm512_setzero_si512();
+      }
     }
-    transpose4(lo[0], lo[1], lo[2], lo[3], w);
-    transpose4(hi[0], hi[1], hi[2], hi[3], w + 4);
-    const __m512 d = panel_scales(blk);
-#pragma GCC unroll 8
+    __m128 dw[4];
+    for (size_t i = 0; i < cnt; ++i) {
+      dw[i] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (b + i) * gb)));
+    }
     for (int t = 0; t < NT; ++t) {
-      const int32_t* q = reinterpret_cast<const int32_t*>(x[t][b].qs);
-      __m512i v = _mm512_set1_epi32(-8 * x[t][b].s);
-      v = _mm512_dpbusd_epi32(v, w[0], _mm512_set1_epi32(q[0]));
-      v = _mm512_dpbusd_epi32(v, w[1], _mm512_set1_epi32(q[1]));
-      v = _mm512_dpbusd_epi32(v, w[2], _mm512_set1_epi32(q[2]));
-      v = _mm512_dpbusd_epi32(v, w[3], _mm512_set1_epi32(q[3]));
-      v = _mm512_dpbusd_epi32(v, w[4], _mm512_set1_epi32(q[4]));
-      v = _mm512_dpbusd_epi32(v, w[5], _mm512_set1_epi32(q[5]));
-      v = _mm512_dpbusd_epi32(v, w[6], _mm512_set1_epi32(q[6]));
-      v = _mm512_dpbusd_epi32(v, w[7], _mm512_set1_epi32(q[7]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d, _mm512_set1_ps(x[t][b].d)), acc[t]);
+      __m512i tr[4];
+      transpose4(p[t][0], p[t][1], p[t][2], p[t][3], tr);
+      const __m512i v = _mm512_add_epi32(_mm512_add_epi32(tr[0], tr[1]), _mm512_add_epi32(tr[2], tr[3]));
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(transpose_idx(), v));
+      for (size_t i = 0; i < cnt; ++i) {
+        const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
+                         : i == 1 ? _mm512_extractf32x4_ps(f, 1)
+                         : i == 2 ? _mm512_extractf32x4_ps(f, 2)
+                                  : _mm512_extractf32x4_ps(f, 3);
+        acc[t] = _mm_fmadd_ps(fi, _mm_mul_ps(dw[i], _mm_set1_ps(act[t][b + i].d)), acc[t]);
+      }
     }
   }
-  const __m512i order = transpose_idx();
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
+  for (int t = 0; t < NT; ++t) {
+    if (row >= m0 && row + 4 <= m1) {
+      _mm_storeu_ps(out[t] + row, acc[t]);
+    } else {
+      alignas(16) float tmp[4];
+      _mm_store_ps(tmp, acc[t]);
+      for (size_t r = 0; r < 4; ++r) {
+        if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
+      }
+    }
+  }
 }
 
+// Tokens [n, n + NT) over every group of [m0, m1).
 template <int NT>
-void gemm_q4_small(const GemmArgs& a) {
+inline void gemv_tokens_n(const GemmArgs& a, size_t n) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   const BlockQ8A* act[NT];
   float* out[NT];
   for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (a.n0 + t) * a.act_stride);
-    out[t] = a.dst + (a.n0 + t) * a.dst_stride;
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
+    out[t] = a.dst + (n + t) * a.dst_stride;
   }
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
-    const uint8_t* g[4];
-    panel_groups(wt, nb, row, a.m1, g);
-    panel_small<NT>(g, nb, act, out, row, row_mask(row, a.m0, a.m1));
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    gemv_group_n<NT>(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
+                   a.m0, a.m1);
   }
 }
 
+
 void gemm_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
-  switch (a.n1 - a.n0 < kSmallN ? a.n1 - a.n0 : 0) {
-    case 1: return gemm_q4_small<1>(a);
-    case 2: return gemm_q4_small<2>(a);
-    case 3: return gemm_q4_small<3>(a);
-    case 4: return gemm_q4_small<4>(a);
-    case 5: return gemm_q4_small<5>(a);
-    case 6: return gemm_q4_small<6>(a);
-    case 7: return gemm_q4_small<7>(a);
-    case 8: return gemm_q4_small<8>(a);
-    default: break;
+  if (a.n1 - a.n0 < kSmallN) {  // a decode step of 2 or 3 sequences
+    switch (a.n1 - a.n0) {
+      case 3: return gemv_tokens_n<3>(a, a.n0);
+      case 2: return gemv_tokens_n<2>(a, a.n0);
+      default: return gemv_tokens_n<1>(a, a.n0);
+    }
   }
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   PanelBlock pb[kChunk];

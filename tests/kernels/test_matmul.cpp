@@ -241,7 +241,7 @@ TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][m
 }
 
 // A decode step of a few sequences: 2..8 tokens take the GEMM kernels' small-batch paths (the
-// AVX-512 q4 register panel: fewer than 9 tokens; the tiles' token tails elsewhere). Random
+// AVX-512 q4 multi-token GEMV: 2 and 3 tokens; the tiles' token tails elsewhere). Random
 // data against the double reference, row ranges starting and ending inside the 16-row panels
 // and row groups (M = 37, 29 and 6: partial panels and groups), odd K in blocks, and each token
 // bit for bit the GEMV's. Every GEMM kernel of the quantized types this CPU has.
