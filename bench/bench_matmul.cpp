@@ -13,7 +13,9 @@
 // GOPS (2 M N K / s), efficiency (GEMV weight_GBps / the median BM_stream_read GB/s of the same
 // byte count, thread count and temperature), vs_gemv (GEMM only: N x the median GEMV time of the
 // same shape, ISA and threads / the GEMM time = how much faster per token than calling GEMV N
-// times), vs_cold_gemv (the same against the cold GEMV, when it ran).
+// times), vs_cold_gemv (the same against the cold GEMV, when it ran), step_vs_1 (cold GEMM of
+// N <= 16 tokens only: its time over the cold GEMV's = what a decode step of N sequences costs
+// against a step of one).
 //
 // Options (before the Google Benchmark flags): --isa=avx2,avx512vnni,... (default: every path
 // the CPU has except ref; PIQUANT_BENCH_ISA does the same), --threads=1,2 (default 1,2),
@@ -354,8 +356,14 @@ void bm_matmul(benchmark::State& st, Case c) {
     st.counters["vs_gemv"] = gemv * static_cast<double>(c.n) / secs;
     const double cold = median(g_cold_gemv_secs[c.key()]);
     if (cold > 0) st.counters["vs_cold_gemv"] = cold * static_cast<double>(c.n) / secs;
+    // cold GEMM against one cold GEMV: what a decode step of n sequences costs over one of 1
+    if (cold > 0 && c.cold) st.counters["step_vs_1"] = secs / cold;
   }
 }
+
+// GEMM calls of up to this many tokens (a decode step of a few sequences) are timed cold too:
+// their weights come from DRAM in a real step as a GEMV's do.
+constexpr size_t kColdMaxN = 16;
 
 bool parse_type(const std::string& s, WeightType* t) {
   for (WeightType x : {WeightType::kQ4, WeightType::kQ8, WeightType::kQ4M, WeightType::kQ4K, WeightType::kQ5K,
@@ -457,9 +465,10 @@ int main(int argc, char** argv) {
           const bool gemv = op == k::MatmulOp::kGemv;
           const std::vector<size_t> ns = gemv ? std::vector<size_t>{1} : gemm_n;
           std::vector<bool> temps = {false};
-          if (gemv && cold_copies(bytes) > 1) temps.push_back(true);
+          if (cold_copies(bytes) > 1) temps.push_back(true);
           for (size_t n : ns) {
             for (bool cold : temps) {
+              if (cold && n > kColdMaxN) continue;
               for (int th : threads) {
                 Case c{&kr, isa_of(kr), t, s, n, th, cold};
                 std::string name = "BM_" + std::string(gemv ? "gemv_" : "gemm_") + ts + "/" + shape;

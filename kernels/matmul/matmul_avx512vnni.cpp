@@ -354,8 +354,100 @@ inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_
   panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
 }
 
+// The small-batch path of the GEMM (a decode step of 2 or 3 sequences): the GEMV above with
+// each block's nibbles loaded and split once and dotted with NT tokens' activations; every token
+// then runs the GEMV's sequence of operations, so its result has the GEMV's bits. One group
+// stream at a time, as the GEMV: from DRAM the stored 16-row panels (four group streams) cost
+// 2.0-2.5x a cold GEMV at 2 tokens, this path 1.45-1.55x (bench_matmul 5632x2048 cold, Zen 4,
+// 1 thread; a register-built 16-row panel, tried first, was faster from cache but slower cold:
+// four streams again). At 4 tokens the two are even, from 5 on the panel wins (docs/kernels.md).
+constexpr size_t kSmallN = 4;
+
+template <int NT>
+inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act, float* const* out,
+                       size_t row, size_t m0, size_t m1) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  __m128 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm_setzero_ps();
+  for (size_t b = 0; b < nb; b += 4) {
+    const size_t cnt = nb - b < 4 ? nb - b : 4;
+    __m512i p[NT][4];
+    for (size_t i = 0; i < 4; ++i) {
+      if (i < cnt) {
+        const uint8_t* blk = w + (b + i) * gb;
+        const __m512i q = _mm512_loadu_si512(blk + 8);
+        const __m512i lo = _mm512_and_si512(q, mask);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+        for (int t = 0; t < NT; ++t) {
+          const BlockQ8A* x = act[t] + b + i;
+          const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+          const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+          p[t][i] = _mm512_dpbusd_epi32(_mm512_set1_epi32(-2 * x->s), lo, alo);
+          p[t][i] = _mm512_dpbusd_epi32(p[t][i], hi, ahi);
+        }
+      } else {
+        for (int t = 0; t < NT; ++t) p[t][i] = _mm512_setzero_si512();
+      }
+    }
+    __m128 dw[4];
+    for (size_t i = 0; i < cnt; ++i) {
+      dw[i] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (b + i) * gb)));
+    }
+    for (int t = 0; t < NT; ++t) {
+      __m512i tr[4];
+      transpose4(p[t][0], p[t][1], p[t][2], p[t][3], tr);
+      const __m512i v = _mm512_add_epi32(_mm512_add_epi32(tr[0], tr[1]), _mm512_add_epi32(tr[2], tr[3]));
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(transpose_idx(), v));
+      for (size_t i = 0; i < cnt; ++i) {
+        const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
+                         : i == 1 ? _mm512_extractf32x4_ps(f, 1)
+                         : i == 2 ? _mm512_extractf32x4_ps(f, 2)
+                                  : _mm512_extractf32x4_ps(f, 3);
+        acc[t] = _mm_fmadd_ps(fi, _mm_mul_ps(dw[i], _mm_set1_ps(act[t][b + i].d)), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    if (row >= m0 && row + 4 <= m1) {
+      _mm_storeu_ps(out[t] + row, acc[t]);
+    } else {
+      alignas(16) float tmp[4];
+      _mm_store_ps(tmp, acc[t]);
+      for (size_t r = 0; r < 4; ++r) {
+        if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
+      }
+    }
+  }
+}
+
+// Tokens [n, n + NT) over every group of [m0, m1).
+template <int NT>
+inline void gemv_tokens_n(const GemmArgs& a, size_t n) {
+  const size_t nb = a.k / kBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
+    out[t] = a.dst + (n + t) * a.dst_stride;
+  }
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    gemv_group_n<NT>(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
+                   a.m0, a.m1);
+  }
+}
+
+
 void gemm_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
+  if (a.n1 - a.n0 < kSmallN) {  // a decode step of 2 or 3 sequences
+    switch (a.n1 - a.n0) {
+      case 3: return gemv_tokens_n<3>(a, a.n0);
+      case 2: return gemv_tokens_n<2>(a, a.n0);
+      default: return gemv_tokens_n<1>(a, a.n0);
+    }
+  }
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   PanelBlock pb[kChunk];
   for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {

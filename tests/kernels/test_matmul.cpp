@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <set>
@@ -255,6 +256,64 @@ TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][m
       }
     }
   }
+}
+
+// A decode step of a few sequences: 2..8 tokens take the GEMM kernels' small-batch paths (the
+// AVX-512 q4 multi-token GEMV: 2 and 3 tokens; the tiles' token tails elsewhere). Random
+// data against the double reference, row ranges starting and ending inside the 16-row panels
+// and row groups (M = 37, 29 and 6: partial panels and groups), odd K in blocks, and each token
+// bit for bit the GEMV's. Every GEMM kernel of the quantized types this CPU has.
+TEST_CASE("small batches (2..8 tokens) match the reference and the GEMV's bits", "[kernels][matmul]") {
+  const auto ks = available();
+  std::set<std::string> ran;
+  uint32_t seed = 4100;
+  for (const GemmKernel* g : ks) {
+    if (g->op != MatmulOp::kGemm || !is_quantized(g->weights)) continue;
+    const GemmKernel* gv = nullptr;  // the GEMV of the same ISA
+    for (const GemmKernel* v : ks) {
+      if (!gv && v->op == MatmulOp::kGemv && v->weights == g->weights && v->needs == g->needs) gv = v;
+    }
+    REQUIRE(gv != nullptr);
+    const GemmKernel& v = *gv;
+    const bool ksb = block_values(g->weights) == kSuperBlock;
+    const struct { size_t m, k; } sizes[] = {{37, ksb ? 768u : 96u}, {29, ksb ? 256u : 288u}, {6, ksb ? 512u : 160u}};
+    for (const auto& sz : sizes) {
+      for (size_t n = 2; n <= 8; ++n) {
+        const Problem p = piquant::test::make_problem(g->weights, sz.m, n, sz.k, Fill::kRandom, ++seed);
+        const auto e = piquant::test::reference(p);
+        check_kernel(*g, p, e, Fill::kRandom, seed);
+        // A sub-range: rows [5, m - 3) (inside the first panel and group), tokens [1, n).
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        std::vector<float> whole(n * p.m, nan), sub(n * p.m, nan), gemv(n * p.m, nan);
+        g->run(piquant::test::args_for(p, whole.data(), p.m));
+        GemmArgs a = piquant::test::args_for(p, sub.data(), p.m);
+        a.m0 = 5;
+        a.m1 = p.m - 3;
+        a.n0 = 1;
+        g->run(a);
+        for (size_t j = 0; j < n; ++j) {
+          GemmArgs a1 = piquant::test::args_for(p, gemv.data(), p.m);
+          a1.n0 = j;
+          a1.n1 = j + 1;
+          v.run(a1);
+        }
+        for (size_t j = 0; j < n; ++j) {
+          for (size_t i = 0; i < p.m; ++i) {
+            CAPTURE(g->name, v.name, sz.m, sz.k, n, i, j, seed);
+            const float w = whole[j * p.m + i], s = sub[j * p.m + i], q = gemv[j * p.m + i];
+            if (i >= a.m0 && i < a.m1 && j >= a.n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
+            else REQUIRE(std::isnan(s));
+            REQUIRE(std::memcmp(&w, &q, 4) == 0);
+          }
+        }
+      }
+    }
+    ran.insert(g->name);
+  }
+  std::string names;
+  for (const std::string& r : ran) names += " " + r;
+  std::cout << "small-batch matmul kernels tested:" << names << std::endl;
+  CHECK(ran.size() >= 8);  // every quantized type has a GEMM (at least the references)
 }
 
 TEST_CASE("PIQUANT_ISA levels parse and refuse what the CPU lacks", "[kernels][matmul]") {
