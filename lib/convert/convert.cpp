@@ -11,7 +11,7 @@
 #include "convert/quantize.hpp"
 #include "format/gguf_writer.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "piquant/error.hpp"
 #include "piquant/version.hpp"
 #include "threads/thread_pool.hpp"

@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "format/gguf.hpp"
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 #include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "model/model_impl.hpp"
 
 #include "vector/vector.hpp"

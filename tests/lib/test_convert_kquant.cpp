@@ -13,7 +13,7 @@
 #include "format/gguf.hpp"
 #include "format/llama2c.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
 namespace {

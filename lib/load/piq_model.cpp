@@ -1,4 +1,4 @@
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 
 #include <sys/stat.h>
 

@@ -6,7 +6,7 @@
 // twice it); BF16 is widened to f32; Q8_K is dequantized and re-quantized to q8, Q2_K, Q3_K,
 // IQ4_NL and IQ4_XS to q4m, with a notice.
 // Everything else is refused, naming the tensor and its type.
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
