@@ -361,6 +361,7 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
   const std::string& src = f.source();
   GgufModelInfo info = read_gguf_model_info(f);
   auto m = std::make_unique<Model::Impl>();
+  m->origin = ModelOrigin::kGguf;
   m->source = "GGUF v" + std::to_string(f.version());
   m->rope_layout = info.rope_layout;
   m->config = info.config;

@@ -115,6 +115,7 @@ std::unique_ptr<Model::Impl> load_piq_model(std::shared_ptr<const PiqFile> file)
   const PiqFile& f = *file;
   const PiqMetadata& meta = f.meta();
   auto m = std::make_unique<Model::Impl>();
+  m->origin = ModelOrigin::kPiq;
   m->source = "piquant file v" + std::to_string(f.header().version);
   m->config = meta.config;
   const ModelConfig& c = m->config;

@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "format/gguf.hpp"
-#include "load/gguf_model.hpp"
-#include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
+#include "load/gguf_model.hpp"
+#include "load/llama2c_model.hpp"
 #include "load/piq_model.hpp"
 #include "model/model_impl.hpp"
 
@@ -129,14 +129,15 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
+  // The file is mapped once: the magic is read from the mapping the loader then parses.
   auto file = std::make_shared<const MappedFile>(path);
   std::unique_ptr<Impl> impl;
   // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
   // checkpoint (which has none), whose loader then names the header field that is wrong.
   if (piq_has_magic(file->data(), file->size())) {
-    impl = load_piq_model(std::make_shared<const PiqFile>(path));
+    impl = load_piq_model(std::make_shared<const PiqFile>(file));
   } else if (GgufFile::has_magic(file->data(), file->size())) {
-    impl = load_gguf_model(std::make_shared<const GgufFile>(path));
+    impl = load_gguf_model(std::make_shared<const GgufFile>(file));
   } else if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
                                         " bytes is too small to be a model");
@@ -147,12 +148,11 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   if (!options.tokenizer_path.empty()) {
     // A llama2.c checkpoint comes with a tokenizer.bin: read it as one, so a damaged file gets
     // an error naming its field rather than "unrecognised format".
-    Tokenizer tok = impl->source == "llama2.c checkpoint"
-                        ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
-                        : Tokenizer::load(options.tokenizer_path);
+    const bool llama2c = impl->origin == ModelOrigin::kLlama2c;
+    Tokenizer tok = llama2c ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
+                            : Tokenizer::load(options.tokenizer_path);
     if (tok.vocab_size() > static_cast<size_t>(impl->config.vocab_size) ||
-        (impl->source == "llama2.c checkpoint" &&
-         tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size))) {
+        (llama2c && tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size))) {
       throw Error(ErrorCode::kFormat,
                   options.tokenizer_path + ": tokenizer has " + std::to_string(tok.vocab_size()) +
                       " tokens but the model " + path + " has a vocabulary of " +

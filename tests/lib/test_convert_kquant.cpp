@@ -11,7 +11,7 @@
 #include "convert/kquant_plan.hpp"
 #include "convert_test_util.hpp"
 #include "format/gguf.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/piq.hpp"
 #include "load/piq_model.hpp"
 #include "tokenizer/tokenizer_impl.hpp"

@@ -7,7 +7,7 @@
 
 #include "convert/convert.hpp"
 #include "convert_test_util.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
 namespace {
