@@ -18,19 +18,13 @@
 #include "common/fp16.hpp"
 #include "common/pack.hpp"
 #include "format/kquants.hpp"
+#include "load/arch.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"
 #include "util/aligned.hpp"
 
 namespace piquant {
 namespace {
-
-struct ArchInfo {
-  const char* name;
-  RopeLayout rope;  // how llama.cpp's converter stores Q/K rows for this architecture
-  bool qkv_bias;
-  bool qk_norm;
-};
 
 // Drops the whole pages inside [p, p + n) of the read-only file mapping from the resident set
 // (they stay in the page cache and fault back in if read again, e.g. a tied embedding's rows).
@@ -55,13 +49,6 @@ bool native_block_type(uint32_t ggml, DType* out) {
     default: return false;
   }
 }
-
-constexpr ArchInfo kArchs[] = {
-    {"llama", RopeLayout::kPairs, false, false},
-    {"qwen2", RopeLayout::kHalves, true, false},
-    {"qwen3", RopeLayout::kHalves, false, true},
-    {"exaone", RopeLayout::kHalves, false, false},
-};
 
 class Loader {
  public:
@@ -300,17 +287,14 @@ const char* gguf_piquant_type(uint32_t ggml_type, bool* converted) {
 GgufModelInfo read_gguf_model_info(const GgufFile& f) {
   const std::string& src = f.source();
   const std::string arch(f.get_string("general.architecture", ""));
-  const ArchInfo* info = nullptr;
-  for (const ArchInfo& a : kArchs) {
-    if (arch == a.name) info = &a;
-  }
+  const ArchSpec* info = find_arch(arch);
   if (info == nullptr) {
-    throw Error(ErrorCode::kUnsupported,
-                src + ": unknown architecture '" + arch +
-                    "' (general.architecture); piquant runs llama, qwen2, qwen3 and exaone");
+    throw Error(ErrorCode::kUnsupported, src + ": unknown architecture '" + arch +
+                                             "' (general.architecture); piquant runs " +
+                                             supported_arch_names());
   }
   GgufModelInfo out;
-  out.rope_layout = info->rope;
+  out.rope_layout = info->gguf_rope;
   ModelConfig& c = out.config;
   c.arch = arch;
   auto key = [&](const char* k) { return arch + "." + k; };

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/pack.hpp"
+#include "load/arch.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 
 namespace piquant {
@@ -120,9 +121,9 @@ std::unique_ptr<Model::Impl> load_piq_model(std::shared_ptr<const PiqFile> file)
   m->config = meta.config;
   const ModelConfig& c = m->config;
   validate_config(c, f.path());
-  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3" && c.arch != "exaone") {
+  if (find_arch(c.arch) == nullptr) {
     throw Error(ErrorCode::kUnsupported, f.path() + ": unknown architecture '" + c.arch +
-                                             "'; piquant runs llama, qwen2, qwen3 and exaone");
+                                             "'; piquant runs " + supported_arch_names());
   }
   m->rope_layout = meta.rope_layout == "halves" ? RopeLayout::kHalves : RopeLayout::kPairs;
   m->chat_template = meta.chat_template;
