@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/fp16.hpp"
+
 namespace piquant::kernels {
 
 enum class KvType : uint8_t { kF32, kF16, kQ8 };
@@ -50,49 +52,10 @@ inline size_t kv_row_bytes(KvType t, size_t head_dim) {
   return head_dim * (t == KvType::kF32 ? 4 : t == KvType::kF16 ? 2 : 1);
 }
 
-inline uint32_t kv_bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float kv_float_of(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-/// binary16 -> binary32, exact for every input (subnormals, inf, NaN included).
-inline float f16_to_f32_scalar(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0x1f) return kv_float_of(sign | 0x7f800000u | (mant << 13));
-  if (exp == 0) {
-    // zero or subnormal: mant * 2^-24, exact in float
-    const float mag = static_cast<float>(mant) * 5.9604644775390625e-8f;
-    return kv_float_of(sign | kv_bits_of(mag));
-  }
-  return kv_float_of(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
-/// binary32 -> binary16 with round-to-nearest-even (as F16C / NEON FCVT do); overflow -> inf.
-inline uint16_t f32_to_f16_scalar(float f) {
-  const uint32_t x = kv_bits_of(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u) return uint16_t(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
-  if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (ax < 0x38800000u) {
-    // Below 2^-14: a subnormal half. Adding 0.5f (whose ulp is 2^-24, the half subnormal step)
-    // lets the FPU round |f| to a multiple of 2^-24 with ties to even; the low bits are the
-    // half's mantissa.
-    const float sum = kv_float_of(ax) + 0.5f;
-    return uint16_t(sign | (kv_bits_of(sum) - 0x3f000000u));
-  }
-  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to nearest even;
-  // a carry out of the mantissa correctly bumps the exponent.
-  const uint32_t odd = (ax >> 13) & 1u;
-  return uint16_t(sign | ((ax + 0xc8000fffu + odd) >> 13));
-}
+/// binary16 <-> binary32 (exact; round to nearest even the other way, as F16C / NEON FCVT do):
+/// common/fp16.hpp's, the tree's one implementation, under the names the KV code uses.
+inline float f16_to_f32_scalar(uint16_t h) { return fp16_to_f32(h); }
+inline uint16_t f32_to_f16_scalar(float f) { return fp16_from_f32(f); }
 
 /// Quantizes one row of n floats into q8 (blocks of 32, the last may be shorter).
 inline void kv_quantize_q8_row(int8_t* q, float* scales, const float* x, size_t n) {

@@ -15,6 +15,23 @@
 
 namespace piquant::kernels {
 
+/// Bytes `n` rounds up to: whole `align` units (at least one), so a kernel's full-vector load of
+/// the last group stays inside the allocation.
+inline size_t aligned_size(size_t n, size_t align) {
+  return n == 0 ? align : (n + align - 1) / align * align;
+}
+
+/// The tree's one aligned allocation (AlignedBytes here, alloc_aligned / WeightArena in
+/// lib/util/aligned.hpp): aligned_size(n, align) uninitialized bytes aligned to `align` (a power
+/// of two >= sizeof(void*)); release with std::free. Throws std::bad_alloc.
+inline uint8_t* aligned_malloc(size_t n, size_t align) {
+  void* p = nullptr;
+  if (posix_memalign(&p, align, aligned_size(n, align)) != 0 || p == nullptr) {
+    throw std::bad_alloc();
+  }
+  return static_cast<uint8_t*>(p);
+}
+
 class AlignedBytes {
  public:
   static constexpr size_t kDefaultAlign = 64;
@@ -42,12 +59,8 @@ class AlignedBytes {
     data_ = nullptr;
     size_ = 0;
     if (n == 0) return;
-    // Whole cache lines, so a kernel's full-vector load of the last group stays inside.
-    const size_t padded = (n + align - 1) / align * align;
-    void* p = nullptr;
-    if (posix_memalign(&p, align, padded) != 0 || p == nullptr) throw std::bad_alloc();
-    std::memset(p, 0, padded);
-    data_ = static_cast<uint8_t*>(p);
+    data_ = aligned_malloc(n, align);
+    std::memset(data_, 0, aligned_size(n, align));
     size_ = n;
   }
 

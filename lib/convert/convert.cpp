@@ -11,7 +11,8 @@
 #include "convert/quantize.hpp"
 #include "format/gguf_writer.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/arch.hpp"
+#include "load/piq_model.hpp"
 #include "piquant/error.hpp"
 #include "piquant/version.hpp"
 #include "threads/thread_pool.hpp"
@@ -106,9 +107,8 @@ uint32_t gguf_file_type(const std::string& scheme) {
 
 // Q/K rows as llama.cpp expects them for each architecture piquant exports.
 bool gguf_rope_ok(const std::string& arch, RopeLayout l) {
-  if (arch == "llama") return l == RopeLayout::kPairs;
-  if (arch == "qwen2" || arch == "qwen3" || arch == "exaone") return l == RopeLayout::kHalves;
-  return false;
+  const ArchSpec* a = find_arch(arch);
+  return a != nullptr && a->gguf_rope == l;
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 #include "common/pack.hpp"
 #include "format/gguf.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/mapped_file.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/tokenizer_impl.hpp"

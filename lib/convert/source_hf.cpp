@@ -3,7 +3,7 @@
 #include <sys/stat.h>
 
 #include "convert/source.hpp"
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 #include "piquant/error.hpp"
 
 namespace piquant {

@@ -18,7 +18,7 @@
 #include "dist/collective.hpp"
 #include "dist/load_slicer.hpp"
 #include "format/gguf.hpp"
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 #include "format/mapped_file.hpp"
 #include "model/quantize_model.hpp"
 #include "piquant/error.hpp"

@@ -18,6 +18,8 @@ const char* dtype_name(FileDType t);
 /// Bytes per element; 0 for kUnsupported.
 size_t dtype_size(FileDType t);
 
+// f16 <-> f32 and bf16 -> f32 are kernels/common/fp16.hpp's, the tree's one implementation (the
+// kernels, the KV cache and the converters round the same way); these are its names here.
 float f16_to_f32(uint16_t h);
 float bf16_to_f32(uint16_t b);
 /// Round to nearest even; overflow gives Inf, NaN stays a (quiet) NaN with the sign kept.

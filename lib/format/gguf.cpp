@@ -270,10 +270,12 @@ class GgufParser {
 
 // --- GgufFile ----------------------------------------------------------------------------------
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
+GgufFile::GgufFile(const std::string& path) : GgufFile(std::make_shared<const MappedFile>(path)) {}
+
+GgufFile::GgufFile(std::shared_ptr<const MappedFile> file) : file_(std::move(file)) {
   data_ = file_->data();
   size_ = file_->size();
-  source_ = path;
+  source_ = file_->path();
   parse();
 }
 

@@ -102,6 +102,8 @@ class GgufFile {
   /// Maps and parses `path`; throws Error(kIo) when it cannot be read, Error(kFormat) naming the
   /// key/tensor/offset when it is malformed, Error(kUnsupported) for GGUF v1 or big-endian files.
   explicit GgufFile(const std::string& path);
+  /// Parses a file mapped already (Model::load maps once, reads the magic, then parses).
+  explicit GgufFile(std::shared_ptr<const MappedFile> file);
   /// Parses bytes held in memory (tests, fuzzing); `source` names them in errors.
   GgufFile(std::string bytes, std::string source);
   ~GgufFile();
@@ -135,7 +137,7 @@ class GgufFile {
  private:
   void parse();
 
-  std::unique_ptr<MappedFile> file_;
+  std::shared_ptr<const MappedFile> file_;
   std::unique_ptr<std::string> bytes_;  // owned bytes when parsed from memory (stable address)
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

@@ -52,6 +52,44 @@ void pad(std::string& out, size_t alignment) {
   while (out.size() % alignment != 0) out += '\0';
 }
 
+// The header both writers write: magic, version, counts, the key-values (plus
+// general.alignment when the alignment is not GGUF's default 32 and the caller did not set the
+// key), the tensor infos with their data offsets (each tensor starts aligned), padded to the
+// alignment. `bytes_of(t)` is a tensor's data size.
+template <class Tensors, class BytesOf>
+std::string write_header(uint32_t version,
+                         const std::vector<std::pair<std::string, GgufWriteValue>>& kvs,
+                         const Tensors& tensors, BytesOf bytes_of, uint32_t alignment) {
+  bool has_alignment_key = false;
+  for (const auto& kv : kvs) has_alignment_key |= kv.first == "general.alignment";
+  const bool add_alignment = alignment != 32 && !has_alignment_key;
+  std::string out = "GGUF";
+  put<uint32_t>(out, version);
+  put<uint64_t>(out, tensors.size());
+  put<uint64_t>(out, kvs.size() + (add_alignment ? 1 : 0));
+  for (const auto& kv : kvs) {
+    put_string(out, kv.first);
+    put<uint32_t>(out, static_cast<uint32_t>(kv.second.type));
+    put_value(out, kv.second, kv.first);
+  }
+  if (add_alignment) {
+    put_string(out, "general.alignment");
+    put<uint32_t>(out, static_cast<uint32_t>(GgufType::kUint32));
+    put<uint32_t>(out, alignment);
+  }
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    put_string(out, t.name);
+    put<uint32_t>(out, static_cast<uint32_t>(t.dims.size()));
+    for (uint64_t d : t.dims) put<uint64_t>(out, d);
+    put<uint32_t>(out, t.type);
+    put<uint64_t>(out, offset);
+    offset = (offset + bytes_of(t) + alignment - 1) / alignment * alignment;
+  }
+  pad(out, alignment);
+  return out;
+}
+
 }  // namespace
 
 GgufWriteValue GgufWriteValue::scalar(GgufType t, uint64_t bits) {
@@ -137,35 +175,8 @@ std::string GgufWriter::to_bytes() const {
                                                  std::to_string(alignment_) +
                                                  " is not a power of two");
   }
-  bool has_alignment_key = false;
-  for (const auto& kv : kv_) has_alignment_key |= kv.first == "general.alignment";
-  const bool add_alignment = alignment_ != 32 && !has_alignment_key;
-  std::string out;
-  out += "GGUF";
-  put<uint32_t>(out, version_);
-  put<uint64_t>(out, tensors_.size());
-  put<uint64_t>(out, kv_.size() + (add_alignment ? 1 : 0));
-  for (const auto& kv : kv_) {
-    put_string(out, kv.first);
-    put<uint32_t>(out, static_cast<uint32_t>(kv.second.type));
-    put_value(out, kv.second, kv.first);
-  }
-  if (add_alignment) {
-    put_string(out, "general.alignment");
-    put<uint32_t>(out, static_cast<uint32_t>(GgufType::kUint32));
-    put<uint32_t>(out, alignment_);
-  }
-  uint64_t offset = 0;
-  for (const Tensor& t : tensors_) {
-    put_string(out, t.name);
-    put<uint32_t>(out, static_cast<uint32_t>(t.dims.size()));
-    for (uint64_t d : t.dims) put<uint64_t>(out, d);
-    put<uint32_t>(out, t.type);
-    put<uint64_t>(out, offset);
-    offset += t.bytes.size();
-    offset = (offset + alignment_ - 1) / alignment_ * alignment_;
-  }
-  pad(out, alignment_);
+  auto bytes_of = [](const Tensor& t) { return static_cast<uint64_t>(t.bytes.size()); };
+  std::string out = write_header(version_, kv_, tensors_, bytes_of, alignment_);
   for (const Tensor& t : tensors_) {
     out += t.bytes;
     pad(out, alignment_);
@@ -231,33 +242,8 @@ void GgufStreamWriter::start() {
   f_ = std::fopen(tmp_path_.c_str(), "wb");
   if (f_ == nullptr) throw Error(ErrorCode::kIo, tmp_path_ + ": cannot create the file");
   started_ = true;
-  bool has_alignment_key = false;
-  for (const auto& kv : kv_) has_alignment_key |= kv.first == "general.alignment";
-  const bool add_alignment = alignment_ != 32 && !has_alignment_key;
-  std::string out = "GGUF";
-  put<uint32_t>(out, 3);
-  put<uint64_t>(out, tensors_.size());
-  put<uint64_t>(out, kv_.size() + (add_alignment ? 1 : 0));
-  for (const auto& kv : kv_) {
-    put_string(out, kv.first);
-    put<uint32_t>(out, static_cast<uint32_t>(kv.second.type));
-    put_value(out, kv.second, kv.first);
-  }
-  if (add_alignment) {
-    put_string(out, "general.alignment");
-    put<uint32_t>(out, static_cast<uint32_t>(GgufType::kUint32));
-    put<uint32_t>(out, alignment_);
-  }
-  uint64_t offset = 0;
-  for (const Info& t : tensors_) {
-    put_string(out, t.name);
-    put<uint32_t>(out, static_cast<uint32_t>(t.dims.size()));
-    for (uint64_t d : t.dims) put<uint64_t>(out, d);
-    put<uint32_t>(out, t.type);
-    put<uint64_t>(out, offset);
-    offset = (offset + t.bytes + alignment_ - 1) / alignment_ * alignment_;
-  }
-  pad(out, alignment_);
+  const std::string out =
+      write_header(3, kv_, tensors_, [](const Info& t) { return t.bytes; }, alignment_);
   write_raw(out.data(), out.size());
 }
 

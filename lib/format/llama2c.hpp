@@ -6,12 +6,15 @@
 // wv[L][kv_dim][dim], wo[L][dim][dim], rms_ffn[L][dim], w1[L][hidden][dim], w2[L][dim][hidden],
 // w3[L][hidden][dim], rms_final[dim], freq_cis_real[seq_len][hd/2], freq_cis_imag[seq_len][hd/2],
 // [wcls[vocab][dim]].
+//
+// The container only: header, section sizes, the weights' place in the file, and writing.
+// Turning a checkpoint into a model is lib/load/llama2c_model.hpp's.
+#include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "model/model_impl.hpp"
+#include "piquant/model.hpp"
 
 namespace piquant {
 
@@ -20,8 +23,23 @@ class MappedFile;
 /// True when the first bytes look like a llama2.c header (positive sizes, sane bounds).
 bool looks_like_llama2c(const uint8_t* data, size_t size);
 
-/// Loads a llama2.c checkpoint; weights stay in the mmap. Every size is checked against the file.
-std::unique_ptr<Model::Impl> load_llama2c(std::shared_ptr<const MappedFile> file);
+/// Floats each section holds, in file order.
+struct Llama2cLayout {
+  size_t embd, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq, wcls;
+  size_t total() const {
+    return embd + rms_att + wq + wk + wv + wo + rms_ffn + w1 + w2 + w3 + rms_final + 2 * freq + wcls;
+  }
+};
+/// The sections of a checkpoint of `config`'s shape (tied_classifier: no wcls).
+Llama2cLayout llama2c_layout(const ModelConfig& config);
+
+/// The header of a mapped checkpoint as a config (arch llama; each field range-checked, the
+/// config as a whole is not validated here). A file that is recognisably something else (a
+/// safetensors file, a zip or pickle, GGML, JSON) gets an Error(kFormat) saying what it is.
+ModelConfig read_llama2c_header(const MappedFile& file);
+/// The weights of a mapped checkpoint whose header gave `config`: Error(kFormat) when the file
+/// size is not exactly what the header implies.
+const float* llama2c_weights(const MappedFile& file, const ModelConfig& config);
 
 /// Float weights in llama2.c order, for writing checkpoints (tests, demo models).
 struct Llama2cWeights {
@@ -29,11 +47,7 @@ struct Llama2cWeights {
   std::vector<float> tok_embd, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, wcls;
 };
 
-/// Seeded random weights at `config`'s shape (normal(0, 0.02)-ish, norms near 1).
-Llama2cWeights random_llama2c_weights(const ModelConfig& config, uint64_t seed);
 /// Writes a version-0 llama2.c checkpoint.
 void write_llama2c(const std::string& path, const Llama2cWeights& w);
-/// Builds an in-memory Model::Impl that owns `w`'s data.
-std::unique_ptr<Model::Impl> model_from_llama2c_weights(Llama2cWeights w, std::string source);
 
 }  // namespace piquant

@@ -401,9 +401,10 @@ PiqHeader parse_piq(const uint8_t* data, size_t size, const std::string& src) {
   return h;
 }
 
-PiqFile::PiqFile(const std::string& path)
-    : file_(std::make_shared<const MappedFile>(path)),
-      header_(parse_piq(file_->data(), file_->size(), path)) {
+PiqFile::PiqFile(const std::string& path) : PiqFile(std::make_shared<const MappedFile>(path)) {}
+
+PiqFile::PiqFile(std::shared_ptr<const MappedFile> file)
+    : file_(std::move(file)), header_(parse_piq(file_->data(), file_->size(), file_->path())) {
   for (size_t i = 0; i < header_.tensors.size(); ++i) by_name_[header_.tensors[i].name] = i;
 }
 

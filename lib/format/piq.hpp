@@ -72,6 +72,8 @@ PiqHeader parse_piq(const uint8_t* data, size_t size, const std::string& source)
 class PiqFile {
  public:
   explicit PiqFile(const std::string& path);
+  /// Parses a file mapped already (Model::load maps once, reads the magic, then parses).
+  explicit PiqFile(std::shared_ptr<const MappedFile> file);
 
   const PiqHeader& header() const { return header_; }
   const PiqMetadata& meta() const { return header_.meta; }

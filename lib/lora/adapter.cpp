@@ -11,7 +11,7 @@
 
 #include "common/fp16.hpp"
 #include "format/gguf.hpp"
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 #include "format/mapped_file.hpp"
 #include "piquant/error.hpp"
 #include "piquant/model.hpp"

@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "format/gguf.hpp"
-#include "format/gguf_model.hpp"
-#include "format/llama2c.hpp"
 #include "format/mapped_file.hpp"
-#include "format/piq_model.hpp"
+#include "load/gguf_model.hpp"
+#include "load/llama2c_model.hpp"
+#include "load/piq_model.hpp"
 #include "model/model_impl.hpp"
 
 #include "vector/vector.hpp"
@@ -139,14 +139,15 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
 
 std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options,
                                         LoadSlicer* slicer) {
+  // The file is mapped once: the magic is read from the mapping the loader then parses.
   auto file = std::make_shared<const MappedFile>(path);
   std::unique_ptr<Model::Impl> impl;
   // Formats with a magic number are recognised by it; anything else is taken for a llama2.c
   // checkpoint (which has none), whose loader then names the header field that is wrong.
   if (piq_has_magic(file->data(), file->size())) {
-    impl = load_piq_model(std::make_shared<const PiqFile>(path));
+    impl = load_piq_model(std::make_shared<const PiqFile>(file));
   } else if (GgufFile::has_magic(file->data(), file->size())) {
-    impl = load_gguf_model(std::make_shared<const GgufFile>(path), slicer);
+    impl = load_gguf_model(std::make_shared<const GgufFile>(file), slicer);
   } else if (file->size() < 28) {
     throw Error(ErrorCode::kFormat, path + ": file of " + std::to_string(file->size()) +
                                         " bytes is too small to be a model");
@@ -157,12 +158,11 @@ std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptio
   if (!options.tokenizer_path.empty()) {
     // A llama2.c checkpoint comes with a tokenizer.bin: read it as one, so a damaged file gets
     // an error naming its field rather than "unrecognised format".
-    Tokenizer tok = impl->source == "llama2.c checkpoint"
-                        ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
-                        : Tokenizer::load(options.tokenizer_path);
+    const bool llama2c = impl->origin == ModelOrigin::kLlama2c;
+    Tokenizer tok = llama2c ? Tokenizer(load_llama2c_tokenizer(options.tokenizer_path))
+                            : Tokenizer::load(options.tokenizer_path);
     if (tok.vocab_size() > static_cast<size_t>(impl->config.vocab_size) ||
-        (impl->source == "llama2.c checkpoint" &&
-         tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size))) {
+        (llama2c && tok.vocab_size() != static_cast<size_t>(impl->config.vocab_size))) {
       throw Error(ErrorCode::kFormat,
                   options.tokenizer_path + ": tokenizer has " + std::to_string(tok.vocab_size()) +
                       " tokens but the model " + path + " has a vocabulary of " +

@@ -30,6 +30,10 @@ struct ShardInfo {
 /// or halves (x[i], x[i + d/2]) as in Hugging Face checkpoints.
 enum class RopeLayout { kPairs, kHalves };
 
+/// The container a model was loaded from (kMemory: built in memory: synthetic, demo, re-quantized
+/// or sliced models, tests). Decisions that depend on it compare this, never the source text.
+enum class ModelOrigin : uint8_t { kMemory, kLlama2c, kGguf, kPiq };
+
 struct LayerWeights {
   Tensor attn_norm;           // [dim]
   Tensor wq, wk, wv, wo;      // [n_heads*hd, dim], [n_kv*hd, dim] x2, [dim, n_heads*hd]
@@ -43,7 +47,8 @@ struct Model::Impl {
   ModelConfig config;
   RopeLayout rope_layout = RopeLayout::kPairs;
   std::optional<Tokenizer> tokenizer;
-  std::string source;  ///< "llama2.c checkpoint", "synthetic", ...
+  ModelOrigin origin = ModelOrigin::kMemory;
+  std::string source;  ///< for messages and describe(): "llama2.c checkpoint", "synthetic", ...
   std::string chat_template;  ///< Jinja text from the file, or ""
   std::vector<std::string> notices;  ///< one-line remarks from loading (format conversions)
   GenerationDefaults generation;     ///< sampling defaults the file ships (.piq), else unset

@@ -7,8 +7,6 @@
 
 namespace piquant {
 
-const char* to_string(DType t) { return kernels::to_string(to_weight_type(t)); }
-
 size_t Tensor::bytes() const {
   const auto wt = to_weight_type(type);
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);

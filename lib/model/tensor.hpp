@@ -14,32 +14,21 @@
 
 namespace piquant {
 
-/// Element types; the values are kernels::WeightType's (q4_k..q5_1: GGUF's Q4_K, Q5_K, Q6_K,
-/// Q5_0, Q5_1 blocks, kept as the file stores them).
-enum class DType : uint8_t {
-  kF32 = 0,
-  kF16 = 1,
-  kQ8 = 2,
-  kQ4 = 3,
-  kQ4M = 4,
-  kQ4K = 5,
-  kQ5K = 6,
-  kQ6K = 7,
-  kQ5_0 = 8,
-  kQ5_1 = 9,
-};
+/// Element types: the kernels' WeightType itself (f32, f16, q8, q4, q4m, and GGUF's Q4_K, Q5_K,
+/// Q6_K, Q5_0, Q5_1 blocks kept as the file stores them), so the two cannot disagree.
+using DType = kernels::WeightType;
 /// Every DType, in value order.
 constexpr DType kAllDTypes[] = {DType::kF32,  DType::kF16,  DType::kQ8,  DType::kQ4,   DType::kQ4M,
                                 DType::kQ4K, DType::kQ5K, DType::kQ6K, DType::kQ5_0, DType::kQ5_1};
 static_assert(sizeof(kAllDTypes) / sizeof(kAllDTypes[0]) == kernels::kWeightTypeCount,
-              "DType mirrors kernels::WeightType");
+              "kAllDTypes lists every kernels::WeightType");
 enum class TensorLayout : uint8_t { kRows, kPacked };
 
-const char* to_string(DType t);
-inline kernels::WeightType to_weight_type(DType t) { return static_cast<kernels::WeightType>(t); }
-inline bool is_quantized(DType t) { return t != DType::kF32 && t != DType::kF16; }
-/// Values per block of t along a row (32, or 256 for the K-quants).
-inline size_t block_values(DType t) { return kernels::block_values(to_weight_type(t)); }
+using kernels::block_values;  ///< values per block along a row (32, or 256 for the K-quants)
+using kernels::is_quantized;
+using kernels::to_string;
+/// The kernels' type of a DType (the same enum; kept for the call sites that spell it).
+constexpr kernels::WeightType to_weight_type(DType t) { return t; }
 
 struct Tensor {
   std::string name;

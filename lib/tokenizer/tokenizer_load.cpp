@@ -6,7 +6,7 @@
 #include "format/gguf.hpp"
 #include "format/mapped_file.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/loaders.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"

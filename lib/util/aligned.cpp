@@ -1,7 +1,8 @@
 #include "util/aligned.hpp"
 
 #include <cstdlib>
-#include <new>
+
+#include "common/aligned.hpp"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -9,18 +10,19 @@
 
 namespace piquant {
 
+static_assert(kBufferAlign == kernels::AlignedBytes::kDefaultAlign,
+              "one cache-line alignment for weight buffers");
+
 std::shared_ptr<uint8_t> alloc_aligned(size_t n) {
   constexpr size_t kHuge = size_t{2} << 20;
   const bool huge = n >= kHuge;
   const size_t align = huge ? kHuge : kBufferAlign;
-  const size_t size = n == 0 ? align : (n + align - 1) / align * align;  // a multiple, as
-                                                                         // aligned_alloc wants
-  void* p = std::aligned_alloc(align, size);
-  if (p == nullptr) throw std::bad_alloc();
+  uint8_t* p = kernels::aligned_malloc(n, align);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (huge) madvise(p, size, MADV_HUGEPAGE);  // advisory: ignored where THP is off
+  // Advisory: ignored where THP is off.
+  if (huge) madvise(p, kernels::aligned_size(n, align), MADV_HUGEPAGE);
 #endif
-  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+  return std::shared_ptr<uint8_t>(p, [](uint8_t* q) { std::free(q); });
 }
 
 uint8_t* WeightArena::alloc(size_t n) {

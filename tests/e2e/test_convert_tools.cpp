@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <piquant/piquant.hpp>
 
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/piq.hpp"
 #include "test_util.hpp"
 

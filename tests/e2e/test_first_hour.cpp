@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "format/gguf_writer.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "lib/lora_test_util.hpp"
 #include "test_util.hpp"
 #include "tokenizer/tokenizer_fixtures.hpp"

@@ -1,5 +1,5 @@
 // libFuzzer: llama2.c checkpoint reader (header, sizes, weight offsets against the file size).
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/mapped_file.hpp"
 #include "fuzz_util.hpp"
 #include "model/model_impl.hpp"

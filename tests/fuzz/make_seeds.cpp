@@ -6,7 +6,7 @@
 #include <string>
 
 #include "format/gguf_writer.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/piq.hpp"
 #include "format/safetensors.hpp"
 #include "tokenizer/loaders.hpp"

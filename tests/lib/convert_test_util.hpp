@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "format/dtype_convert.hpp"
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 #include "format/safetensors.hpp"
 #include "test_util.hpp"
 #include "tokenizer/tokenizer_impl.hpp"

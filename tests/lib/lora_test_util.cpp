@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "format/gguf_writer.hpp"
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 #include "format/safetensors.hpp"
 #include "model/quantize_model.hpp"
 #include "test_util.hpp"

@@ -11,7 +11,7 @@
 #include <piquant/piquant.hpp>
 
 #include "format/dtype_convert.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "lora/adapter.hpp"
 
 namespace piquant::test {

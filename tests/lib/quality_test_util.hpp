@@ -14,7 +14,7 @@
 
 #include "convert/source.hpp"
 #include "convert_test_util.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 
 namespace piquant::test {

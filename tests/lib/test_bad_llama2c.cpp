@@ -5,7 +5,7 @@
 #include <cstring>
 #include <piquant/piquant.hpp>
 
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "test_util.hpp"
 
 namespace {

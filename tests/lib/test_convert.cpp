@@ -12,7 +12,7 @@
 #include "convert/quantize.hpp"
 #include "convert_test_util.hpp"
 #include "format/gguf_writer.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "format/piq.hpp"
 
 namespace {

@@ -11,7 +11,7 @@
 #include "convert/kquant_plan.hpp"
 #include "format/gguf.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "quality_test_util.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <piquant/piquant.hpp>
 
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "ref_forward.hpp"
 #include "model/quantize_model.hpp"
 #include "threads/thread_pool.hpp"

@@ -7,7 +7,7 @@
 #include <piquant/piquant.hpp>
 
 #include "format/gguf_writer.hpp"
-#include "format/llama2c.hpp"
+#include "load/llama2c_model.hpp"
 #include "ref_forward.hpp"
 #include "test_util.hpp"
 #include "threads/thread_pool.hpp"

@@ -19,7 +19,7 @@
 #include "common/fp16.hpp"
 #include "common/pack.hpp"
 #include "format/gguf.hpp"
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 #include "format/gguf_writer.hpp"
 #include "format/kquants.hpp"
 #include "ref_forward.hpp"

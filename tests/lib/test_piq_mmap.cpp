@@ -12,7 +12,7 @@
 #include "common/fp16.hpp"
 #include "common/pack.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <piquant/piquant.hpp>
 
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "model/model_impl.hpp"
 #include "model/quantize_model.hpp"
 #include "tokenizer/tokenizer_json.hpp"

@@ -7,10 +7,10 @@
 #include <string>
 
 #include "format/gguf.hpp"
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 #include "format/mapped_file.hpp"
 #include "format/piq.hpp"
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 #include "piquant/piquant.hpp"
 #include "util/cli.hpp"
 #include "util/progress.hpp"

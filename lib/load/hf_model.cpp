@@ -1,10 +1,11 @@
-#include "format/hf_model.hpp"
+#include "load/hf_model.hpp"
 
 #include <sys/stat.h>
 
 #include <cstring>
 #include <set>
 
+#include "load/arch.hpp"
 #include "model/model_impl.hpp"
 
 namespace piquant {
@@ -62,16 +63,6 @@ std::vector<TokenId> token_ids(const json& j, const char* key, const std::string
   return out;
 }
 
-struct ArchInfo {
-  const char* hf;    // architectures[0]
-  const char* arch;  // piquant's name
-};
-constexpr ArchInfo kArchs[] = {{"LlamaForCausalLM", "llama"},
-                               {"MistralForCausalLM", "llama"},
-                               {"Qwen2ForCausalLM", "qwen2"},
-                               {"Qwen3ForCausalLM", "qwen3"},
-                               {"ExaoneForCausalLM", "exaone"}};
-
 void parse_rope_scaling(const json& j, ModelConfig& c, const std::string& src) {
   if (!has(j, "rope_scaling")) return;
   const json& rs = j["rope_scaling"];
@@ -101,11 +92,7 @@ void parse_rope_scaling(const json& j, ModelConfig& c, const std::string& src) {
 
 }  // namespace
 
-std::string hf_supported_architectures() {
-  std::string s;
-  for (const auto& a : kArchs) s += (s.empty() ? "" : ", ") + std::string(a.hf);
-  return s;
-}
+std::string hf_supported_architectures() { return hf_arch_class_names(); }
 
 HfConfig parse_hf_config(const json& j, const std::string& src) {
   if (!j.is_object()) bad(src, "config.json must be a JSON object");
@@ -115,24 +102,23 @@ HfConfig parse_hf_config(const json& j, const std::string& src) {
   }
   HfConfig out;
   out.hf_architecture = j["architectures"][0].get<std::string>();
-  const ArchInfo* info = nullptr;
-  for (const auto& a : kArchs) {
-    if (out.hf_architecture == a.hf) info = &a;
-  }
+  const HfArchClass* info = find_hf_arch_class(out.hf_architecture);
   if (info == nullptr) {
     unsupported(src, "architecture " + out.hf_architecture + " is not supported (supported: " +
                          hf_supported_architectures() + ")");
   }
   ModelConfig& c = out.config;
   c.arch = info->arch;
-  const bool exaone = c.arch == "exaone";
+  const ArchSpec& spec = *find_arch(c.arch);
+  const HfArchNames& hf = spec.hf;
   c.dim = size_field(j, "hidden_size", src);
-  c.n_layers = exaone && has(j, "num_layers") ? size_field(j, "num_layers", src)
-                                              : size_field(j, "num_hidden_layers", src);
+  c.n_layers = hf.n_layers_key != nullptr && has(j, hf.n_layers_key)
+                   ? size_field(j, hf.n_layers_key, src)
+                   : size_field(j, "num_hidden_layers", src);
   c.n_heads = size_field(j, "num_attention_heads", src);
   c.n_kv_heads = size_field_or(j, "num_key_value_heads", c.n_heads, src);
-  c.hidden_dim = exaone ? size_field_or(j, "intermediate_size", 4 * c.dim, src)
-                        : size_field(j, "intermediate_size", src);
+  c.hidden_dim = hf.hidden_dim_optional ? size_field_or(j, "intermediate_size", 4 * c.dim, src)
+                                        : size_field(j, "intermediate_size", src);
   c.vocab_size = size_field(j, "vocab_size", src);
   c.max_seq_len = size_field_or(j, "max_position_embeddings", 2048, src);
   if (c.dim % c.n_heads != 0 && !has(j, "head_dim")) {
@@ -141,13 +127,12 @@ HfConfig parse_hf_config(const json& j, const std::string& src) {
   }
   c.head_dim = size_field_or(j, "head_dim", c.dim / c.n_heads, src);
   c.rope_theta = float_field_or(j, "rope_theta", 10000.0f, src);
-  c.norm_eps = exaone ? float_field_or(j, "layer_norm_epsilon", 1e-5f, src)
-                      : float_field_or(j, "rms_norm_eps", 1e-6f, src);
+  c.norm_eps = float_field_or(j, hf.norm_eps_key, hf.norm_eps_default, src);
   // transformers' defaults: Exaone ties the classifier unless told otherwise; the others do not.
-  c.tied_classifier = bool_field_or(j, "tie_word_embeddings", exaone, src);
-  c.qkv_bias = c.arch == "qwen2";
-  c.qk_norm = c.arch == "qwen3";
-  const char* act_key = exaone ? "activation_function" : "hidden_act";
+  c.tied_classifier = bool_field_or(j, "tie_word_embeddings", hf.tied_default, src);
+  c.qkv_bias = spec.qkv_bias;
+  c.qk_norm = spec.qk_norm;
+  const char* act_key = hf.activation_key;
   if (has(j, act_key)) {
     if (!j[act_key].is_string()) bad(src, std::string("\"") + act_key + "\" must be a string");
     c.activation = j[act_key].get<std::string>();
@@ -156,13 +141,13 @@ HfConfig parse_hf_config(const json& j, const std::string& src) {
                            "\" is not supported (piquant runs silu / SwiGLU FFNs)");
     }
   }
-  if (bool_field_or(j, "attention_bias", false, src) && c.arch != "qwen2") {
+  if (bool_field_or(j, "attention_bias", false, src) && !spec.qkv_bias) {
     unsupported(src, "\"attention_bias\": true is not supported for " + out.hf_architecture);
   }
   if (bool_field_or(j, "mlp_bias", false, src)) unsupported(src, "\"mlp_bias\": true is not supported");
   parse_rope_scaling(j, c, src);
   if (has(j, "sliding_window") && j["sliding_window"].is_number_integer() &&
-      bool_field_or(j, "use_sliding_window", c.arch == "llama", src)) {
+      bool_field_or(j, "use_sliding_window", hf.sliding_window_default, src)) {
     out.sliding_window = j["sliding_window"].get<int>();
   }
   out.bos_token_ids = token_ids(j, "bos_token_id", src);
@@ -239,24 +224,28 @@ HfTokenizerConfig parse_hf_tokenizer_config(const json& j, const std::string& sr
 
 std::vector<HfTensorSpec> hf_tensor_specs(const HfConfig& hc) {
   const ModelConfig& c = hc.config;
-  const bool exaone = c.arch == "exaone";
+  const ArchSpec* spec = find_arch(c.arch);
+  if (spec == nullptr) {
+    unsupported("hf_tensor_specs", "unknown architecture '" + c.arch + "'; piquant runs " +
+                                       supported_arch_names());
+  }
+  const HfArchNames& n = spec->hf;
   const int64_t d = c.dim, h = c.hidden_dim, v = c.vocab_size, hd = c.head_dim;
   const int64_t q = int64_t{c.n_heads} * hd, kv = int64_t{c.n_kv_heads} * hd;
   std::vector<HfTensorSpec> s;
   auto add = [&](std::string name, std::string hf, std::vector<int64_t> shape, int rope_heads = 0) {
     s.push_back({std::move(name), std::move(hf), std::move(shape), rope_heads});
   };
-  add("token_embd.weight", exaone ? "transformer.wte.weight" : "model.embed_tokens.weight", {v, d});
+  add("token_embd.weight", n.embd, {v, d});
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    const std::string p = exaone ? "transformer.h." + std::to_string(l) + "."
-                                 : "model.layers." + std::to_string(l) + ".";
-    const std::string attn = exaone ? p + "attn.attention." : p + "self_attn.";
-    add(b + "attn_norm.weight", p + (exaone ? "ln_1.weight" : "input_layernorm.weight"), {d});
+    const std::string p = n.layer + std::to_string(l) + ".";
+    const std::string attn = p + n.attn;
+    add(b + "attn_norm.weight", p + n.attn_norm, {d});
     add(b + "attn_q.weight", attn + "q_proj.weight", {q, d}, c.n_heads);
     add(b + "attn_k.weight", attn + "k_proj.weight", {kv, d}, c.n_kv_heads);
     add(b + "attn_v.weight", attn + "v_proj.weight", {kv, d});
-    add(b + "attn_output.weight", attn + (exaone ? "out_proj.weight" : "o_proj.weight"), {d, q});
+    add(b + "attn_output.weight", attn + n.attn_output, {d, q});
     if (c.qkv_bias) {
       add(b + "attn_q.bias", attn + "q_proj.bias", {q}, c.n_heads);
       add(b + "attn_k.bias", attn + "k_proj.bias", {kv}, c.n_kv_heads);
@@ -266,12 +255,12 @@ std::vector<HfTensorSpec> hf_tensor_specs(const HfConfig& hc) {
       add(b + "attn_q_norm.weight", attn + "q_norm.weight", {hd}, 1);
       add(b + "attn_k_norm.weight", attn + "k_norm.weight", {hd}, 1);
     }
-    add(b + "ffn_norm.weight", p + (exaone ? "ln_2.weight" : "post_attention_layernorm.weight"), {d});
-    add(b + "ffn_gate.weight", p + (exaone ? "mlp.c_fc_0.weight" : "mlp.gate_proj.weight"), {h, d});
-    add(b + "ffn_up.weight", p + (exaone ? "mlp.c_fc_1.weight" : "mlp.up_proj.weight"), {h, d});
-    add(b + "ffn_down.weight", p + (exaone ? "mlp.c_proj.weight" : "mlp.down_proj.weight"), {d, h});
+    add(b + "ffn_norm.weight", p + n.ffn_norm, {d});
+    add(b + "ffn_gate.weight", p + n.ffn_gate, {h, d});
+    add(b + "ffn_up.weight", p + n.ffn_up, {h, d});
+    add(b + "ffn_down.weight", p + n.ffn_down, {d, h});
   }
-  add("output_norm.weight", exaone ? "transformer.ln_f.weight" : "model.norm.weight", {d});
+  add("output_norm.weight", n.output_norm, {d});
   if (!c.tied_classifier) add("output.weight", "lm_head.weight", {v, d});
   return s;
 }

@@ -1,8 +1,9 @@
-#include "format/piq_model.hpp"
+#include "load/piq_model.hpp"
 
 #include <cstring>
 
 #include "common/pack.hpp"
+#include "load/arch.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 
 namespace piquant {
@@ -115,13 +116,14 @@ std::unique_ptr<Model::Impl> load_piq_model(std::shared_ptr<const PiqFile> file)
   const PiqFile& f = *file;
   const PiqMetadata& meta = f.meta();
   auto m = std::make_unique<Model::Impl>();
+  m->origin = ModelOrigin::kPiq;
   m->source = "piquant file v" + std::to_string(f.header().version);
   m->config = meta.config;
   const ModelConfig& c = m->config;
   validate_config(c, f.path());
-  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3" && c.arch != "exaone") {
+  if (find_arch(c.arch) == nullptr) {
     throw Error(ErrorCode::kUnsupported, f.path() + ": unknown architecture '" + c.arch +
-                                             "'; piquant runs llama, qwen2, qwen3 and exaone");
+                                             "'; piquant runs " + supported_arch_names());
   }
   m->rope_layout = meta.rope_layout == "halves" ? RopeLayout::kHalves : RopeLayout::kPairs;
   m->chat_template = meta.chat_template;

@@ -6,7 +6,7 @@
 // twice it); BF16 is widened to f32; Q8_K is dequantized and re-quantized to q8, Q2_K, Q3_K,
 // IQ4_NL and IQ4_XS to q4m, with a notice.
 // Everything else is refused, naming the tensor and its type.
-#include "format/gguf_model.hpp"
+#include "load/gguf_model.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,19 +19,13 @@
 #include "common/pack.hpp"
 #include "dist/load_slicer.hpp"
 #include "format/kquants.hpp"
+#include "load/arch.hpp"
 #include "piquant/error.hpp"
 #include "tokenizer/tokenizer_gguf.hpp"
 #include "util/aligned.hpp"
 
 namespace piquant {
 namespace {
-
-struct ArchInfo {
-  const char* name;
-  RopeLayout rope;  // how llama.cpp's converter stores Q/K rows for this architecture
-  bool qkv_bias;
-  bool qk_norm;
-};
 
 // Drops the whole pages inside [p, p + n) of the read-only file mapping from the resident set
 // (they stay in the page cache and fault back in if read again, e.g. a tied embedding's rows).
@@ -56,13 +50,6 @@ bool native_block_type(uint32_t ggml, DType* out) {
     default: return false;
   }
 }
-
-constexpr ArchInfo kArchs[] = {
-    {"llama", RopeLayout::kPairs, false, false},
-    {"qwen2", RopeLayout::kHalves, true, false},
-    {"qwen3", RopeLayout::kHalves, false, true},
-    {"exaone", RopeLayout::kHalves, false, false},
-};
 
 class Loader {
  public:
@@ -335,17 +322,14 @@ const char* gguf_piquant_type(uint32_t ggml_type, bool* converted) {
 GgufModelInfo read_gguf_model_info(const GgufFile& f) {
   const std::string& src = f.source();
   const std::string arch(f.get_string("general.architecture", ""));
-  const ArchInfo* info = nullptr;
-  for (const ArchInfo& a : kArchs) {
-    if (arch == a.name) info = &a;
-  }
+  const ArchSpec* info = find_arch(arch);
   if (info == nullptr) {
-    throw Error(ErrorCode::kUnsupported,
-                src + ": unknown architecture '" + arch +
-                    "' (general.architecture); piquant runs llama, qwen2, qwen3 and exaone");
+    throw Error(ErrorCode::kUnsupported, src + ": unknown architecture '" + arch +
+                                             "' (general.architecture); piquant runs " +
+                                             supported_arch_names());
   }
   GgufModelInfo out;
-  out.rope_layout = info->rope;
+  out.rope_layout = info->gguf_rope;
   ModelConfig& c = out.config;
   c.arch = arch;
   auto key = [&](const char* k) { return arch + "." + k; };
@@ -397,6 +381,7 @@ std::unique_ptr<Model::Impl> load_gguf_model(std::shared_ptr<const GgufFile> fil
   const std::string& src = f.source();
   GgufModelInfo info = read_gguf_model_info(f);
   auto m = std::make_unique<Model::Impl>();
+  m->origin = ModelOrigin::kGguf;
   m->source = "GGUF v" + std::to_string(f.version());
   m->rope_layout = info.rope_layout;
   m->config = info.config;

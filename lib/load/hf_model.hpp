@@ -1,8 +1,8 @@
 #pragma once
 // Hugging Face model directories: config.json (architecture), generation_config.json
 // (sampling defaults), tokenizer_config.json (chat template, special tokens) and safetensors
-// weights, with the per-architecture table that names every tensor piquant needs and the
-// shape config.json implies for it.
+// weights: every tensor piquant needs (names from the architecture's row in load/arch.hpp) and
+// the shape config.json implies for it.
 //
 // Supported: LlamaForCausalLM (Llama 2/3/3.1/3.2 incl. llama3 rope scaling, TinyLlama,
 // SmolLM2), MistralForCausalLM, Qwen2ForCausalLM (q/k/v biases), Qwen3ForCausalLM (q/k
