@@ -404,26 +404,82 @@ inline void tile_q6k(const int8_t* __restrict w, const float* __restrict sc, con
 constexpr size_t kQ4KRowBytes = sizeof(BlockQ4K);                    // 144
 constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 rows
 
-/// d sc_j and -dmin mn_j of the 4 rows of the super-block group at g: out[4 j + r] and
-/// out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load each.
-inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
-  float32x4x4_t sl, sh, ml, mh;
+/// The 6-bit scales and minimums of the q4_k super-block group at g (4 rows), for q4k_vec:
+/// t[0] / t[2] the bytes [j][row] of sc_j, j = 0..3 / 4..7, t[1] / t[3] those of mn_j; d and dmin
+/// of the 4 rows; c[0..3] = -2^23 d, c[4..7] = 2^23 dmin. The 12 scale bytes of a row are
+/// unpacked with 64-bit integer ops (kscales' masks) and stored, 16 bytes per row, then loaded
+/// as vectors (a store and a load instead of two ASIMD moves); two rounds of zips transpose
+/// [row][j] to [j][row].
+inline void q4k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], float32x4_t& d,
+                            float32x4_t& dmin, float* c) {
+  alignas(16) uint64_t buf[8];
+  uint32_t dm[4];
   PIQUANT_UNROLL
   for (int r = 0; r < 4; ++r) {
     const uint8_t* p = g + r * kQ4KRowBytes;
-    const uint8x16_t s = kscales(p + offsetof(BlockQ4K, scales));
-    const uint16x8_t s01 = vmovl_u8(vget_low_u8(s)), s23 = vmovl_high_u8(s);
-    const float32x2_t dm = load_f16x2(p);  // d, dmin
-    const float32x2_t ndm = vneg_f32(dm);
-    sl.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s01))), dm, 0);
-    sh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s23))), dm, 0);
-    ml.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s01)), ndm, 1);
-    mh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s23)), ndm, 1);
+    const uint8_t* s = p + offsetof(BlockQ4K, scales);
+    uint64_t u0;
+    uint32_t u2;
+    std::memcpy(&u0, s, 8);
+    std::memcpy(&u2, s + 8, 4);
+    const uint64_t v = u2;
+    buf[2 * r] = u0 & 0x3f3f3f3f3f3f3f3fULL;  // sc0..3, mn0..3
+    buf[2 * r + 1] = (v & 0x0f0f0f0fULL) | (((v >> 4) & 0x0f0f0f0fULL) << 32) |
+                     ((u0 >> 2) & 0x3030303030303030ULL);  // sc4..7, mn4..7
+    std::memcpy(&dm[r], p, 4);  // d, dmin (fp16)
   }
-  vst4q_f32(out, sl);  // out[4 j + r] = row r's sub-block j, j = 0..3
-  vst4q_f32(out + 16, sh);
-  vst4q_f32(out + 32, ml);
-  vst4q_f32(out + 48, mh);
+  asm("" ::"m"(buf));  // stored as 64-bit integers, loaded as vectors
+  uint8x16_t s[4];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) s[r] = vld1q_u8(reinterpret_cast<const uint8_t*>(buf + 2 * r));
+  const float16x8_t h = vreinterpretq_f16_u32(vld1q_u32(dm));
+  const float32x4_t lo = vcvt_f32_f16(vget_low_f16(h)), hi = vcvt_high_f32_f16(h);
+  d = vuzp1q_f32(lo, hi);
+  dmin = vuzp2q_f32(lo, hi);
+  vst1q_f32(c, vmulq_n_f32(d, -8388608.0f));  // exact
+  vst1q_f32(c + 4, vmulq_n_f32(dmin, 8388608.0f));
+  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
+  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
+  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
+  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
+  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
+  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
+  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
+  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+}
+
+/// Four 4-row float vectors v[i] = (byte [i][row] of tk) x mul, exactly: the byte b is zipped into
+/// 0x4B0000bb, the float 2^23 + b, and one fma with mul and the loaded c = -2^23 mul removes the
+/// 2^23 (exact: b mul has at most 17 significant bits). q4_k: d sc_j (c = -2^23 d) and -dmin mn_j
+/// (mul = -dmin, c = 2^23 dmin).
+inline void q4k_vec(uint8x16_t tk, float32x4_t mul, const float* c, float32x4_t (&v)[4]) {
+  const uint8x16_t zero = vdupq_n_u8(0);
+  const uint16x8_t hi = vdupq_n_u16(0x4B00);
+  const uint16x8_t b0 = vreinterpretq_u16_u8(vzip1q_u8(tk, zero));
+  const uint16x8_t b1 = vreinterpretq_u16_u8(vzip2q_u8(tk, zero));
+  v[0] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b0, hi)), mul);
+  v[1] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b0, hi)), mul);
+  v[2] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b1, hi)), mul);
+  v[3] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b1, hi)), mul);
+}
+
+/// d sc_j and -dmin mn_j of the 4 rows of the super-block group at g: out[4 j + r] and
+/// out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load each.
+inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes(g, t, d, dmin, c);
+  PIQUANT_UNROLL
+  for (int q = 0; q < 2; ++q) {  // sub-blocks 4q..4q+3
+    float32x4_t v[4];
+    q4k_vec(t[2 * q], d, c, v);
+    PIQUANT_UNROLL
+    for (int i = 0; i < 4; ++i) vst1q_f32(out + 16 * q + 4 * i, v[i]);
+    q4k_vec(t[2 * q + 1], vnegq_f32(dmin), c + 4, v);
+    PIQUANT_UNROLL
+    for (int i = 0; i < 4; ++i) vst1q_f32(out + 32 + 16 * q + 4 * i, v[i]);
+  }
 }
 
 /// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
@@ -771,38 +827,45 @@ inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa,
 }
 
 /// q4_k: super-block `sb` (8 sub-blocks) of the group at sbk (4 rows) for one token, q4m's GEMV
-/// sequence per sub-block with the q4k_scales of the super-block (computed here: one token).
+/// sequence per sub-block with the super-block's scales made 4 sub-blocks at a time just before
+/// their use (q4k_scale_bytes, q4k_vec: the same values as q4k_scales).
 inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
                                        const ActRec* __restrict rc, float32x4_t facc) {
-  alignas(16) float scl[64];
-  q4k_scales(sbk, scl);
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes(sbk, t, d, dmin, c);
+  const float32x4_t ndmin = vnegq_f32(dmin);
   PIQUANT_UNROLL
-  for (int c = 0; c < 4; ++c) {
-    const uint8_t* qs = sbk + offsetof(BlockQ4K, qs) + 32 * c;
-    uint8x16_t x[4][2];
+  for (int q = 0; q < 2; ++q) {
+    float32x4_t dw[4], mw[4];
+    q4k_vec(t[2 * q], d, c, dw);
+    q4k_vec(t[2 * q + 1], ndmin, c + 4, mw);
     PIQUANT_UNROLL
-    for (int r = 0; r < 4; ++r) {
-      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
-      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
-    }
-    PIQUANT_UNROLL
-    for (int half = 0; half < 2; ++half) {
-      const int j = 2 * c + half;
-      const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
-      int32x4_t i[4];
+    for (int cc = 0; cc < 2; ++cc) {
+      const int c2 = 2 * q + cc;  // the 32 bytes of sub-blocks 2 c2, 2 c2 + 1
+      const uint8_t* qs = sbk + offsetof(BlockQ4K, qs) + 32 * c2;
       PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        const uint8x16_t u0 = half == 0 ? vandq_u8(x[r][0], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][0], 4);
-        const uint8x16_t u1 = half == 0 ? vandq_u8(x[r][1], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][1], 4);
-        i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), vreinterpretq_s8_u8(u0), alo),
-                         vreinterpretq_s8_u8(u1), ahi);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c2 + half;
+        const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
+        int32x4_t i[4];
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) {
+          const uint8x16_t x0 = vld1q_u8(qs + r * kQ4KRowBytes);
+          const uint8x16_t x1 = vld1q_u8(qs + r * kQ4KRowBytes + 16);
+          const uint8x16_t u0 = half == 0 ? vandq_u8(x0, vdupq_n_u8(0x0F)) : vshrq_n_u8(x0, 4);
+          const uint8x16_t u1 = half == 0 ? vandq_u8(x1, vdupq_n_u8(0x0F)) : vshrq_n_u8(x1, 4);
+          i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), vreinterpretq_s8_u8(u0), alo),
+                           vreinterpretq_s8_u8(u1), ahi);
+        }
+        const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+        const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
+        const float32x4_t w = dw[j % 4];             // the GEMM's order, as gemv_block
+        const float32x4_t u = vfmaq_f32(vmulq_n_f32(w, -kMagic), vreinterpretq_f32_s32(p), w);
+        facc = vfmaq_lane_f32(facc, u, dd, 0);
+        facc = vfmaq_lane_f32(facc, mw[j % 4], dd, 1);
       }
-      const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
-      const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
-      const float32x4_t dw = vld1q_f32(scl + 4 * j);  // the GEMM's order, as gemv_block
-      const float32x4_t u = vfmaq_f32(vmulq_n_f32(dw, -kMagic), vreinterpretq_f32_s32(p), dw);
-      facc = vfmaq_lane_f32(facc, u, dd, 0);
-      facc = vfmaq_lane_f32(facc, vld1q_f32(scl + 32 + 4 * j), dd, 1);
     }
   }
   return facc;
