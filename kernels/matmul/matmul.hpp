@@ -118,7 +118,7 @@ void gemv_f32_q8_q6k_neondot(const GemmArgs& a);
 void gemv_f32_q8_q50_neondot(const GemmArgs& a);
 void gemv_f32_q8_q51_neondot(const GemmArgs& a);
 void gemm_f32_q8_q4k_4x8_neondot(const GemmArgs& a);
-void gemm_f32_q8_q5k_1x4_neondot(const GemmArgs& a);
+void gemm_f32_q8_q5k_4x8_neondot(const GemmArgs& a);
 void gemm_f32_q8_q6k_4x8_neondot(const GemmArgs& a);
 void gemm_f32_q8_q50_1x4_neondot(const GemmArgs& a);
 void gemm_f32_q8_q51_1x4_neondot(const GemmArgs& a);

@@ -199,7 +199,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
     const float* s = sc + kScFloats * b;
     const float32x4_t dw = vld1q_f32(s);
     float32x4_t mw = dw;
-    if (T == WeightType::kQ4M || T == WeightType::kQ4K) mw = vld1q_f32(s + 4);
+    if (T == WeightType::kQ4M || T == WeightType::kQ4K || T == WeightType::kQ5K) mw = vld1q_f32(s + 4);
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) {
       const float32x4_t da = vld1q_f32(qq[g].da);
@@ -213,7 +213,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
       u[3] = fmla_lane<3>(load_fresh(s + 20), vreinterpretq_f32_s32(acc[3][g]), dw);
       PIQUANT_UNROLL
       for (int r = 0; r < 4; ++r) facc[r][g] = vfmaq_f32(facc[r][g], u[r], da);
-      if (T == WeightType::kQ4M || T == WeightType::kQ4K) {
+      if (T == WeightType::kQ4M || T == WeightType::kQ4K || T == WeightType::kQ5K) {
         const float32x4_t das = vld1q_f32(qq[g].das);
         facc[0][g] = fmla_lane<0>(facc[0][g], das, mw);
         facc[1][g] = fmla_lane<1>(facc[1][g], das, mw);
@@ -410,13 +410,15 @@ constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 r
 /// unpacked with 64-bit integer ops (kscales' masks) and stored, 16 bytes per row, then loaded
 /// as vectors (a store and a load instead of two ASIMD moves); two rounds of zips transpose
 /// [row][j] to [j][row].
+template <size_t RowBytes = sizeof(BlockQ4K)>
 inline void q4k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], float32x4_t& d,
                             float32x4_t& dmin, float* c) {
+  static_assert(offsetof(BlockQ4K, scales) == 4 && offsetof(BlockQ5K, scales) == 4, "K-quant scales");
   alignas(16) uint64_t buf[8];
   uint32_t dm[4];
   PIQUANT_UNROLL
   for (int r = 0; r < 4; ++r) {
-    const uint8_t* p = g + r * kQ4KRowBytes;
+    const uint8_t* p = g + r * RowBytes;
     const uint8_t* s = p + offsetof(BlockQ4K, scales);
     uint64_t u0;
     uint32_t u2;
@@ -463,13 +465,15 @@ inline void q4k_vec(uint8x16_t tk, float32x4_t mul, const float* c, float32x4_t 
   v[3] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b1, hi)), mul);
 }
 
-/// d sc_j and -dmin mn_j of the 4 rows of the super-block group at g: out[4 j + r] and
-/// out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load each.
+/// d sc_j and -dmin mn_j of the 4 rows of the q4_k (q5_k: RowBytes 176) super-block group at g:
+/// out[4 j + r] and out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load
+/// each.
+template <size_t RowBytes = sizeof(BlockQ4K)>
 inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
   uint8x16_t t[4];
   float32x4_t d, dmin;
   alignas(16) float c[8];
-  q4k_scale_bytes(g, t, d, dmin, c);
+  q4k_scale_bytes<RowBytes>(g, t, d, dmin, c);
   PIQUANT_UNROLL
   for (int q = 0; q < 2; ++q) {  // sub-blocks 4q..4q+3
     float32x4_t v[4];
@@ -507,12 +511,12 @@ inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
     }
     return;
   }
-  if constexpr (T == WeightType::kQ4K) {
+  if constexpr (T == WeightType::kQ4K || T == WeightType::kQ5K) {
     // Per sub-block j, q4m's layout: d sc_j of rows 0..3, -dmin mn_j, -kMagic d sc_j (exact:
     // d sc_j has at most 17 significant bits).
     for (size_t sb = 0; sb < nb / 8; ++sb) {
       alignas(16) float t[64];
-      q4k_scales(w + sb * kQ4KGroupBytes, t);
+      q4k_scales<kGroupBytes<T> / kRowInterleave>(w + sb * kGroupBytes<T>, t);
       for (int j = 0; j < 8; ++j) {
         float* s = sc + kScFloats * (8 * sb + j);
         const float32x4_t dw = vld1q_f32(t + 4 * j);
@@ -547,6 +551,29 @@ inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
 /// tokens) does no unpacking.
 template <WeightType T>
 inline void unpack_w(const uint8_t* w, size_t nb, int8_t* out) {
+  if constexpr (T == WeightType::kQ5K) {
+    // q4_k's nibbles, bit 4 = bit j of qh[l] for sub-block j (value l of it).
+    constexpr size_t rb = sizeof(BlockQ5K);
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* g = w + sb * kGroupBytes<T>;
+      for (int c = 0; c < 4; ++c) {
+        int8_t* lo = out + kUnpackedBytes * (8 * sb + 2 * c);
+        int8_t* hi = lo + kUnpackedBytes;
+        for (int r = 0; r < 4; ++r) {
+          for (int h = 0; h < 2; ++h) {
+            const uint8x16_t x = vld1q_u8(g + r * rb + offsetof(BlockQ5K, qs) + 32 * c + 16 * h);
+            const uint8x16_t qh = vld1q_u8(g + r * rb + offsetof(BlockQ5K, qh) + 16 * h);
+            const uint8x16_t b4 = vdupq_n_u8(0x10);
+            const uint8x16_t f0 = vandq_u8(vshlq_u8(qh, vdupq_n_s8(static_cast<int8_t>(4 - 2 * c))), b4);
+            const uint8x16_t f1 = vandq_u8(vshlq_u8(qh, vdupq_n_s8(static_cast<int8_t>(3 - 2 * c))), b4);
+            vst1q_s8(lo + 64 * h + 16 * r, vreinterpretq_s8_u8(vorrq_u8(vandq_u8(x, vdupq_n_u8(0x0F)), f0)));
+            vst1q_s8(hi + 64 * h + 16 * r, vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(x, 4), f1)));
+          }
+        }
+      }
+    }
+    return;
+  }
   if constexpr (T == WeightType::kQ6K) {
     // Block j = 4h + qq of the super-block: quarter qq of half h, k 0..15 (lh 0) and 16..31.
     for (size_t sb = 0; sb < nb / 8; ++sb) {
@@ -649,7 +676,8 @@ void gemm(const GemmArgs& a) {
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
   // 32-value blocks per packed group block
-  constexpr size_t per = T == WeightType::kQ4K || T == WeightType::kQ6K ? 8 : 1;
+  constexpr size_t per =
+      T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K ? 8 : 1;
   QuadOf<T> quads[kChunk * 2];
   GemmScratch& scratch = gemm_scratch();
   auto& scales = scratch.scales;
@@ -910,6 +938,57 @@ inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const Bloc
   return facc;
 }
 
+/// q5_k: as gemv_q4k_superblock (the GEMM's float sequence per sub-block), the value of
+/// sub-block j = its nibble with bit 4 = bit j of qh[l]: the qh bytes shifted by a register
+/// (`ushl`) and inserted with one bit-select (`bit`) under 0x10.
+inline float32x4_t gemv_q5k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
+                                       const ActRec* __restrict rc, float32x4_t facc) {
+  constexpr size_t rb = sizeof(BlockQ5K);
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes<rb>(sbk, t, d, dmin, c);
+  const float32x4_t ndmin = vnegq_f32(dmin);
+  const uint8x16_t b4 = vdupq_n_u8(0x10), m4 = vdupq_n_u8(0x0F);
+  PIQUANT_UNROLL
+  for (int q = 0; q < 2; ++q) {
+    float32x4_t dw[4], mw[4];
+    q4k_vec(t[2 * q], d, c, dw);
+    q4k_vec(t[2 * q + 1], ndmin, c + 4, mw);
+    PIQUANT_UNROLL
+    for (int cc = 0; cc < 2; ++cc) {
+      const int c2 = 2 * q + cc;  // the 32 bytes of sub-blocks 2 c2, 2 c2 + 1
+      PIQUANT_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c2 + half;
+        const int8x16_t sh = vdupq_n_s8(static_cast<int8_t>(4 - j));
+        const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
+        int32x4_t i[4];
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t* p = sbk + r * rb;
+          const uint8x16_t x0 = vld1q_u8(p + offsetof(BlockQ5K, qs) + 32 * c2);
+          const uint8x16_t x1 = vld1q_u8(p + offsetof(BlockQ5K, qs) + 32 * c2 + 16);
+          const uint8x16_t h0 = vshlq_u8(vld1q_u8(p + offsetof(BlockQ5K, qh)), sh);
+          const uint8x16_t h1 = vshlq_u8(vld1q_u8(p + offsetof(BlockQ5K, qh) + 16), sh);
+          const uint8x16_t n0 = half == 0 ? vandq_u8(x0, m4) : vshrq_n_u8(x0, 4);
+          const uint8x16_t n1 = half == 0 ? vandq_u8(x1, m4) : vshrq_n_u8(x1, 4);
+          const int8x16_t u0 = vreinterpretq_s8_u8(vbslq_u8(b4, h0, n0));
+          const int8x16_t u1 = vreinterpretq_s8_u8(vbslq_u8(b4, h1, n1));
+          i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), u0, alo), u1, ahi);
+        }
+        const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+        const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
+        const float32x4_t w = dw[j % 4];             // the GEMM's order, as gemv_block
+        const float32x4_t u = vfmaq_f32(vmulq_n_f32(w, -kMagic), vreinterpretq_f32_s32(p), w);
+        facc = vfmaq_lane_f32(facc, u, dd, 0);
+        facc = vfmaq_lane_f32(facc, mw[j % 4], dd, 1);
+      }
+    }
+  }
+  return facc;
+}
+
 /// q6_k: super-block `sb` of the group at sbk (4 rows) for one token, the GEMM's float sequence
 /// per block (half 0, then half 1). Per block and half: per row one sdot chain from the record's
 /// start (the -32 offset in it), three addp fold the 4 rows (lane r = row r). The scales are
@@ -967,7 +1046,8 @@ void gemv(const GemmArgs& a) {
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
   // 32-value blocks per packed group block
-  constexpr size_t per = T == WeightType::kQ4K || T == WeightType::kQ6K ? 8 : 1;
+  constexpr size_t per =
+      T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K ? 8 : 1;
   ActRecOf<T> recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
@@ -996,6 +1076,12 @@ void gemv(const GemmArgs& a) {
             for (size_t b = kc; b < ke; b += 8, rc += 8) {
               PIQUANT_MCA_BEGIN(T, 4, 1, 8);
               facc = gemv_q6k_superblock(w + b / 8 * gb, x + b, rc, facc);
+              PIQUANT_MCA_END();
+            }
+          } else if constexpr (T == WeightType::kQ5K) {
+            for (size_t b = kc; b < ke; b += 8, rc += 8) {
+              PIQUANT_MCA_BEGIN(T, 4, 1, 8);
+              facc = gemv_q5k_superblock(w + b / 8 * gb, x + b, rc, facc);
               PIQUANT_MCA_END();
             }
           } else if constexpr (T == WeightType::kQ4K) {
@@ -1036,12 +1122,12 @@ void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
 void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
 void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_q8_q4k_neondot(const GemmArgs& a) { gemv<WeightType::kQ4K>(a); }
-void gemv_f32_q8_q5k_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 1>(a); }
+void gemv_f32_q8_q5k_neondot(const GemmArgs& a) { gemv<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_neondot(const GemmArgs& a) { gemv<WeightType::kQ6K>(a); }
 void gemv_f32_q8_q50_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 1>(a); }
 void gemv_f32_q8_q51_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 1>(a); }
 void gemm_f32_q8_q4k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q5k_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 4>(a); }
+void gemm_f32_q8_q5k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ5K>(a); }
 void gemm_f32_q8_q6k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ6K>(a); }
 void gemm_f32_q8_q50_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 4>(a); }
 void gemm_f32_q8_q51_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 4>(a); }
