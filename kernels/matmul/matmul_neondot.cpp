@@ -23,7 +23,8 @@
 // Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_w),
 // d_a) (q4m: then fma(acc, d_a s, m)); per chunk of kChunk blocks y = acc (first chunk) or
 // y + acc. GEMV does exactly this too, so GEMV == GEMM bit for bit, and no split of rows or
-// tokens changes a bit. q4_k runs q4m's tile and order on each sub-block.
+// tokens changes a bit. q4_k and q5_k run q4m's tile and order on each sub-block, q6_k the q8
+// tile's integer part per 16-value half with its own scale (tile_q6k).
 #include <arm_neon.h>
 
 #include <cstring>
@@ -656,13 +657,14 @@ inline void store_tile(const float32x4_t (&facc)[4][G], float* const* out, size_
   }
 }
 
-/// Per panel and chunk: the scales as floats (96 KB) and q4 / q4m's unpacked nibbles (128 KB).
+/// Per panel and chunk: the scales as floats (160 KB: q6_k's 40 floats per block, 24 for the
+/// others) and the unpacked values (128 KB: q4 / q4m / q4_k / q5_k / q6_k).
 struct GemmScratch {
   alignas(16) float scales[kPanelGroups][kChunk * kScFloatsQ6];
   alignas(16) int8_t unpacked[kPanelGroups][kChunk * kUnpackedBytes];
 };
 
-/// One per thread, on the heap (224 KB: too large for the stack of every thread that may run a
+/// One per thread, on the heap (288 KB: too large for the stack of every thread that may run a
 /// GEMM), shared by the weight types, allocated on the thread's first GEMM.
 GemmScratch& gemm_scratch() {
   static thread_local std::unique_ptr<GemmScratch> scratch;
@@ -1035,7 +1037,7 @@ inline float32x4_t gemv_q6k_superblock(const uint8_t* __restrict sbk, const Bloc
   return facc;
 }
 
-// Records per pass: K <= 8192 in one pass (20 KB of stack); longer rows take several passes over
+// Records per pass: K <= 8192 in one pass (20 KB of stack; q6_k 36 KB); longer rows take several passes over
 // the row groups, the running sums parked in the output between them (a float store and load:
 // the same float sequence as one pass).
 constexpr size_t kRecBlocks = 4 * kChunk;
