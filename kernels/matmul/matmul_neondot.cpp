@@ -23,11 +23,13 @@
 // Order of the float operations, per (row, token): acc = 0; per block acc = fma(acc, fl(v d_w),
 // d_a) (q4m: then fma(acc, d_a s, m)); per chunk of kChunk blocks y = acc (first chunk) or
 // y + acc. GEMV does exactly this too, so GEMV == GEMM bit for bit, and no split of rows or
-// tokens changes a bit. q4_k runs q4m's tile and order on each sub-block.
+// tokens changes a bit. q4_k and q5_k run q4m's tile and order on each sub-block, q6_k the q8
+// tile's integer part per 16-value half with its own scale (tile_q6k).
 #include <arm_neon.h>
 
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "common/mca.hpp"
@@ -87,11 +89,23 @@ struct alignas(16) Quad {
 };
 static_assert(sizeof(Quad) == 224, "Quad layout");
 
+/// q6_k's K-block of 4 tokens: each 16-value half has its own start value (its own -32 offset
+/// and, in the tile, its own weight scale).
+struct alignas(16) QuadQ6 {
+  int8_t qs[8][16];       ///< as Quad
+  int32_t init[2][4][4];  ///< [half][row copy][token]: kMagicBits - 32 * (sum of the half's qs)
+  float da[4];            ///< d_a per token
+};
+static_assert(sizeof(QuadQ6) == 272, "QuadQ6 layout");
+
+template <WeightType T>
+using QuadOf = std::conditional_t<T == WeightType::kQ6K, QuadQ6, Quad>;
+
 /// Quads of tokens act[0..3] for blocks [b0, b0 + nb), block b's at q[b * stride].
 template <WeightType T>
-void build_quads(const BlockQ8A* const act[4], size_t b0, size_t nb, Quad* q, size_t stride) {
+void build_quads(const BlockQ8A* const act[4], size_t b0, size_t nb, QuadOf<T>* q, size_t stride) {
   for (size_t b = 0; b < nb; ++b) {
-    Quad& o = q[b * stride];
+    QuadOf<T>& o = q[b * stride];
     for (int h = 0; h < 2; ++h) {
       int32x4_t r[4];
       for (int t = 0; t < 4; ++t) r[t] = vreinterpretq_s32_s8(vld1q_s8(act[t][b0 + b].qs + 16 * h));
@@ -108,12 +122,24 @@ void build_quads(const BlockQ8A* const act[4], size_t b0, size_t nb, Quad* q, si
       vst1q_s8(o.qs[4 * h + 2], hi64(t01l, t23l));
       vst1q_s8(o.qs[4 * h + 3], hi64(t01h, t23h));
     }
-    for (int t = 0; t < 4; ++t) {
-      const BlockQ8A& a = act[t][b0 + b];
-      const int32_t init = kMagicBits - kOffset<T> * a.s;
-      for (int r = 0; r < 4; ++r) o.init[r][t] = init;
-      o.da[t] = a.d;
-      o.das[t] = a.d * static_cast<float>(a.s);
+    if constexpr (T == WeightType::kQ6K) {
+      for (int t = 0; t < 4; ++t) {
+        const BlockQ8A& a = act[t][b0 + b];
+        for (int h = 0; h < 2; ++h) {
+          int32_t sum = 0;
+          for (int i = 0; i < 16; ++i) sum += a.qs[16 * h + i];
+          for (int r = 0; r < 4; ++r) o.init[h][r][t] = kMagicBits - 32 * sum;
+        }
+        o.da[t] = a.d;
+      }
+    } else {
+      for (int t = 0; t < 4; ++t) {
+        const BlockQ8A& a = act[t][b0 + b];
+        const int32_t init = kMagicBits - kOffset<T> * a.s;
+        for (int r = 0; r < 4; ++r) o.init[r][t] = init;
+        o.da[t] = a.d;
+        o.das[t] = a.d * static_cast<float>(a.s);
+      }
     }
   }
 }
@@ -174,7 +200,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
     const float* s = sc + kScFloats * b;
     const float32x4_t dw = vld1q_f32(s);
     float32x4_t mw = dw;
-    if (T == WeightType::kQ4M || T == WeightType::kQ4K) mw = vld1q_f32(s + 4);
+    if (T == WeightType::kQ4M || T == WeightType::kQ4K || T == WeightType::kQ5K) mw = vld1q_f32(s + 4);
     PIQUANT_UNROLL
     for (int g = 0; g < G; ++g) {
       const float32x4_t da = vld1q_f32(qq[g].da);
@@ -188,7 +214,7 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
       u[3] = fmla_lane<3>(load_fresh(s + 20), vreinterpretq_f32_s32(acc[3][g]), dw);
       PIQUANT_UNROLL
       for (int r = 0; r < 4; ++r) facc[r][g] = vfmaq_f32(facc[r][g], u[r], da);
-      if (T == WeightType::kQ4M || T == WeightType::kQ4K) {
+      if (T == WeightType::kQ4M || T == WeightType::kQ4K || T == WeightType::kQ5K) {
         const float32x4_t das = vld1q_f32(qq[g].das);
         facc[0][g] = fmla_lane<0>(facc[0][g], das, mw);
         facc[1][g] = fmla_lane<1>(facc[1][g], das, mw);
@@ -196,6 +222,169 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
         facc[3][g] = fmla_lane<3>(facc[3][g], das, mw);
       }
     }
+    PIQUANT_MCA_END();
+  }
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) out[r][g] = facc[r][g];
+  }
+}
+
+// --- q6_k on the 4x8 tile ----------------------------------------------------------------
+// A Q6_K value is d sc_i (q - 32), q = 0..63, with an int8 scale sc_i per 16-value sub-block i:
+// a 32-value block is two q8-like halves, each with its own weight scale d sc_i (exact: 11 x 8
+// significant bits) and its own start value kMagicBits - 32 s_h (s_h: the half's activation
+// sum; |v| <= 16 x 32 x 127 < 2^22). The 6-bit values are unpacked once per panel and chunk
+// (unpack_w) into the q8 group's order (0..63 as int8), so the tile runs per half the q8 tile's
+// 32 sdot and two float ops per (row, 4 tokens): per (row, token) and block
+// acc = fma(acc, fl(v_0 d sc_2j), d_a), then acc = fma(acc, fl(v_1 d sc_2j+1), d_a).
+constexpr size_t kQ6KRowBytes = sizeof(BlockQ6K);                 // 210
+constexpr size_t kQ6KGroupBytes = kGroupBytes<WeightType::kQ6K>;  // 840: 4 rows
+/// Floats per K-block of q6_k's converted scales: d sc of the two halves (rows 0..3 each), then
+/// -kMagic d sc in all 4 lanes per (half, row).
+constexpr size_t kScFloatsQ6 = 40;
+
+/// The int8 scales of the q6_k super-block group at g, for q6k_dw: t[k] holds bytes [i][row]
+/// (sc + 128) of sub-blocks i = 4k..4k+3; d: the 4 rows' d; c: -(2^15 + 128) d.
+alignas(16) const uint8_t g_q6k_bias[16] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
+
+inline void q6k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], float32x4_t& d,
+                            float* c) {
+  // 0x80 loaded (GCC prints its movi as 0xffffffffffffff80, which llvm-mca cannot parse)
+  const uint8_t* bias_p = g_q6k_bias;
+  asm("" : "+r"(bias_p));
+  const uint8x16_t bias = vld1q_u8(bias_p);
+  uint8x16_t s[4];
+  uint16_t dh[4];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    const uint8_t* p = g + r * kQ6KRowBytes;
+    s[r] = veorq_u8(vld1q_u8(p + offsetof(BlockQ6K, scales)), bias);
+    std::memcpy(&dh[r], p + offsetof(BlockQ6K, d), 2);
+  }
+  d = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dh)));
+  vst1q_f32(c, vmulq_n_f32(d, -32896.0f));  // -(2^15 + 128) d, loaded fresh into each fma
+  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
+  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
+  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
+  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
+  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
+  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
+  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
+  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+}
+
+/// d sc_i of sub-blocks i = 4k..4k+3 (dw[i - 4k], lane r = row r) from q6k_scale_bytes' t[k]. No
+/// int -> float conversion: sc + 128 is zipped into bits 8..15 of 0x47000000, the float 2^15 +
+/// sc + 128, and one fma with d and -(2^15 + 128) d (exact: 2 x 11 significant bits) gives d sc
+/// exactly.
+inline void q6k_dw(uint8x16_t tk, float32x4_t d, const float* c, float32x4_t (&dw)[4]) {
+  const uint8x16_t zero = vdupq_n_u8(0);
+  const uint16x8_t hi = vdupq_n_u16(0x4700);
+  const uint16x8_t b0 = vreinterpretq_u16_u8(vzip1q_u8(zero, tk));  // (sc + 128) << 8
+  const uint16x8_t b1 = vreinterpretq_u16_u8(vzip2q_u8(zero, tk));
+  dw[0] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b0, hi)), d);
+  dw[1] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b0, hi)), d);
+  dw[2] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b1, hi)), d);
+  dw[3] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b1, hi)), d);
+}
+
+/// d sc_i of the 4 rows of the q6_k super-block group at g: out[4 i + r] (i = 0..15, the
+/// 16-value sub-blocks), so each sub-block's 4-row vector is one load.
+inline void q6k_scales(const uint8_t* __restrict g, float* __restrict out) {
+  uint8x16_t t[4];
+  float32x4_t d;
+  alignas(16) float c[4];
+  q6k_scale_bytes(g, t, d, c);
+  PIQUANT_UNROLL
+  for (int k = 0; k < 4; ++k) {
+    float32x4_t dw[4];
+    q6k_dw(t[k], d, c, dw);
+    PIQUANT_UNROLL
+    for (int i = 0; i < 4; ++i) vst1q_f32(out + 16 * k + 4 * i, dw[i]);
+  }
+}
+
+/// The 6-bit values q (0..63) of quarter qq (values 128 h + 32 qq + l, l = 16 lh .. 16 lh + 15)
+/// of the q6_k row block at p (GGUF layout): the nibble and 2 high bits joined by one sli / sri
+/// (the high-bit byte masked to 0x33 first, shared by two quarters, so no mask after).
+template <int QQ>
+inline int8x16_t q6k_quarter(const uint8_t* __restrict p, int h, int lh) {
+  // a load per quarter (two quarters share these bytes): sli / sri overwrite their first
+  // operand, so one shared register would cost a vector move
+  const uint8_t* xp = p + offsetof(BlockQ6K, ql) + 64 * h + 32 * (QQ % 2) + 16 * lh;
+  const uint8x16_t x = vreinterpretq_u8_f32(load_fresh(reinterpret_cast<const float*>(xp)));
+  uint8x16_t hb = vld1q_u8(p + offsetof(BlockQ6K, qh) + 32 * h + 16 * lh);
+  if (QQ % 2 == 1) hb = vshrq_n_u8(hb, 2);
+  hb = vandq_u8(hb, vdupq_n_u8(0x33));  // bits 0-1 (quarters 0, 1) and 4-5 (quarters 2, 3)
+  return vreinterpretq_s8_u8(QQ < 2 ? vsliq_n_u8(x, hb, 4) : vsriq_n_u8(hb, x, 4));
+}
+
+/// acc[r][g] += by-element sdot of chunk C (k 4C..4C+3) of token group g with lane C % 4 of
+/// row r's register of that half.
+template <int G, int C>
+inline void dot_chunk_h(int32x4_t (&acc)[4][G], const QuadQ6* __restrict qq, const int8x16_t (&wv)[4]) {
+  PIQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    const int8x16_t a = vld1q_s8(qq[g].qs[C]);
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) acc[r][g] = vdotq_laneq_s32(acc[r][g], a, wv[r], C % 4);
+  }
+}
+
+/// One half H of a q6_k block of rows 4g..4g+3 x 4G tokens: 32 G sdot, then per (row, token
+/// group) u = fl(v d sc) (fmla by element into the loaded -kMagic d sc) and facc += u d_a.
+template <int G, int H>
+inline void q6k_half(const int8_t* __restrict blk, const float* __restrict s, const QuadQ6* __restrict qq,
+                     float32x4_t (&facc)[4][G]) {
+  int8x16_t wv[4];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) wv[r] = vld1q_s8(blk + 64 * H + 16 * r);
+  int32x4_t acc[4][G];
+  PIQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) acc[r][g] = vld1q_s32(qq[g].init[H][r]);
+  }
+  dot_chunk_h<G, 4 * H + 0>(acc, qq, wv);
+  dot_chunk_h<G, 4 * H + 1>(acc, qq, wv);
+  dot_chunk_h<G, 4 * H + 2>(acc, qq, wv);
+  dot_chunk_h<G, 4 * H + 3>(acc, qq, wv);
+  const float32x4_t dw = vld1q_f32(s + 4 * H);
+  const float* nm = s + 8 + 16 * H;
+  PIQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    const float32x4_t da = vld1q_f32(qq[g].da);
+    float32x4_t u[4];
+    u[0] = fmla_lane<0>(load_fresh(nm), vreinterpretq_f32_s32(acc[0][g]), dw);
+    u[1] = fmla_lane<1>(load_fresh(nm + 4), vreinterpretq_f32_s32(acc[1][g]), dw);
+    u[2] = fmla_lane<2>(load_fresh(nm + 8), vreinterpretq_f32_s32(acc[2][g]), dw);
+    u[3] = fmla_lane<3>(load_fresh(nm + 12), vreinterpretq_f32_s32(acc[3][g]), dw);
+    PIQUANT_UNROLL
+    for (int r = 0; r < 4; ++r) facc[r][g] = vfmaq_f32(facc[r][g], u[r], da);
+  }
+}
+
+/// q6_k: rows 4g..4g+3 (unpack_w's copy at w, blocks [0, nb)) x 4G tokens (quads q[b * G + g]),
+/// sc: convert_scales' kScFloatsQ6 floats per block.
+template <int G>
+inline void tile_q6k(const int8_t* __restrict w, const float* __restrict sc, const QuadQ6* __restrict q,
+                     size_t nb, float32x4_t (&out)[4][G]) {
+  float32x4_t facc[4][G];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    PIQUANT_UNROLL
+    for (int g = 0; g < G; ++g) facc[r][g] = vdupq_n_f32(0.0f);
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    PIQUANT_MCA_BEGIN(WeightType::kQ6K, 4, 4 * G, 1);
+    const int8_t* blk = w + b * kUnpackedBytes;
+    const QuadQ6* qq = q + b * G;
+    const float* s = sc + kScFloatsQ6 * b;
+    q6k_half<G, 0>(blk, s, qq, facc);
+    q6k_half<G, 1>(blk, s, qq, facc);
     PIQUANT_MCA_END();
   }
   PIQUANT_UNROLL
@@ -216,37 +405,119 @@ inline void tile(const int8_t* __restrict w, const float* __restrict sc, const Q
 constexpr size_t kQ4KRowBytes = sizeof(BlockQ4K);                    // 144
 constexpr size_t kQ4KGroupBytes = kGroupBytes<WeightType::kQ4K>;     // 576: 4 rows
 
-/// d sc_j and -dmin mn_j of the 4 rows of the super-block group at g: out[4 j + r] and
-/// out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load each.
-inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
-  float32x4x4_t sl, sh, ml, mh;
+/// The 6-bit scales and minimums of the q4_k super-block group at g (4 rows), for q4k_vec:
+/// t[0] / t[2] the bytes [j][row] of sc_j, j = 0..3 / 4..7, t[1] / t[3] those of mn_j; d and dmin
+/// of the 4 rows; c[0..3] = -2^23 d, c[4..7] = 2^23 dmin. The 12 scale bytes of a row are
+/// unpacked with 64-bit integer ops (kscales' masks) and stored, 16 bytes per row, then loaded
+/// as vectors (a store and a load instead of two ASIMD moves); two rounds of zips transpose
+/// [row][j] to [j][row].
+template <size_t RowBytes = sizeof(BlockQ4K)>
+inline void q4k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], float32x4_t& d,
+                            float32x4_t& dmin, float* c) {
+  static_assert(offsetof(BlockQ4K, scales) == 4 && offsetof(BlockQ5K, scales) == 4, "K-quant scales");
+  alignas(16) uint64_t buf[8];
+  uint32_t dm[4];
   PIQUANT_UNROLL
   for (int r = 0; r < 4; ++r) {
-    const uint8_t* p = g + r * kQ4KRowBytes;
-    const uint8x16_t s = kscales(p + offsetof(BlockQ4K, scales));
-    const uint16x8_t s01 = vmovl_u8(vget_low_u8(s)), s23 = vmovl_high_u8(s);
-    const float32x2_t dm = load_f16x2(p);  // d, dmin
-    const float32x2_t ndm = vneg_f32(dm);
-    sl.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s01))), dm, 0);
-    sh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(s23))), dm, 0);
-    ml.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s01)), ndm, 1);
-    mh.val[r] = vmulq_lane_f32(vcvtq_f32_u32(vmovl_high_u16(s23)), ndm, 1);
+    const uint8_t* p = g + r * RowBytes;
+    const uint8_t* s = p + offsetof(BlockQ4K, scales);
+    uint64_t u0;
+    uint32_t u2;
+    std::memcpy(&u0, s, 8);
+    std::memcpy(&u2, s + 8, 4);
+    const uint64_t v = u2;
+    buf[2 * r] = u0 & 0x3f3f3f3f3f3f3f3fULL;  // sc0..3, mn0..3
+    buf[2 * r + 1] = (v & 0x0f0f0f0fULL) | (((v >> 4) & 0x0f0f0f0fULL) << 32) |
+                     ((u0 >> 2) & 0x3030303030303030ULL);  // sc4..7, mn4..7
+    std::memcpy(&dm[r], p, 4);  // d, dmin (fp16)
   }
-  vst4q_f32(out, sl);  // out[4 j + r] = row r's sub-block j, j = 0..3
-  vst4q_f32(out + 16, sh);
-  vst4q_f32(out + 32, ml);
-  vst4q_f32(out + 48, mh);
+  asm("" ::"m"(buf));  // stored as 64-bit integers, loaded as vectors
+  uint8x16_t s[4];
+  PIQUANT_UNROLL
+  for (int r = 0; r < 4; ++r) s[r] = vld1q_u8(reinterpret_cast<const uint8_t*>(buf + 2 * r));
+  const float16x8_t h = vreinterpretq_f16_u32(vld1q_u32(dm));
+  const float32x4_t lo = vcvt_f32_f16(vget_low_f16(h)), hi = vcvt_high_f32_f16(h);
+  d = vuzp1q_f32(lo, hi);
+  dmin = vuzp2q_f32(lo, hi);
+  vst1q_f32(c, vmulq_n_f32(d, -8388608.0f));  // exact
+  vst1q_f32(c + 4, vmulq_n_f32(dmin, 8388608.0f));
+  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
+  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
+  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
+  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
+  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
+  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
+  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
+  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+}
+
+/// Four 4-row float vectors v[i] = (byte [i][row] of tk) x mul, exactly: the byte b is zipped into
+/// 0x4B0000bb, the float 2^23 + b, and one fma with mul and the loaded c = -2^23 mul removes the
+/// 2^23 (exact: b mul has at most 17 significant bits). q4_k: d sc_j (c = -2^23 d) and -dmin mn_j
+/// (mul = -dmin, c = 2^23 dmin).
+inline void q4k_vec(uint8x16_t tk, float32x4_t mul, const float* c, float32x4_t (&v)[4]) {
+  const uint8x16_t zero = vdupq_n_u8(0);
+  const uint16x8_t hi = vdupq_n_u16(0x4B00);
+  const uint16x8_t b0 = vreinterpretq_u16_u8(vzip1q_u8(tk, zero));
+  const uint16x8_t b1 = vreinterpretq_u16_u8(vzip2q_u8(tk, zero));
+  v[0] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b0, hi)), mul);
+  v[1] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b0, hi)), mul);
+  v[2] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip1q_u16(b1, hi)), mul);
+  v[3] = vfmaq_f32(load_fresh(c), vreinterpretq_f32_u16(vzip2q_u16(b1, hi)), mul);
+}
+
+/// d sc_j and -dmin mn_j of the 4 rows of the q4_k (q5_k: RowBytes 176) super-block group at g:
+/// out[4 j + r] and out[32 + 4 j + r] (j = 0..7), so each sub-block's 4-row vectors are one load
+/// each.
+template <size_t RowBytes = sizeof(BlockQ4K)>
+inline void q4k_scales(const uint8_t* __restrict g, float* __restrict out) {
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes<RowBytes>(g, t, d, dmin, c);
+  PIQUANT_UNROLL
+  for (int q = 0; q < 2; ++q) {  // sub-blocks 4q..4q+3
+    float32x4_t v[4];
+    q4k_vec(t[2 * q], d, c, v);
+    PIQUANT_UNROLL
+    for (int i = 0; i < 4; ++i) vst1q_f32(out + 16 * q + 4 * i, v[i]);
+    q4k_vec(t[2 * q + 1], vnegq_f32(dmin), c + 4, v);
+    PIQUANT_UNROLL
+    for (int i = 0; i < 4; ++i) vst1q_f32(out + 32 + 16 * q + 4 * i, v[i]);
+  }
 }
 
 /// The scales (and q4m minimums) of blocks [0, nb) of the group at w, as floats (tile's sc).
 template <WeightType T>
 inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
-  if constexpr (T == WeightType::kQ4K) {
+  if constexpr (T == WeightType::kQ6K) {
+    // Per block j of the super-block: d sc of sub-blocks 2j, 2j + 1 (rows 0..3 each), then
+    // -kMagic d sc per (half, row) in all 4 lanes (exact: at most 21 significant bits).
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      alignas(16) float t[64];
+      q6k_scales(w + sb * kQ6KGroupBytes, t);
+      for (int j = 0; j < 8; ++j) {
+        float* s = sc + kScFloatsQ6 * (8 * sb + j);
+        PIQUANT_UNROLL
+        for (int h = 0; h < 2; ++h) {
+          const float32x4_t dw = vld1q_f32(t + 4 * (2 * j + h));
+          vst1q_f32(s + 4 * h, dw);
+          const float32x4_t c = vmulq_n_f32(dw, -kMagic);
+          vst1q_f32(s + 8 + 16 * h, vdupq_laneq_f32(c, 0));
+          vst1q_f32(s + 12 + 16 * h, vdupq_laneq_f32(c, 1));
+          vst1q_f32(s + 16 + 16 * h, vdupq_laneq_f32(c, 2));
+          vst1q_f32(s + 20 + 16 * h, vdupq_laneq_f32(c, 3));
+        }
+      }
+    }
+    return;
+  }
+  if constexpr (T == WeightType::kQ4K || T == WeightType::kQ5K) {
     // Per sub-block j, q4m's layout: d sc_j of rows 0..3, -dmin mn_j, -kMagic d sc_j (exact:
     // d sc_j has at most 17 significant bits).
     for (size_t sb = 0; sb < nb / 8; ++sb) {
       alignas(16) float t[64];
-      q4k_scales(w + sb * kQ4KGroupBytes, t);
+      q4k_scales<kGroupBytes<T> / kRowInterleave>(w + sb * kGroupBytes<T>, t);
       for (int j = 0; j < 8; ++j) {
         float* s = sc + kScFloats * (8 * sb + j);
         const float32x4_t dw = vld1q_f32(t + 4 * j);
@@ -275,11 +546,55 @@ inline void convert_scales(const uint8_t* w, size_t nb, float* sc) {
   }
 }
 
-/// q4 / q4m: the nibbles of blocks [0, nb) of the group at w as int8 (0..15), block b's at
-/// out + kUnpackedBytes b: row r's k 0..15 at 16 r, k 16..31 at 64 + 16 r (the q8 group's order).
-/// Once per panel and chunk, so the GEMM tile (run once per 8 tokens) does no nibble split.
+/// q4 / q4m / q4_k: the nibbles of blocks [0, nb) of the group at w as int8 (0..15; q6_k: the
+/// 6-bit values 0..63), block b's at out + kUnpackedBytes b: row r's k 0..15 at 16 r, k 16..31 at
+/// 64 + 16 r (the q8 group's order). Once per panel and chunk, so the GEMM tile (run once per 8
+/// tokens) does no unpacking.
 template <WeightType T>
-inline void unpack_q4(const uint8_t* w, size_t nb, int8_t* out) {
+inline void unpack_w(const uint8_t* w, size_t nb, int8_t* out) {
+  if constexpr (T == WeightType::kQ5K) {
+    // q4_k's nibbles, bit 4 = bit j of qh[l] for sub-block j (value l of it).
+    constexpr size_t rb = sizeof(BlockQ5K);
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* g = w + sb * kGroupBytes<T>;
+      for (int c = 0; c < 4; ++c) {
+        int8_t* lo = out + kUnpackedBytes * (8 * sb + 2 * c);
+        int8_t* hi = lo + kUnpackedBytes;
+        for (int r = 0; r < 4; ++r) {
+          for (int h = 0; h < 2; ++h) {
+            const uint8x16_t x = vld1q_u8(g + r * rb + offsetof(BlockQ5K, qs) + 32 * c + 16 * h);
+            const uint8x16_t qh = vld1q_u8(g + r * rb + offsetof(BlockQ5K, qh) + 16 * h);
+            const uint8x16_t b4 = vdupq_n_u8(0x10);
+            const uint8x16_t f0 = vandq_u8(vshlq_u8(qh, vdupq_n_s8(static_cast<int8_t>(4 - 2 * c))), b4);
+            const uint8x16_t f1 = vandq_u8(vshlq_u8(qh, vdupq_n_s8(static_cast<int8_t>(3 - 2 * c))), b4);
+            vst1q_s8(lo + 64 * h + 16 * r, vreinterpretq_s8_u8(vorrq_u8(vandq_u8(x, vdupq_n_u8(0x0F)), f0)));
+            vst1q_s8(hi + 64 * h + 16 * r, vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(x, 4), f1)));
+          }
+        }
+      }
+    }
+    return;
+  }
+  if constexpr (T == WeightType::kQ6K) {
+    // Block j = 4h + qq of the super-block: quarter qq of half h, k 0..15 (lh 0) and 16..31.
+    for (size_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* g = w + sb * kQ6KGroupBytes;
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t* p = g + r * kQ6KRowBytes;
+        for (int h = 0; h < 2; ++h) {
+          for (int lh = 0; lh < 2; ++lh) {
+            int8_t* o = out + kUnpackedBytes * (8 * sb + 4 * h) + 64 * lh + 16 * r;
+            vst1q_s8(o, q6k_quarter<0>(p, h, lh));
+            vst1q_s8(o + kUnpackedBytes, q6k_quarter<1>(p, h, lh));
+            vst1q_s8(o + 2 * kUnpackedBytes, q6k_quarter<2>(p, h, lh));
+            vst1q_s8(o + 3 * kUnpackedBytes, q6k_quarter<3>(p, h, lh));
+          }
+        }
+      }
+    }
+    return;
+  }
   if constexpr (T == WeightType::kQ4K) {
     // Sub-block j of row r: the low (j even) or high (j odd) nibbles of the row's qs[32 (j / 2)..].
     for (size_t sb = 0; sb < nb / 8; ++sb) {
@@ -342,13 +657,14 @@ inline void store_tile(const float32x4_t (&facc)[4][G], float* const* out, size_
   }
 }
 
-/// Per panel and chunk: the scales as floats (96 KB) and q4 / q4m's unpacked nibbles (128 KB).
+/// Per panel and chunk: the scales as floats (160 KB: q6_k's 40 floats per block, 24 for the
+/// others) and the unpacked values (128 KB: q4 / q4m / q4_k / q5_k / q6_k).
 struct GemmScratch {
-  alignas(16) float scales[kPanelGroups][kChunk * kScFloats];
+  alignas(16) float scales[kPanelGroups][kChunk * kScFloatsQ6];
   alignas(16) int8_t unpacked[kPanelGroups][kChunk * kUnpackedBytes];
 };
 
-/// One per thread, on the heap (224 KB: too large for the stack of every thread that may run a
+/// One per thread, on the heap (288 KB: too large for the stack of every thread that may run a
 /// GEMM), shared by the weight types, allocated on the thread's first GEMM.
 GemmScratch& gemm_scratch() {
   static thread_local std::unique_ptr<GemmScratch> scratch;
@@ -361,8 +677,10 @@ void gemm(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
-  constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
-  Quad quads[kChunk * 2];
+  // 32-value blocks per packed group block
+  constexpr size_t per =
+      T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K ? 8 : 1;
+  QuadOf<T> quads[kChunk * 2];
   GemmScratch& scratch = gemm_scratch();
   auto& scales = scratch.scales;
   auto& unpacked = scratch.unpacked;
@@ -375,7 +693,7 @@ void gemm(const GemmArgs& a) {
         const uint8_t* w = wt + (row / kRowInterleave * nb + kc) / per * gb;
         convert_scales<T>(w, kn, scales[(row - p0) / kRowInterleave]);
         if constexpr (T != WeightType::kQ8) {
-          unpack_q4<T>(w, kn, unpacked[(row - p0) / kRowInterleave]);
+          unpack_w<T>(w, kn, unpacked[(row - p0) / kRowInterleave]);
         }
       }
       for (size_t n = a.n0; n < a.n1; n += 8) {
@@ -395,13 +713,22 @@ void gemm(const GemmArgs& a) {
           const int8_t* wq = T == WeightType::kQ8 ? reinterpret_cast<const int8_t*>(w) + 8
                                                   : unpacked[(row - p0) / kRowInterleave];
           const size_t lo = row > a.m0 ? row : a.m0, hi = row + 4 < p1 ? row + 4 : p1;
+          const float* sc = scales[(row - p0) / kRowInterleave];
           if (g_count == 2) {
             float32x4_t facc[4][2];
-            tile<T, 2>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            if constexpr (T == WeightType::kQ6K) {
+              tile_q6k<2>(wq, sc, quads, kn, facc);
+            } else {
+              tile<T, 2>(wq, sc, quads, kn, facc);
+            }
             store_tile<2>(facc, out, row, lo, hi, nt, kc == 0);
           } else {
             float32x4_t facc[4][1];
-            tile<T, 1>(wq, scales[(row - p0) / kRowInterleave], quads, kn, facc);
+            if constexpr (T == WeightType::kQ6K) {
+              tile_q6k<1>(wq, sc, quads, kn, facc);
+            } else {
+              tile<T, 1>(wq, sc, quads, kn, facc);
+            }
             store_tile<1>(facc, out, row, lo, hi, nt, kc == 0);
           }
         }
@@ -423,18 +750,44 @@ struct alignas(16) ActRec {
 };
 static_assert(sizeof(ActRec) == 80, "ActRec layout");
 
+/// q6_k: the two 16-value halves' start values (kMagicBits - 32 s_h in lane 0 of each row copy).
+struct alignas(16) ActRecQ6 {
+  int32_t start[2][4][4];  ///< [half][row copy]: lanes sum to kMagicBits - 32 s_h
+  float da, pad[3];
+};
+static_assert(sizeof(ActRecQ6) == 144, "ActRecQ6 layout");
+
 template <WeightType T>
-void build_recs(const BlockQ8A* x, size_t nb, ActRec* rec) {
-  for (size_t b = 0; b < nb; ++b) {
-    ActRec& o = rec[b];
-    const int32_t init = kMagicBits - kOffset<T> * x[b].s;
-    for (int r = 0; r < 4; ++r) {
-      o.start[r][0] = init;
-      o.start[r][1] = o.start[r][2] = o.start[r][3] = 0;
+using ActRecOf = std::conditional_t<T == WeightType::kQ6K, ActRecQ6, ActRec>;
+
+template <WeightType T>
+void build_recs(const BlockQ8A* x, size_t nb, ActRecOf<T>* rec) {
+  if constexpr (T == WeightType::kQ6K) {
+    for (size_t b = 0; b < nb; ++b) {
+      ActRecQ6& o = rec[b];
+      for (int h = 0; h < 2; ++h) {
+        int32_t sum = 0;
+        for (int i = 0; i < 16; ++i) sum += x[b].qs[16 * h + i];
+        for (int r = 0; r < 4; ++r) {
+          o.start[h][r][0] = kMagicBits - 32 * sum;
+          o.start[h][r][1] = o.start[h][r][2] = o.start[h][r][3] = 0;
+        }
+      }
+      o.da = x[b].d;
+      o.pad[0] = o.pad[1] = o.pad[2] = 0.0f;
     }
-    o.da = x[b].d;
-    o.das = x[b].d * static_cast<float>(x[b].s);
-    o.pad[0] = o.pad[1] = 0.0f;
+  } else {
+    for (size_t b = 0; b < nb; ++b) {
+      ActRec& o = rec[b];
+      const int32_t init = kMagicBits - kOffset<T> * x[b].s;
+      for (int r = 0; r < 4; ++r) {
+        o.start[r][0] = init;
+        o.start[r][1] = o.start[r][2] = o.start[r][3] = 0;
+      }
+      o.da = x[b].d;
+      o.das = x[b].d * static_cast<float>(x[b].s);
+      o.pad[0] = o.pad[1] = 0.0f;
+    }
   }
 }
 
@@ -503,45 +856,188 @@ inline float32x4_t gemv_block(const uint8_t* __restrict blk, const BlockQ8A& xa,
   return facc;
 }
 
+/// q4_k: the four rows' int32 sums of one sub-block (lane r = row r, plus the start value) from
+/// the rows' 32 bytes at qs (row r at qs + 144 r): their low (NIB: `and` with m4) or high (`ushr`)
+/// nibbles, 8 sdot, 3 addp. In asm as dot4_q8: GCC 12 adds vector moves to the intrinsics' form
+/// of this loop (bench/mca.py: 4.41 instead of 4.0 cycles per block x row).
+#define PIQUANT_Q4K_DOT4(NIB)                                                                   \
+  asm("ldp %q[a0], %q[a1], [%[aq]]\n\t"                                                        \
+      "ldp %q[x0], %q[x1], [%[w]]\n\t"                                                         \
+      "ldp %q[x2], %q[x3], [%[w], #144]\n\t"                                                   \
+      "ldp %q[x4], %q[x5], [%[w], #288]\n\t"                                                   \
+      "ldp %q[x6], %q[x7], [%[w], #432]\n\t"                                                   \
+      "ldp %q[i0], %q[i1], [%[st]]\n\t"                                                        \
+      "ldp %q[i2], %q[i3], [%[st], #32]\n\t"                                                   \
+      NIB("x0") NIB("x1") NIB("x2") NIB("x3") NIB("x4") NIB("x5") NIB("x6") NIB("x7")          \
+      "sdot %[i0].4s, %[x0].16b, %[a0].16b\n\t"                                                \
+      "sdot %[i1].4s, %[x2].16b, %[a0].16b\n\t"                                                \
+      "sdot %[i2].4s, %[x4].16b, %[a0].16b\n\t"                                                \
+      "sdot %[i3].4s, %[x6].16b, %[a0].16b\n\t"                                                \
+      "sdot %[i0].4s, %[x1].16b, %[a1].16b\n\t"                                                \
+      "sdot %[i1].4s, %[x3].16b, %[a1].16b\n\t"                                                \
+      "sdot %[i2].4s, %[x5].16b, %[a1].16b\n\t"                                                \
+      "sdot %[i3].4s, %[x7].16b, %[a1].16b\n\t"                                                \
+      "addp %[i0].4s, %[i0].4s, %[i1].4s\n\t"                                                  \
+      "addp %[i2].4s, %[i2].4s, %[i3].4s\n\t"                                                  \
+      "addp %[i0].4s, %[i0].4s, %[i2].4s"                                                      \
+      : [i0] "=&w"(i0), [i1] "=&w"(i1), [i2] "=&w"(i2), [i3] "=&w"(i3), [a0] "=&w"(a0),        \
+        [a1] "=&w"(a1), [x0] "=&w"(x0), [x1] "=&w"(x1), [x2] "=&w"(x2), [x3] "=&w"(x3),        \
+        [x4] "=&w"(x4), [x5] "=&w"(x5), [x6] "=&w"(x6), [x7] "=&w"(x7)                         \
+      : [w] "r"(qs), [aq] "r"(aqs), [st] "r"(start), [m] "w"(m4),                               \
+        "m"(*reinterpret_cast<const uint8_t(*)[3 * kQ4KRowBytes + 32]>(qs)),                   \
+        "m"(*reinterpret_cast<const int8_t(*)[kBlock]>(aqs)),                                  \
+        "m"(*reinterpret_cast<const int32_t(*)[16]>(start)))
+#define PIQUANT_NIB_LO(x) "and %[" x "].16b, %[" x "].16b, %[m].16b\n\t"
+#define PIQUANT_NIB_HI(x) "ushr %[" x "].16b, %[" x "].16b, #4\n\t"
+template <int HALF>
+inline int32x4_t dot4_q4k(const uint8_t* qs, const int8_t* aqs, const int32_t* start, uint8x16_t m4) {
+  int32x4_t i0, i1, i2, i3;
+  int8x16_t a0, a1, x0, x1, x2, x3, x4, x5, x6, x7;
+  if constexpr (HALF == 0) {
+    PIQUANT_Q4K_DOT4(PIQUANT_NIB_LO);
+  } else {
+    PIQUANT_Q4K_DOT4(PIQUANT_NIB_HI);
+  }
+  return i0;
+}
+#undef PIQUANT_Q4K_DOT4
+#undef PIQUANT_NIB_LO
+#undef PIQUANT_NIB_HI
+
 /// q4_k: super-block `sb` (8 sub-blocks) of the group at sbk (4 rows) for one token, q4m's GEMV
-/// sequence per sub-block with the q4k_scales of the super-block (computed here: one token).
+/// sequence per sub-block with the super-block's scales made 4 sub-blocks at a time just before
+/// their use (q4k_scale_bytes, q4k_vec: the same values as q4k_scales).
 inline float32x4_t gemv_q4k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
                                        const ActRec* __restrict rc, float32x4_t facc) {
-  alignas(16) float scl[64];
-  q4k_scales(sbk, scl);
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes(sbk, t, d, dmin, c);
+  const float32x4_t ndmin = vnegq_f32(dmin);
+  const uint8x16_t m4 = vdupq_n_u8(0x0F);
   PIQUANT_UNROLL
-  for (int c = 0; c < 4; ++c) {
-    const uint8_t* qs = sbk + offsetof(BlockQ4K, qs) + 32 * c;
-    uint8x16_t x[4][2];
+  for (int q = 0; q < 2; ++q) {
+    float32x4_t dw[4], mw[4];
+    q4k_vec(t[2 * q], d, c, dw);
+    q4k_vec(t[2 * q + 1], ndmin, c + 4, mw);
     PIQUANT_UNROLL
-    for (int r = 0; r < 4; ++r) {
-      x[r][0] = vld1q_u8(qs + r * kQ4KRowBytes);
-      x[r][1] = vld1q_u8(qs + r * kQ4KRowBytes + 16);
-    }
-    PIQUANT_UNROLL
-    for (int half = 0; half < 2; ++half) {
-      const int j = 2 * c + half;
-      const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
-      int32x4_t i[4];
+    for (int cc = 0; cc < 2; ++cc) {
+      const int c2 = 2 * q + cc;  // the 32 bytes of sub-blocks 2 c2, 2 c2 + 1
+      const uint8_t* qs = sbk + offsetof(BlockQ4K, qs) + 32 * c2;
       PIQUANT_UNROLL
-      for (int r = 0; r < 4; ++r) {
-        const uint8x16_t u0 = half == 0 ? vandq_u8(x[r][0], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][0], 4);
-        const uint8x16_t u1 = half == 0 ? vandq_u8(x[r][1], vdupq_n_u8(0x0F)) : vshrq_n_u8(x[r][1], 4);
-        i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), vreinterpretq_s8_u8(u0), alo),
-                         vreinterpretq_s8_u8(u1), ahi);
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c2 + half;
+        const int32x4_t p = half == 0 ? dot4_q4k<0>(qs, xa[j].qs, rc[j].start[0], m4)
+                                      : dot4_q4k<1>(qs, xa[j].qs, rc[j].start[0], m4);
+        const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
+        const float32x4_t w = dw[j % 4];             // the GEMM's order, as gemv_block
+        const float32x4_t u = vfmaq_f32(vmulq_n_f32(w, -kMagic), vreinterpretq_f32_s32(p), w);
+        facc = vfmaq_lane_f32(facc, u, dd, 0);
+        facc = vfmaq_lane_f32(facc, mw[j % 4], dd, 1);
       }
-      const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
-      const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
-      const float32x4_t dw = vld1q_f32(scl + 4 * j);  // the GEMM's order, as gemv_block
-      const float32x4_t u = vfmaq_f32(vmulq_n_f32(dw, -kMagic), vreinterpretq_f32_s32(p), dw);
-      facc = vfmaq_lane_f32(facc, u, dd, 0);
-      facc = vfmaq_lane_f32(facc, vld1q_f32(scl + 32 + 4 * j), dd, 1);
     }
   }
   return facc;
 }
 
-// Records per pass: K <= 8192 in one pass (20 KB of stack); longer rows take several passes over
+/// q5_k: as gemv_q4k_superblock (the GEMM's float sequence per sub-block), the value of
+/// sub-block j = its nibble with bit 4 = bit j of qh[l]: the qh bytes shifted by a register
+/// (`ushl`) and inserted with one bit-select (`bit`) under 0x10.
+inline float32x4_t gemv_q5k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
+                                       const ActRec* __restrict rc, float32x4_t facc) {
+  constexpr size_t rb = sizeof(BlockQ5K);
+  uint8x16_t t[4];
+  float32x4_t d, dmin;
+  alignas(16) float c[8];
+  q4k_scale_bytes<rb>(sbk, t, d, dmin, c);
+  const float32x4_t ndmin = vnegq_f32(dmin);
+  const uint8x16_t b4 = vdupq_n_u8(0x10), m4 = vdupq_n_u8(0x0F);
+  PIQUANT_UNROLL
+  for (int q = 0; q < 2; ++q) {
+    float32x4_t dw[4], mw[4];
+    q4k_vec(t[2 * q], d, c, dw);
+    q4k_vec(t[2 * q + 1], ndmin, c + 4, mw);
+    PIQUANT_UNROLL
+    for (int cc = 0; cc < 2; ++cc) {
+      const int c2 = 2 * q + cc;  // the 32 bytes of sub-blocks 2 c2, 2 c2 + 1
+      PIQUANT_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int j = 2 * c2 + half;
+        const int8x16_t sh = vdupq_n_s8(static_cast<int8_t>(4 - j));
+        const int8x16_t alo = vld1q_s8(xa[j].qs), ahi = vld1q_s8(xa[j].qs + 16);
+        int32x4_t i[4];
+        PIQUANT_UNROLL
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t* p = sbk + r * rb;
+          const uint8x16_t x0 = vld1q_u8(p + offsetof(BlockQ5K, qs) + 32 * c2);
+          const uint8x16_t x1 = vld1q_u8(p + offsetof(BlockQ5K, qs) + 32 * c2 + 16);
+          const uint8x16_t h0 = vshlq_u8(vld1q_u8(p + offsetof(BlockQ5K, qh)), sh);
+          const uint8x16_t h1 = vshlq_u8(vld1q_u8(p + offsetof(BlockQ5K, qh) + 16), sh);
+          const uint8x16_t n0 = half == 0 ? vandq_u8(x0, m4) : vshrq_n_u8(x0, 4);
+          const uint8x16_t n1 = half == 0 ? vandq_u8(x1, m4) : vshrq_n_u8(x1, 4);
+          const int8x16_t u0 = vreinterpretq_s8_u8(vbslq_u8(b4, h0, n0));
+          const int8x16_t u1 = vreinterpretq_s8_u8(vbslq_u8(b4, h1, n1));
+          i[r] = vdotq_s32(vdotq_s32(vld1q_s32(rc[j].start[r]), u0, alo), u1, ahi);
+        }
+        const int32x4_t p = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+        const float32x2_t dd = vld1_f32(&rc[j].da);  // d_a, d_a s
+        const float32x4_t w = dw[j % 4];             // the GEMM's order, as gemv_block
+        const float32x4_t u = vfmaq_f32(vmulq_n_f32(w, -kMagic), vreinterpretq_f32_s32(p), w);
+        facc = vfmaq_lane_f32(facc, u, dd, 0);
+        facc = vfmaq_lane_f32(facc, mw[j % 4], dd, 1);
+      }
+    }
+  }
+  return facc;
+}
+
+/// q6_k: super-block `sb` of the group at sbk (4 rows) for one token, the GEMM's float sequence
+/// per block (half 0, then half 1). Per block and half: per row one sdot chain from the record's
+/// start (the -32 offset in it), three addp fold the 4 rows (lane r = row r). The scales are
+/// made per pair of blocks, just before their use (fewer live registers).
+inline float32x4_t gemv_q6k_superblock(const uint8_t* __restrict sbk, const BlockQ8A* __restrict xa,
+                                       const ActRecQ6* __restrict rc, float32x4_t facc) {
+  uint8x16_t t[4];
+  float32x4_t d;
+  alignas(16) float c[4];
+  q6k_scale_bytes(sbk, t, d, c);
+  auto block = [&](auto j_c, const float32x4_t* dw) {
+    constexpr int J = decltype(j_c)::value, QQ = J % 4, H = J / 4;
+    int32x4_t p[2];
+    PIQUANT_UNROLL
+    for (int lh = 0; lh < 2; ++lh) {
+      const int8x16_t a = vld1q_s8(xa[J].qs + 16 * lh);
+      int32x4_t i[4];
+      PIQUANT_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        const int8x16_t q = q6k_quarter<QQ>(sbk + r * kQ6KRowBytes, H, lh);
+        i[r] = vdotq_s32(vld1q_s32(rc[J].start[lh][r]), q, a);
+      }
+      p[lh] = vpaddq_s32(vpaddq_s32(i[0], i[1]), vpaddq_s32(i[2], i[3]));
+    }
+    const float da = rc[J].da;
+    PIQUANT_UNROLL
+    for (int lh = 0; lh < 2; ++lh) {
+      const float32x4_t nm = vmulq_n_f32(dw[lh], -kMagic);
+      const float32x4_t u = vfmaq_f32(nm, vreinterpretq_f32_s32(p[lh]), dw[lh]);
+      facc = vfmaq_n_f32(facc, u, da);
+    }
+  };
+  auto pair = [&](auto k_c) {
+    constexpr int K = decltype(k_c)::value;
+    float32x4_t dw[4];  // sub-blocks 4K..4K+3 = blocks 2K, 2K + 1
+    q6k_dw(t[K], d, c, dw);
+    block(std::integral_constant<int, 2 * K>{}, dw);
+    block(std::integral_constant<int, 2 * K + 1>{}, dw + 2);
+  };
+  pair(std::integral_constant<int, 0>{});
+  pair(std::integral_constant<int, 1>{});
+  pair(std::integral_constant<int, 2>{});
+  pair(std::integral_constant<int, 3>{});
+  return facc;
+}
+
+// Records per pass: K <= 8192 in one pass (20 KB of stack; q6_k 36 KB); longer rows take several passes over
 // the row groups, the running sums parked in the output between them (a float store and load:
 // the same float sequence as one pass).
 constexpr size_t kRecBlocks = 4 * kChunk;
@@ -551,8 +1047,10 @@ void gemv(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   constexpr size_t gb = kGroupBytes<T>;
-  constexpr size_t per = T == WeightType::kQ4K ? 8 : 1;  // 32-value blocks per packed group block
-  ActRec recs[kRecBlocks];
+  // 32-value blocks per packed group block
+  constexpr size_t per =
+      T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K ? 8 : 1;
+  ActRecOf<T> recs[kRecBlocks];
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
     float* out = a.dst + n * a.dst_stride;
@@ -575,8 +1073,20 @@ void gemv(const GemmArgs& a) {
           float32x4_t facc = vdupq_n_f32(0.0f);
           // One block per iteration: unrolled by 2, GCC 12 adds vector moves (the loop counter's
           // 4 instructions then cost less than those).
-          const ActRec* rc = recs + (kc - k0);
-          if constexpr (T == WeightType::kQ4K) {
+          const ActRecOf<T>* rc = recs + (kc - k0);
+          if constexpr (T == WeightType::kQ6K) {
+            for (size_t b = kc; b < ke; b += 8, rc += 8) {
+              PIQUANT_MCA_BEGIN(T, 4, 1, 8);
+              facc = gemv_q6k_superblock(w + b / 8 * gb, x + b, rc, facc);
+              PIQUANT_MCA_END();
+            }
+          } else if constexpr (T == WeightType::kQ5K) {
+            for (size_t b = kc; b < ke; b += 8, rc += 8) {
+              PIQUANT_MCA_BEGIN(T, 4, 1, 8);
+              facc = gemv_q5k_superblock(w + b / 8 * gb, x + b, rc, facc);
+              PIQUANT_MCA_END();
+            }
+          } else if constexpr (T == WeightType::kQ4K) {
             for (size_t b = kc; b < ke; b += 8, rc += 8) {
               PIQUANT_MCA_BEGIN(T, 4, 1, 8);
               facc = gemv_q4k_superblock(w + b / 8 * gb, x + b, rc, facc);
@@ -614,13 +1124,13 @@ void gemm_f32_q8_q8_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
 void gemm_f32_q8_q4_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4>(a); }
 void gemm_f32_q8_q4m_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_q8_q4k_neondot(const GemmArgs& a) { gemv<WeightType::kQ4K>(a); }
-void gemv_f32_q8_q5k_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 1>(a); }
-void gemv_f32_q8_q6k_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ6K, 1>(a); }
+void gemv_f32_q8_q5k_neondot(const GemmArgs& a) { gemv<WeightType::kQ5K>(a); }
+void gemv_f32_q8_q6k_neondot(const GemmArgs& a) { gemv<WeightType::kQ6K>(a); }
 void gemv_f32_q8_q50_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 1>(a); }
 void gemv_f32_q8_q51_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 1>(a); }
 void gemm_f32_q8_q4k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q5k_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5K, 4>(a); }
-void gemm_f32_q8_q6k_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ6K, 4>(a); }
+void gemm_f32_q8_q5k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q6k_4x8_neondot(const GemmArgs& a) { gemm<WeightType::kQ6K>(a); }
 void gemm_f32_q8_q50_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_0, 4>(a); }
 void gemm_f32_q8_q51_1x4_neondot(const GemmArgs& a) { kmatmul<WeightType::kQ5_1, 4>(a); }
 

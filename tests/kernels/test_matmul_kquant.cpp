@@ -44,7 +44,8 @@ struct Shape {
 // GEMM tiles, K from one super-block to 16 (and 32-value tails for q5_0 / q5_1).
 const Shape kKShapes[] = {{1, 1, 256},  {3, 1, 512},  {5, 2, 768},  {7, 3, 256},   {9, 1, 2048},
                           {13, 5, 256}, {17, 9, 512}, {6, 17, 256}, {31, 1, 4096}, {2, 4, 1280},
-                          {33, 2, 256}, {4, 8, 768},  {3, 2, 8448}};  // 33: the NEON kernels' passes
+                          {33, 2, 256}, {4, 8, 768},  {3, 2, 8448},   // 33: the NEON kernels' passes
+                          {67, 9, 2304}};  // neondot 4x8 tiles: 2 row panels, a 64-block chunk + 8
 const Shape kBlockShapes[] = {{1, 1, 32}, {3, 1, 96},  {7, 2, 288},  {17, 3, 2080}, {5, 17, 32},
                               {9, 9, 288}, {31, 7, 160}, {2, 4, 5632}, {13, 1, 256}};
 
