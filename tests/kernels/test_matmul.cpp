@@ -275,6 +275,9 @@ TEST_CASE("small batches (2..8 tokens) match the reference and the GEMV's bits",
     }
     REQUIRE(gv != nullptr);
     const GemmKernel& v = *gv;
+    // GEMVs with their own float order (kGemvOwnOrder) agree with the GEMM within the tolerance.
+    bool own_order = false;
+    for (const char* name : kGemvOwnOrder) own_order = own_order || std::string(v.name) == name;
     const bool ksb = block_values(g->weights) == kSuperBlock;
     const struct { size_t m, k; } sizes[] = {{37, ksb ? 768u : 96u}, {29, ksb ? 256u : 288u}, {6, ksb ? 512u : 160u}};
     for (const auto& sz : sizes) {
@@ -303,7 +306,12 @@ TEST_CASE("small batches (2..8 tokens) match the reference and the GEMV's bits",
             const float w = whole[j * p.m + i], s = sub[j * p.m + i], q = gemv[j * p.m + i];
             if (i >= a.m0 && i < a.m1 && j >= a.n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
             else REQUIRE(std::isnan(s));
-            REQUIRE(std::memcmp(&w, &q, 4) == 0);
+            if (own_order) {
+              const double tol = 2 * tolerance(p, e.abs_sum[j * p.m + i]);
+              REQUIRE(std::fabs(double(w) - double(q)) <= tol);
+            } else {
+              REQUIRE(std::memcmp(&w, &q, 4) == 0);
+            }
           }
         }
       }
