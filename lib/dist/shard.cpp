@@ -318,6 +318,22 @@ Tensor copy_cols(const Tensor& t, int64_t c0, int64_t c1,
   return s;
 }
 
+namespace {
+
+// This rank's heads, hidden columns and classifier rows.
+ShardInfo shard_info(const ModelConfig& c, int rank, int n) {
+  ShardInfo s;
+  s.rank = rank;
+  s.n_ranks = n;
+  s.n_heads = c.n_heads / n;
+  s.n_kv_heads = c.n_kv_heads / n;
+  s.hidden_dim = c.hidden_dim / n;
+  std::tie(s.vocab0, s.vocab1) = vocab_range(c.vocab_size, rank, n);
+  return s;
+}
+
+}  // namespace
+
 std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int n,
                                          std::shared_ptr<Collective> comm) {
   check_split(full, n);
@@ -360,13 +376,7 @@ std::unique_ptr<Model::Impl> shard_model(const Model::Impl& full, int rank, int 
     return t.empty() ? t : copy_cols(t, c0, c1, st);
   };
 
-  ShardInfo s;
-  s.rank = rank;
-  s.n_ranks = n;
-  s.n_heads = c.n_heads / n;
-  s.n_kv_heads = c.n_kv_heads / n;
-  s.hidden_dim = c.hidden_dim / n;
-  std::tie(s.vocab0, s.vocab1) = vocab_range(c.vocab_size, rank, n);
+  ShardInfo s = shard_info(c, rank, n);
   const int64_t hd = c.head_dim;
   const int64_t q0 = int64_t{rank} * s.n_heads * hd, q1 = q0 + int64_t{s.n_heads} * hd;
   const int64_t kv0 = int64_t{rank} * s.n_kv_heads * hd, kv1 = kv0 + int64_t{s.n_kv_heads} * hd;
@@ -408,17 +418,6 @@ std::shared_ptr<const Model> shard_model(const std::shared_ptr<const Model>& ful
 
 namespace {
 
-// This rank's heads, hidden columns and classifier rows.
-ShardInfo shard_info(const ModelConfig& c, int rank, int n) {
-  ShardInfo s;
-  s.rank = rank;
-  s.n_ranks = n;
-  s.n_heads = c.n_heads / n;
-  s.n_kv_heads = c.n_kv_heads / n;
-  s.hidden_dim = c.hidden_dim / n;
-  std::tie(s.vocab0, s.vocab1) = vocab_range(c.vocab_size, rank, n);
-  return s;
-}
 
 // The GGUF loader's hook (load_slicer.hpp): rank r's rows and columns of each tensor, by its
 // GGUF name, as shard_model slices a whole model.
