@@ -210,72 +210,6 @@ inline void panel_groups(const uint8_t* wt, size_t nb, size_t row, size_t m1, co
   }
 }
 
-// GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
-// vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
-// the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
-// then per block one 128-bit scale product and FMA per 4 rows, blocks in order.
-inline void gemv_group(const uint8_t* w, size_t nb, const BlockQ8A* act, float* out, size_t row,
-                       size_t m0, size_t m1) {
-  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
-  const __m512i mask = _mm512_set1_epi8(0x0F);
-  __m128 acc = _mm_setzero_ps();
-  for (size_t b = 0; b < nb; b += 4) {
-    const size_t cnt = nb - b < 4 ? nb - b : 4;
-    PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
-    __m512i p[4];
-    for (size_t i = 0; i < 4; ++i) {
-      if (i < cnt) {
-        const uint8_t* blk = w + (b + i) * gb;
-        const BlockQ8A* x = act + b + i;
-        const __m512i q = _mm512_loadu_si512(blk + 8);
-        const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
-        const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
-        p[i] = _mm512_dpbusd_epi32(_mm512_set1_epi32(-2 * x->s), _mm512_and_si512(q, mask), alo);
-        p[i] = _mm512_dpbusd_epi32(p[i], _mm512_and_si512(_mm512_srli_epi16(q, 4), mask), ahi);
-      } else {
-        p[i] = _mm512_setzero_si512();
-      }
-    }
-    __m512i t[4];
-    transpose4(p[0], p[1], p[2], p[3], t);
-    const __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
-    const __m512 f = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(transpose_idx(), v));
-    for (size_t i = 0; i < cnt; ++i) {
-      const uint8_t* blk = w + (b + i) * gb;
-      const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)));
-      const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
-                       : i == 1 ? _mm512_extractf32x4_ps(f, 1)
-                       : i == 2 ? _mm512_extractf32x4_ps(f, 2)
-                                : _mm512_extractf32x4_ps(f, 3);
-      acc = _mm_fmadd_ps(fi, _mm_mul_ps(dw, _mm_set1_ps(act[b + i].d)), acc);
-    }
-    PIQUANT_MCA_END();
-  }
-  if (row >= m0 && row + 4 <= m1) {
-    _mm_storeu_ps(out + row, acc);
-  } else {
-    alignas(16) float tmp[4];
-    _mm_store_ps(tmp, acc);
-    for (size_t r = 0; r < 4; ++r) {
-      if (row + r >= m0 && row + r < m1) out[row + r] = tmp[r];
-    }
-  }
-}
-
-void gemv_q4(const GemmArgs& a) {
-  const size_t nb = a.k / kBlock;
-  const auto* wt = static_cast<const uint8_t*>(a.wt);
-  for (size_t n = a.n0; n < a.n1; ++n) {
-    const auto* act =
-        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
-    float* out = a.dst + n * a.dst_stride;
-    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      gemv_group(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
-                 a.m0, a.m1);
-    }
-  }
-}
-
 // GEMM: K in chunks of kChunk blocks (a panel chunk is 18 KB: stays in L1 across token tiles).
 constexpr size_t kChunk = 32;
 constexpr int kTokens = 8;  // token tile
@@ -354,9 +288,13 @@ inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_
   panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
 }
 
-// The small-batch path of the GEMM (a decode step of 2 or 3 sequences): the GEMV above with
-// each block's nibbles loaded and split once and dotted with NT tokens' activations; every token
-// then runs the GEMV's sequence of operations, so its result has the GEMV's bits. One group
+// GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
+// vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
+// the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
+// then per block one 128-bit scale product and FMA per 4 rows, blocks in order. NT > 1 is the
+// small-batch path of the GEMM (a decode step of 2 or 3 sequences): each block's nibbles are
+// loaded and split once and dotted with NT tokens' activations; every token then runs the
+// GEMV's sequence of operations, so its result has the GEMV's bits. One group
 // stream at a time, as the GEMV: from DRAM the stored 16-row panels (four group streams) cost
 // 2.0-2.5x a cold GEMV at 2 tokens, this path 1.45-1.55x (bench_matmul 5632x2048 cold, Zen 4,
 // 1 thread; a register-built 16-row panel, tried first, was faster from cache but slower cold:
@@ -372,6 +310,7 @@ inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act
   for (int t = 0; t < NT; ++t) acc[t] = _mm_setzero_ps();
   for (size_t b = 0; b < nb; b += 4) {
     const size_t cnt = nb - b < 4 ? nb - b : 4;
+    if (NT == 1) PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
     __m512i p[NT][4];
     for (size_t i = 0; i < 4; ++i) {
       if (i < cnt) {
@@ -407,6 +346,7 @@ inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act
         acc[t] = _mm_fmadd_ps(fi, _mm_mul_ps(dw[i], _mm_set1_ps(act[t][b + i].d)), acc[t]);
       }
     }
+    if (NT == 1) PIQUANT_MCA_END();
   }
   for (int t = 0; t < NT; ++t) {
     if (row >= m0 && row + 4 <= m1) {
@@ -438,6 +378,9 @@ inline void gemv_tokens_n(const GemmArgs& a, size_t n) {
   }
 }
 
+void gemv_q4(const GemmArgs& a) {
+  for (size_t n = a.n0; n < a.n1; ++n) gemv_tokens_n<1>(a, n);
+}
 
 void gemm_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
