@@ -486,8 +486,9 @@ void kgemm(const GemmArgs& a) {
 // -128 * sum(q - 32) per (row, half), computed when the values are decoded.
 
 // q4_k / q5_k: f(j, lo01, hi01, lo23, hi23, D, M) for the 8 sub-blocks of one group's
-// super-block at p (lo = values 0..15, hi = 16..31; lane-128 = row; D = d * sc_j and M =
-// -dmin * mn_j per row r = element r).
+// super-block at p (lo = values 0..15, hi = 16..31; lane-128 = row). D and M hold the scales of
+// sub-blocks j & ~1 (elements 0..3, row r = element r) and j | 1 (4..7): D = d * sc, M = -dmin
+// * mn, converted for all 8 sub-blocks at once (4 ymm each) rather than per sub-block.
 template <WeightType T, class F>
 inline void kdecode_q4k(const uint8_t* p, F&& f) {
   constexpr size_t bb = T == WeightType::kQ5K ? sizeof(BlockQ5K) : sizeof(BlockQ4K);
@@ -495,11 +496,21 @@ inline void kdecode_q4k(const uint8_t* p, F&& f) {
   const __m256i m4b = _mm256_set1_epi8(0x0F);
   alignas(32) uint8_t sc[32], mn[32];
   for (int r = 0; r < 4; ++r) kscales4(p + r * bb + 4, sc + 8 * r, mn + 8 * r);
-  alignas(32) uint8_t sct[32], mnt[32];  // [j * 4 + r]
-  _mm256_store_si256(reinterpret_cast<__m256i*>(sct), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc))));
-  _mm256_store_si256(reinterpret_cast<__m256i*>(mnt), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn))));
+  // [j * 4 + r] bytes, kept in registers (no store and reload)
+  const __m256i sct = ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc)));
+  const __m256i mnt = ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn)));
   const __m128 d4 = kf16x4(p, bb);
   const __m128 nd4 = _mm_sub_ps(_mm_setzero_ps(), kf16x4(p + 2, bb));
+  const __m256 d8 = _mm256_set_m128(d4, d4), nd8 = _mm256_set_m128(nd4, nd4);
+  const auto bytes8 = [](__m256i v, int q) {  // bytes 8q .. 8q + 7 -> the low 8 bytes
+    const __m128i h = q < 2 ? _mm256_castsi256_si128(v) : _mm256_extracti128_si256(v, 1);
+    return q & 1 ? _mm_unpackhi_epi64(h, h) : h;
+  };
+  __m256 D2[4], M2[4];  // sub-blocks 2q (elements 0..3) and 2q + 1 (4..7)
+  for (int q = 0; q < 4; ++q) {
+    D2[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes8(sct, q))), d8);
+    M2[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes8(mnt, q))), nd8);
+  }
   constexpr size_t qs = T == WeightType::kQ4K ? 16 : 48;
   __m256i ha01 = _mm256_setzero_si256(), hb01 = ha01, ha23 = ha01, hb23 = ha01;
   if (T == WeightType::kQ5K) {
@@ -527,12 +538,7 @@ inline void kdecode_q4k(const uint8_t* p, F&& f) {
         lo23 = _mm256_or_si256(lo23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha23, sj), one), 4));
         hi23 = _mm256_or_si256(hi23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb23, sj), one), 4));
       }
-      int32_t scj, mnj;
-      std::memcpy(&scj, sct + 4 * j, 4);
-      std::memcpy(&mnj, mnt + 4 * j, 4);
-      const __m128 D = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(scj))), d4);
-      const __m128 M = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(mnj))), nd4);
-      f(j, lo01, hi01, lo23, hi23, D, M);
+      f(j, lo01, hi01, lo23, hi23, D2[c], M2[c]);
     }
   }
 }
@@ -647,15 +653,18 @@ constexpr size_t kKChunk = 4;  // super-blocks per GEMM chunk: 32 sub-blocks, 10
 
 template <WeightType T>
 inline void kbuild(const uint8_t* pa, const uint8_t* pb, KSub* ks) {
+  const auto half = [](__m256 v, int j) {  // the 4 rows' scales of sub-block j
+    return j & 1 ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v);
+  };
   __m128 D[8], M[8];
-  kdecode_q4k<T>(pa, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 d, __m128 m) {
+  kdecode_q4k<T>(pa, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
     ks[j].w[0] = lo01, ks[j].w[1] = hi01, ks[j].w[2] = lo23, ks[j].w[3] = hi23;
-    D[j] = d, M[j] = m;
+    D[j] = half(d, j), M[j] = half(m, j);
   });
-  kdecode_q4k<T>(pb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 d, __m128 m) {
+  kdecode_q4k<T>(pb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
     ks[j].w[4] = lo01, ks[j].w[5] = hi01, ks[j].w[6] = lo23, ks[j].w[7] = hi23;
-    ks[j].d = lane_order(D[j], d);
-    ks[j].m = lane_order(M[j], m);
+    ks[j].d = lane_order(D[j], half(d, j));
+    ks[j].m = lane_order(M[j], half(m, j));
   });
 }
 inline void kbuild6(const uint8_t* pa, const uint8_t* pb, K6Sub* ks) {
@@ -789,9 +798,13 @@ void kgemv_group(const GemmArgs& a) {
             acc = kstep6(vlo, vhi, lane_order(dl, dl), lane_order(dh, dh), xs[j], acc);
           });
         } else {
-          kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 d, __m128 m) {
+          kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
             const __m256i i4 = kdot4(lo01, hi01, lo23, hi23, kbcast16(xs[j].qs), kbcast16(xs[j].qs + 16));
-            acc = kstep4(_mm256_hadd_epi32(i4, i4), lane_order(d, d), lane_order(m, m), xs[j], acc);
+            // [r0 r2 r0 r2 | r1 r3 r1 r3] of sub-block j's 4 scales (elements 4 (j & 1) ..)
+            const int o = 4 * (j & 1);
+            const __m256i idx = _mm256_setr_epi32(o, o + 2, o, o + 2, o + 1, o + 3, o + 1, o + 3);
+            acc = kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
+                         _mm256_permutevar8x32_ps(m, idx), xs[j], acc);
           });
         }
         PIQUANT_MCA_END();
