@@ -476,10 +476,12 @@ void kgemm(const GemmArgs& a) {
 // exact). The GEMV decodes one group (4 rows, one sequential stream, as before) and pairs it
 // with itself, as the q4 tile's lone group: every row goes through the same lane operations
 // in GEMV and GEMM, so they give identical bits per token, and no split of rows or tokens
-// changes a bit. Per lane, sub-blocks in order, one accumulator:
-//   q4_k / q5_k: acc = fma(float(isum), D * d_a, acc); acc = fma(-M, d_a * s, acc)
+// changes a bit. Per lane, sub-blocks in order, two accumulators:
+//   q4_k / q5_k: a0 = fma(float(isum), D * d_a, a0); a1 = fma(-M, d_a * s, a1)
 //                (D = d * sc_j, M = dmin * mn_j, both exact products)
-//   q6_k:        acc = fma(float(isum_lo), D_lo * d_a, acc); acc = fma(float(isum_hi), D_hi * d_a, acc)
+//   q6_k:        a0 = fma(float(isum_lo), D_lo * d_a, a0); a1 = fma(float(isum_hi), D_hi * d_a, a1)
+// and a0 += a1, a1 = 0 at the end of each chunk of kKChunk super-blocks (two FMA chains: one
+// chain of 16 dependent FMAs per super-block had cost the GEMV its latency).
 // Integer bounds (vpmaddubsw pairs, int16 adds) as the 4-row tile: q4_k / q5_k u8 values <= 31
 // x s8 activations, lo + hi <= 15872, one vphaddw <= 31744; q6_k u8 activations + 128 x s8
 // values q - 32, one vphaddw of two pairs <= 32640, the + 128 taken out by the start value
@@ -612,15 +614,17 @@ inline __m256i kbcast16(const int8_t* p) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// The float steps of one (8 rows, token, sub-block), shared by GEMV and GEMM.
-inline __m256 kstep4(__m256i v, __m256 D, __m256 M, const BlockQ8A& x, __m256 acc) {
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(D, _mm256_set1_ps(x.d)), acc);
-  return _mm256_fmadd_ps(M, _mm256_set1_ps(x.d * static_cast<float>(x.s)), acc);
+// The float steps of one (8 rows, token, sub-block), shared by GEMV and GEMM: two accumulators
+// (two independent FMA chains), added at the end of each chunk of kKChunk super-blocks.
+inline void kstep4(__m256i v, __m256 D, __m256 M, const BlockQ8A& x, __m256& a0, __m256& a1) {
+  a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(D, _mm256_set1_ps(x.d)), a0);
+  a1 = _mm256_fmadd_ps(M, _mm256_set1_ps(x.d * static_cast<float>(x.s)), a1);
 }
-inline __m256 kstep6(__m256i vlo, __m256i vhi, __m256 Dlo, __m256 Dhi, const BlockQ8A& x, __m256 acc) {
+inline void kstep6(__m256i vlo, __m256i vhi, __m256 Dlo, __m256 Dhi, const BlockQ8A& x, __m256& a0,
+                   __m256& a1) {
   const __m256 da = _mm256_set1_ps(x.d);
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vlo), _mm256_mul_ps(Dlo, da), acc);
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(vhi), _mm256_mul_ps(Dhi, da), acc);
+  a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vlo), _mm256_mul_ps(Dlo, da), a0);
+  a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vhi), _mm256_mul_ps(Dhi, da), a1);
 }
 
 // q6_k: 128 * sum(q - 32) per row of a half, in the lanes of one group's half-sums (what the
@@ -686,7 +690,7 @@ inline void kbuild6(const uint8_t* pa, const uint8_t* pb, K6Sub* ks) {
 
 // NT tokens x 8 rows over nsub decoded sub-blocks (act[t] at the chunk's first sub-block).
 template <WeightType T, int NT>
-inline void ksub_tokens(const KSub* ks, size_t nsub, const BlockQ8A* const* act, __m256* acc) {
+inline void ksub_tokens(const KSub* ks, size_t nsub, const BlockQ8A* const* act, __m256* a0, __m256* a1) {
   for (size_t j = 0; j < nsub; ++j) {
     if (NT == 4) PIQUANT_MCA_BEGIN(T, 8, NT, 1);  // the full tile only (llvm-mca table)
     const KSub& k = ks[j];
@@ -696,13 +700,13 @@ inline void ksub_tokens(const KSub* ks, size_t nsub, const BlockQ8A* const* act,
       const __m256i alo = kbcast16(x.qs), ahi = kbcast16(x.qs + 16);
       const __m256i v = _mm256_hadd_epi32(kdot4(k.w[0], k.w[1], k.w[2], k.w[3], alo, ahi),
                                           kdot4(k.w[4], k.w[5], k.w[6], k.w[7], alo, ahi));
-      acc[t] = kstep4(v, k.d, k.m, x, acc[t]);
+      kstep4(v, k.d, k.m, x, a0[t], a1[t]);
     }
     if (NT == 4) PIQUANT_MCA_END();
   }
 }
 template <WeightType T, int NT>
-inline void ksub_tokens(const K6Sub* ks, size_t nsub, const BlockQ8A* const* act, __m256* acc) {
+inline void ksub_tokens(const K6Sub* ks, size_t nsub, const BlockQ8A* const* act, __m256* a0, __m256* a1) {
   const __m256i k128 = _mm256_set1_epi8(static_cast<char>(0x80));
   for (size_t j = 0; j < nsub; ++j) {
     if (NT == 4) PIQUANT_MCA_BEGIN(T, 8, NT, 1);  // the full tile only (llvm-mca table)
@@ -713,7 +717,7 @@ inline void ksub_tokens(const K6Sub* ks, size_t nsub, const BlockQ8A* const* act
       const __m256i alo = _mm256_xor_si256(kbcast16(x.qs), k128), ahi = _mm256_xor_si256(kbcast16(x.qs + 16), k128);
       const __m256i vlo = _mm256_sub_epi32(_mm256_hadd_epi32(kdot6(k.w[0], k.w[2], alo), kdot6(k.w[4], k.w[6], alo)), k.c[0]);
       const __m256i vhi = _mm256_sub_epi32(_mm256_hadd_epi32(kdot6(k.w[1], k.w[3], ahi), kdot6(k.w[5], k.w[7], ahi)), k.c[1]);
-      acc[t] = kstep6(vlo, vhi, k.d[0], k.d[1], x, acc[t]);
+      kstep6(vlo, vhi, k.d[0], k.d[1], x, a0[t], a1[t]);
     }
     if (NT == 4) PIQUANT_MCA_END();
   }
@@ -724,15 +728,18 @@ inline void kpanel_tile(const GemmArgs& a, const Sub* ks, size_t j0, size_t nsub
                         __m256i mask) {
   const BlockQ8A* act[NT];
   float* out[NT];
-  __m256 acc[NT];
+  __m256 a0[NT], a1[NT];
   for (int t = 0; t < NT; ++t) {
     act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + j0;
     out[t] = a.dst + (n + t) * a.dst_stride + row;
-    acc[t] = j0 == 0 ? _mm256_setzero_ps()
-                     : _mm256_permutevar8x32_ps(_mm256_maskload_ps(out[t], mask), kto_lanes());
+    a0[t] = j0 == 0 ? _mm256_setzero_ps()
+                    : _mm256_permutevar8x32_ps(_mm256_maskload_ps(out[t], mask), kto_lanes());
+    a1[t] = _mm256_setzero_ps();
   }
-  ksub_tokens<T, NT>(ks, nsub, act, acc);
-  for (int t = 0; t < NT; ++t) _mm256_maskstore_ps(out[t], mask, _mm256_permutevar8x32_ps(acc[t], kto_rows()));
+  ksub_tokens<T, NT>(ks, nsub, act, a0, a1);
+  for (int t = 0; t < NT; ++t) {
+    _mm256_maskstore_ps(out[t], mask, _mm256_permutevar8x32_ps(_mm256_add_ps(a0[t], a1[t]), kto_rows()));
+  }
 }
 
 template <WeightType T>
@@ -782,7 +789,7 @@ void kgemv_group(const GemmArgs& a) {
     float* out = a.dst + n * a.dst_stride;
     for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
       const uint8_t* w = wt + row / kRowInterleave * nsb * gb;
-      __m256 acc = _mm256_setzero_ps();
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       for (size_t sb = 0; sb < nsb; ++sb) {
         PIQUANT_MCA_BEGIN(T, 4, 1, 8);
         const BlockQ8A* xs = x + sb * (kSuperBlock / kBlock);
@@ -795,7 +802,7 @@ void kgemv_group(const GemmArgs& a) {
             const __m256i il = _mm256_sub_epi32(kdot6(lo01, lo23, alo), cl);
             const __m256i ih = _mm256_sub_epi32(kdot6(hi01, hi23, ahi), ch);
             const __m256i vlo = _mm256_hadd_epi32(il, il), vhi = _mm256_hadd_epi32(ih, ih);
-            acc = kstep6(vlo, vhi, lane_order(dl, dl), lane_order(dh, dh), xs[j], acc);
+            kstep6(vlo, vhi, lane_order(dl, dl), lane_order(dh, dh), xs[j], a0, a1);
           });
         } else {
           kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
@@ -803,13 +810,17 @@ void kgemv_group(const GemmArgs& a) {
             // [r0 r2 r0 r2 | r1 r3 r1 r3] of sub-block j's 4 scales (elements 4 (j & 1) ..)
             const int o = 4 * (j & 1);
             const __m256i idx = _mm256_setr_epi32(o, o + 2, o, o + 2, o + 1, o + 3, o + 1, o + 3);
-            acc = kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
-                         _mm256_permutevar8x32_ps(m, idx), xs[j], acc);
+            kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
+                   _mm256_permutevar8x32_ps(m, idx), xs[j], a0, a1);
           });
         }
         PIQUANT_MCA_END();
+        if (sb % kKChunk == kKChunk - 1 || sb + 1 == nsb) {  // the GEMM's chunk ends: a0 + a1
+          a0 = _mm256_add_ps(a0, a1);
+          a1 = _mm256_setzero_ps();
+        }
       }
-      const __m256 y = _mm256_permutevar8x32_ps(acc, kto_rows());  // rows r0..r3 in lanes 0..3
+      const __m256 y = _mm256_permutevar8x32_ps(a0, kto_rows());  // rows r0..r3 in lanes 0..3
       _mm256_maskstore_ps(out + row, kmask8(row, a.m0, row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1), y);
     }
   }
