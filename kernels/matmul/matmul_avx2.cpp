@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "common/mca.hpp"
 #include "common/pack.hpp"
@@ -285,14 +286,15 @@ void gemv_float(const GemmArgs& a) {
 
 // --- GGUF types: q4_k, q5_k, q6_k (256-value super-blocks), q5_0, q5_1 ----------------------
 //
-// As the AVX-512 VNNI file: each 32-value sub-block of the packed GGUF blocks (4 rows' blocks
-// one after the other) is decoded once per tile into the q4 register form (lane-128 = row:
-// rows 0,1 and rows 2,3, lo = values 0..15, hi = 16..31), then per token vpmaddubsw (u8
-// weights x s8 activations; q6_k: u8 activations + 128 x s8 weights q - 32, pairs <= 16320),
-// lo + hi in int16 (<= 15748; q6_k keeps its halves apart: they have their own scales), one
-// vphaddw of the two row pairs (<= 32640) and one vpmaddwd by ones give int32 [r0 r0 r2 r2 |
-// r1 r1 r3 r3]; acc += float(isum) * (d * sc * d_a) per lane, the minimum as a 4-row FMA by
-// d_a * s. GEMV = the 1-token tile, GEMM = 4-token tiles over one group: same bits.
+// Each 32-value sub-block of the packed GGUF blocks (4 rows' blocks one after the other) is
+// decoded into the q4 register form (lane-128 = row: rows 0,1 and rows 2,3, lo = values 0..15,
+// hi = 16..31), then per token vpmaddubsw (u8 weights x s8 activations; q6_k: u8 activations +
+// 128 x s8 weights q - 32, pairs <= 16320), lo + hi in int16 (<= 15872; q6_k keeps its halves
+// apart: they have their own scales), one vphaddw of the two row pairs (<= 32640) and one
+// vpmaddwd by ones give int32 [r0 r0 r2 r2 | r1 r1 r3 r3].
+// q5_0 / q5_1 (KTile): 4 rows x NT tokens, decoded once per tile; acc += float(isum) * (d *
+// d_a) per lane, q5_1's minimum as a 4-row FMA by d_a * s. GEMV = the 1-token tile, GEMM =
+// 4-token tiles over one group: same bits. q4_k / q5_k / q6_k: 8-row panels (below).
 
 inline __m128 kf16x4(const uint8_t* p, size_t stride) {
   uint16_t h[4];
@@ -359,115 +361,11 @@ struct KTile {
       }
     }
   }
-  // q6_k: s8 weights q - 32; halves with their own scales.
-  inline void dot6(__m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 dlo, __m256 dhi,
-                   const BlockQ8A* const* act, size_t blk) {
-    const __m256i ones = _mm256_set1_epi16(1), k128 = _mm256_set1_epi8(static_cast<char>(0x80));
-    const __m256i slo = _mm256_madd_epi16(
-        _mm256_hadd_epi16(_mm256_maddubs_epi16(k128, lo01), _mm256_maddubs_epi16(k128, lo23)), ones);
-    const __m256i shi = _mm256_madd_epi16(
-        _mm256_hadd_epi16(_mm256_maddubs_epi16(k128, hi01), _mm256_maddubs_epi16(k128, hi23)), ones);
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8A* x = act[t] + blk;
-      const __m256i alo = _mm256_xor_si256(
-          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs))), k128);
-      const __m256i ahi = _mm256_xor_si256(
-          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16))), k128);
-      const __m256 da = _mm256_set1_ps(x->d);
-      const __m256i vlo = _mm256_sub_epi32(_mm256_madd_epi16(
-          _mm256_hadd_epi16(_mm256_maddubs_epi16(alo, lo01), _mm256_maddubs_epi16(alo, lo23)), ones), slo);
-      const __m256i vhi = _mm256_sub_epi32(_mm256_madd_epi16(
-          _mm256_hadd_epi16(_mm256_maddubs_epi16(ahi, hi01), _mm256_maddubs_epi16(ahi, hi23)), ones), shi);
-      acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vlo), _mm256_mul_ps(dlo, da), acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vhi), _mm256_mul_ps(dhi, da), acc[t][1]);
-    }
-  }
-
   inline void block(const uint8_t* p, const BlockQ8A* const* act, size_t b0) {
+    static_assert(!kSuper, "q4_k / q5_k / q6_k run on the 8-row panels (kdecode_q4k, kdecode_q6k)");
     const __m256i m4b = _mm256_set1_epi8(0x0F);
     const size_t s1 = kBb, s2 = 2 * kBb, s3 = 3 * kBb;
-    if (T == WeightType::kQ4K || T == WeightType::kQ5K) {
-      alignas(32) uint8_t sc[32], mn[32];
-      for (int r = 0; r < 4; ++r) kscales4(p + r * kBb + 4, sc + 8 * r, mn + 8 * r);
-      alignas(32) uint8_t sct[32], mnt[32];  // [j * 4 + r]
-      _mm256_store_si256(reinterpret_cast<__m256i*>(sct), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(mnt), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn))));
-      const __m128 d4 = kf16x4(p, kBb);
-      const __m128 nd4 = _mm_sub_ps(_mm_setzero_ps(), kf16x4(p + 2, kBb));
-      const size_t qs = T == WeightType::kQ4K ? 16 : 48;
-      __m256i ha01 = _mm256_setzero_si256(), hb01 = ha01, ha23 = ha01, hb23 = ha01;
-      if (T == WeightType::kQ5K) {
-        kpair32(p + 16, p + s1 + 16, &ha01, &hb01);
-        kpair32(p + s2 + 16, p + s3 + 16, &ha23, &hb23);
-      }
-      for (int c = 0; c < 4; ++c) {
-        __m256i a01, b01, a23, b23;
-        kpair32(p + qs + 32 * c, p + s1 + qs + 32 * c, &a01, &b01);
-        kpair32(p + s2 + qs + 32 * c, p + s3 + qs + 32 * c, &a23, &b23);
-        for (int h = 0; h < 2; ++h) {
-          const int j = 2 * c + h;
-          const __m128i sh = _mm_cvtsi32_si128(4 * h);
-          __m256i lo01 = _mm256_and_si256(_mm256_srl_epi16(a01, sh), m4b);
-          __m256i hi01 = _mm256_and_si256(_mm256_srl_epi16(b01, sh), m4b);
-          __m256i lo23 = _mm256_and_si256(_mm256_srl_epi16(a23, sh), m4b);
-          __m256i hi23 = _mm256_and_si256(_mm256_srl_epi16(b23, sh), m4b);
-          if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
-            const __m256i one = _mm256_set1_epi8(1);
-            const __m128i sj = _mm_cvtsi32_si128(j);
-            lo01 = _mm256_or_si256(lo01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha01, sj), one), 4));
-            hi01 = _mm256_or_si256(hi01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb01, sj), one), 4));
-            lo23 = _mm256_or_si256(lo23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha23, sj), one), 4));
-            hi23 = _mm256_or_si256(hi23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb23, sj), one), 4));
-          }
-          int32_t scj, mnj;
-          std::memcpy(&scj, sct + 4 * j, 4);
-          std::memcpy(&mnj, mnt + 4 * j, 4);
-          const __m128 dd = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(scj))), d4);
-          const __m128 mm = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(mnj))), nd4);
-          dot(lo01, hi01, lo23, hi23, lanes(dd), mm, act, b0 + j, h);
-        }
-      }
-    } else if (T == WeightType::kQ6K) {
-      const __m128 d4 = kf16x4(p + 208, kBb);
-      // int8 scales [r * 16 + k] -> [k * 4 + r] (two 4x8 transposes of the k halves)
-      alignas(32) int8_t sk[64], st[64];
-      for (int r = 0; r < 4; ++r) {
-        std::memcpy(sk + 8 * r, p + r * kBb + 192, 8);
-        std::memcpy(sk + 32 + 8 * r, p + r * kBb + 200, 8);
-      }
-      _mm256_store_si256(reinterpret_cast<__m256i*>(st), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(st + 32), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk + 32))));
-      const __m256i k32 = _mm256_set1_epi8(32), m3 = _mm256_set1_epi8(0x30);
-      for (int hh = 0; hh < 2; ++hh) {
-        __m256i ha01, hb01, ha23, hb23;
-        kpair32(p + 128 + 32 * hh, p + s1 + 128 + 32 * hh, &ha01, &hb01);
-        kpair32(p + s2 + 128 + 32 * hh, p + s3 + 128 + 32 * hh, &ha23, &hb23);
-        for (int ip = 0; ip < 2; ++ip) {
-          __m256i a01, b01, a23, b23;
-          const size_t o = 64 * hh + 32 * ip;
-          kpair32(p + o, p + s1 + o, &a01, &b01);
-          kpair32(p + s2 + o, p + s3 + o, &a23, &b23);
-          for (int ih = 0; ih < 2; ++ih) {
-            const int i = ip + 2 * ih, j = 4 * hh + i;
-            const __m128i sh = _mm_cvtsi32_si128(4 * ih);
-            const __m128i up = _mm_cvtsi32_si128(2 * i <= 4 ? 4 - 2 * i : 0);
-            const __m128i dn = _mm_cvtsi32_si128(2 * i <= 4 ? 0 : 2);
-            auto six = [&](__m256i q, __m256i h) {
-              const __m256i l = _mm256_and_si256(_mm256_srl_epi16(q, sh), m4b);
-              const __m256i u = _mm256_and_si256(_mm256_srl_epi16(_mm256_sll_epi16(h, up), dn), m3);
-              return _mm256_sub_epi8(_mm256_or_si256(l, u), k32);
-            };
-            const int k = 2 * j;
-            int32_t slo, shi;
-            std::memcpy(&slo, st + (k < 8 ? 4 * k : 32 + 4 * (k - 8)), 4);
-            std::memcpy(&shi, st + (k + 1 < 8 ? 4 * (k + 1) : 32 + 4 * (k + 1 - 8)), 4);
-            const __m128 dlo = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(slo))), d4);
-            const __m128 dhi = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(shi))), d4);
-            dot6(six(a01, ha01), six(b01, hb01), six(a23, ha23), six(b23, hb23), lanes(dlo), lanes(dhi), act, b0 + j);
-          }
-        }
-      }
-    } else {  // q5_0 / q5_1
+    {  // q5_0 / q5_1
       const bool q51 = T == WeightType::kQ5_1;
       const __m128 d4 = kf16x4(p, kBb);
       const __m128 m4 = q51 ? kf16x4(p + 2, kBb) : _mm_setzero_ps();
@@ -564,6 +462,370 @@ void kgemm(const GemmArgs& a) {
   }
 }
 
+
+// --- q4_k / q5_k / q6_k: 8-row panels ---------------------------------------------------------
+//
+// The register shape of the q4 tile above: two groups (8 rows), lanes [A0 A2 B0 B2 | A1 A3 B1
+// B3] after one vphaddd of the two groups' int32 half-sums, so the conversion, the scale
+// product and the FMAs run once per (8 rows, token, sub-block) and no lane is wasted (the
+// 4-row tile had two lanes per row and the minimum as a separate 128-bit FMA). The GEMM decodes
+// each super-block of an 8-row panel once per chunk of kKChunk super-blocks into a stack buffer
+// (KSub / K6Sub per 32-value sub-block: 8 ymm of one-byte values, the scales as f32 in lane
+// order), not once per 4-token tile as the 4-row tile did, then runs 4-token tiles over the
+// chunk; the partial sums of a chunk pass to the next through dst (masked store / load:
+// exact). The GEMV decodes one group (4 rows, one sequential stream, as before) and pairs it
+// with itself, as the q4 tile's lone group: every row goes through the same lane operations
+// in GEMV and GEMM, so they give identical bits per token, and no split of rows or tokens
+// changes a bit. Per lane, sub-blocks in order, two accumulators:
+//   q4_k / q5_k: a0 = fma(float(isum), D * d_a, a0); a1 = fma(-M, d_a * s, a1)
+//                (D = d * sc_j, M = dmin * mn_j, both exact products)
+//   q6_k:        a0 = fma(float(isum_lo), D_lo * d_a, a0); a1 = fma(float(isum_hi), D_hi * d_a, a1)
+// and a0 += a1, a1 = 0 at the end of each chunk of kKChunk super-blocks (two FMA chains: one
+// chain of 16 dependent FMAs per super-block had cost the GEMV its latency).
+// Integer bounds (vpmaddubsw pairs, int16 adds) as the 4-row tile: q4_k / q5_k u8 values <= 31
+// x s8 activations, lo + hi <= 15872, one vphaddw <= 31744; q6_k u8 activations + 128 x s8
+// values q - 32, one vphaddw of two pairs <= 32640, the + 128 taken out by the start value
+// -128 * sum(q - 32) per (row, half), computed when the values are decoded.
+
+// q4_k / q5_k: f(j, lo01, hi01, lo23, hi23, D, M) for the 8 sub-blocks of one group's
+// super-block at p (lo = values 0..15, hi = 16..31; lane-128 = row). D and M hold the scales of
+// sub-blocks j & ~1 (elements 0..3, row r = element r) and j | 1 (4..7): D = d * sc, M = -dmin
+// * mn, converted for all 8 sub-blocks at once (4 ymm each) rather than per sub-block.
+template <WeightType T, class F>
+inline void kdecode_q4k(const uint8_t* p, F&& f) {
+  constexpr size_t bb = T == WeightType::kQ5K ? sizeof(BlockQ5K) : sizeof(BlockQ4K);
+  constexpr size_t s1 = bb, s2 = 2 * bb, s3 = 3 * bb;
+  const __m256i m4b = _mm256_set1_epi8(0x0F);
+  alignas(32) uint8_t sc[32], mn[32];
+  for (int r = 0; r < 4; ++r) kscales4(p + r * bb + 4, sc + 8 * r, mn + 8 * r);
+  // [j * 4 + r] bytes, kept in registers (no store and reload)
+  const __m256i sct = ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc)));
+  const __m256i mnt = ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn)));
+  const __m128 d4 = kf16x4(p, bb);
+  const __m128 nd4 = _mm_sub_ps(_mm_setzero_ps(), kf16x4(p + 2, bb));
+  const __m256 d8 = _mm256_set_m128(d4, d4), nd8 = _mm256_set_m128(nd4, nd4);
+  const auto bytes8 = [](__m256i v, int q) {  // bytes 8q .. 8q + 7 -> the low 8 bytes
+    const __m128i h = q < 2 ? _mm256_castsi256_si128(v) : _mm256_extracti128_si256(v, 1);
+    return q & 1 ? _mm_unpackhi_epi64(h, h) : h;
+  };
+  __m256 D2[4], M2[4];  // sub-blocks 2q (elements 0..3) and 2q + 1 (4..7)
+  for (int q = 0; q < 4; ++q) {
+    D2[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes8(sct, q))), d8);
+    M2[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes8(mnt, q))), nd8);
+  }
+  constexpr size_t qs = T == WeightType::kQ4K ? 16 : 48;
+  __m256i ha01 = _mm256_setzero_si256(), hb01 = ha01, ha23 = ha01, hb23 = ha01;
+  if (T == WeightType::kQ5K) {
+    kpair32(p + 16, p + s1 + 16, &ha01, &hb01);
+    kpair32(p + s2 + 16, p + s3 + 16, &ha23, &hb23);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    __m256i a01, b01, a23, b23;
+    kpair32(p + qs + 32 * c, p + s1 + qs + 32 * c, &a01, &b01);
+    kpair32(p + s2 + qs + 32 * c, p + s3 + qs + 32 * c, &a23, &b23);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const int j = 2 * c + h;
+      const __m128i sh = _mm_cvtsi32_si128(4 * h);
+      __m256i lo01 = _mm256_and_si256(_mm256_srl_epi16(a01, sh), m4b);
+      __m256i hi01 = _mm256_and_si256(_mm256_srl_epi16(b01, sh), m4b);
+      __m256i lo23 = _mm256_and_si256(_mm256_srl_epi16(a23, sh), m4b);
+      __m256i hi23 = _mm256_and_si256(_mm256_srl_epi16(b23, sh), m4b);
+      if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
+        const __m256i one = _mm256_set1_epi8(1);
+        const __m128i sj = _mm_cvtsi32_si128(j);
+        lo01 = _mm256_or_si256(lo01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha01, sj), one), 4));
+        hi01 = _mm256_or_si256(hi01, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb01, sj), one), 4));
+        lo23 = _mm256_or_si256(lo23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(ha23, sj), one), 4));
+        hi23 = _mm256_or_si256(hi23, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb23, sj), one), 4));
+      }
+      f(j, lo01, hi01, lo23, hi23, D2[c], M2[c]);
+    }
+  }
+}
+
+// q6_k: f(j, lo01, hi01, lo23, hi23, Dlo, Dhi) for the 8 sub-blocks (values q - 32 as s8; Dlo
+// = d * sc_2j for values 0..15, Dhi = d * sc_2j+1 for 16..31).
+template <class F>
+inline void kdecode_q6k(const uint8_t* p, F&& f) {
+  constexpr size_t bb = sizeof(BlockQ6K);
+  constexpr size_t s1 = bb, s2 = 2 * bb, s3 = 3 * bb;
+  const __m256i m4b = _mm256_set1_epi8(0x0F);
+  const __m128 d4 = kf16x4(p + 208, bb);
+  // int8 scales [r * 16 + k] -> [k * 4 + r] (two 4x8 transposes of the k halves)
+  alignas(32) int8_t sk[64], st[64];
+  for (int r = 0; r < 4; ++r) {
+    std::memcpy(sk + 8 * r, p + r * bb + 192, 8);
+    std::memcpy(sk + 32 + 8 * r, p + r * bb + 200, 8);
+  }
+  _mm256_store_si256(reinterpret_cast<__m256i*>(st), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk))));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(st + 32), ktranspose_4x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(sk + 32))));
+  const __m256i k32 = _mm256_set1_epi8(32), m3 = _mm256_set1_epi8(0x30);
+#pragma GCC unroll 2
+  for (int hh = 0; hh < 2; ++hh) {
+    __m256i ha01, hb01, ha23, hb23;
+    kpair32(p + 128 + 32 * hh, p + s1 + 128 + 32 * hh, &ha01, &hb01);
+    kpair32(p + s2 + 128 + 32 * hh, p + s3 + 128 + 32 * hh, &ha23, &hb23);
+    // both 32-byte halves of the low-nibble bytes first: the sub-blocks are passed in order
+    // (j = 4 hh + i; ip = i & 1 picks the bytes, ih = i >> 1 the nibble), so a GEMV that
+    // accumulates as it goes has the GEMM's float order
+    __m256i a01[2], b01[2], a23[2], b23[2];
+    for (int ip = 0; ip < 2; ++ip) {
+      const size_t o = 64 * hh + 32 * ip;
+      kpair32(p + o, p + s1 + o, &a01[ip], &b01[ip]);
+      kpair32(p + s2 + o, p + s3 + o, &a23[ip], &b23[ip]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const int ip = i & 1, ih = i >> 1, j = 4 * hh + i;
+      const __m128i sh = _mm_cvtsi32_si128(4 * ih);
+      const __m128i up = _mm_cvtsi32_si128(2 * i <= 4 ? 4 - 2 * i : 0);
+      const __m128i dn = _mm_cvtsi32_si128(2 * i <= 4 ? 0 : 2);
+      auto six = [&](__m256i q, __m256i h) {
+        const __m256i l = _mm256_and_si256(_mm256_srl_epi16(q, sh), m4b);
+        const __m256i u = _mm256_and_si256(_mm256_srl_epi16(_mm256_sll_epi16(h, up), dn), m3);
+        return _mm256_sub_epi8(_mm256_or_si256(l, u), k32);
+      };
+      const int k = 2 * j;
+      int32_t slo, shi;
+      std::memcpy(&slo, st + (k < 8 ? 4 * k : 32 + 4 * (k - 8)), 4);
+      std::memcpy(&shi, st + (k + 1 < 8 ? 4 * (k + 1) : 32 + 4 * (k + 1 - 8)), 4);
+      const __m128 dlo = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(slo))), d4);
+      const __m128 dhi = _mm_mul_ps(_mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(shi))), d4);
+      f(j, six(a01[ip], ha01), six(b01[ip], hb01), six(a23[ip], ha23), six(b23[ip], hb23), dlo, dhi);
+    }
+  }
+}
+
+// One group's int32 half-sums of a sub-block, [r0 r0 r2 r2 | r1 r1 r3 r3]: q4_k / q5_k u8
+// values x s8 activations, lo + hi added in int16.
+inline __m256i kdot4(__m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256i alo, __m256i ahi) {
+  const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(lo01, alo), _mm256_maddubs_epi16(hi01, ahi));
+  const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(lo23, alo), _mm256_maddubs_epi16(hi23, ahi));
+  return _mm256_madd_epi16(_mm256_hadd_epi16(p01, p23), _mm256_set1_epi16(1));
+}
+// q6_k: one half (16 values) of a group's sub-block, u8 activations + 128 x s8 values q - 32.
+inline __m256i kdot6(__m256i w01, __m256i w23, __m256i au) {
+  return _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_maddubs_epi16(au, w01), _mm256_maddubs_epi16(au, w23)),
+                           _mm256_set1_epi16(1));
+}
+inline __m256i kbcast16(const int8_t* p) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The float steps of one (8 rows, token, sub-block), shared by GEMV and GEMM: two accumulators
+// (two independent FMA chains), added at the end of each chunk of kKChunk super-blocks.
+inline void kstep4(__m256i v, __m256 D, __m256 M, const BlockQ8A& x, __m256& a0, __m256& a1) {
+  a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(D, _mm256_set1_ps(x.d)), a0);
+  a1 = _mm256_fmadd_ps(M, _mm256_set1_ps(x.d * static_cast<float>(x.s)), a1);
+}
+inline void kstep6(__m256i vlo, __m256i vhi, __m256 Dlo, __m256 Dhi, const BlockQ8A& x, __m256& a0,
+                   __m256& a1) {
+  const __m256 da = _mm256_set1_ps(x.d);
+  a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vlo), _mm256_mul_ps(Dlo, da), a0);
+  a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vhi), _mm256_mul_ps(Dhi, da), a1);
+}
+
+// q6_k: 128 * sum(q - 32) per row of a half, in the lanes of one group's half-sums (what the
+// activations' + 128 adds; subtracted from the dot products).
+inline __m256i kq6_start(__m256i w01, __m256i w23) {
+  return kdot6(w01, w23, _mm256_set1_epi8(static_cast<char>(0x80)));
+}
+
+// Rows [row, row + 8) of the panel that lie in [m0, m1): the maskstore / maskload mask.
+inline __m256i kmask8(size_t row, size_t m0, size_t m1) {
+  alignas(32) int32_t m[8];
+  for (size_t i = 0; i < 8; ++i) m[i] = row + i >= m0 && row + i < m1 ? -1 : 0;
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+}
+// [A0 A2 B0 B2 | A1 A3 B1 B3] <-> [A0 A1 A2 A3 B0 B1 B2 B3]
+inline __m256i kto_rows() { return _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); }
+inline __m256i kto_lanes() { return _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); }
+
+struct alignas(32) KSub {  // q4_k / q5_k sub-block of an 8-row panel
+  __m256i w[8];            // group A lo01 hi01 lo23 hi23, then group B
+  __m256 d;                // D, lane order
+  __m256 m;                // -M, lane order
+};
+struct alignas(32) K6Sub {  // q6_k
+  __m256i w[8];             // group A lo01 hi01 lo23 hi23 (values q - 32), then group B
+  __m256i c[2];             // start values of the halves, lane order
+  __m256 d[2];              // D_lo, D_hi, lane order
+};
+constexpr size_t kKChunk = 4;  // super-blocks per GEMM chunk: 32 sub-blocks, 10 / 12 KB
+
+template <WeightType T>
+inline void kbuild(const uint8_t* pa, const uint8_t* pb, KSub* ks) {
+  const auto half = [](__m256 v, int j) {  // the 4 rows' scales of sub-block j
+    return j & 1 ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v);
+  };
+  __m128 D[8], M[8];
+  kdecode_q4k<T>(pa, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
+    ks[j].w[0] = lo01, ks[j].w[1] = hi01, ks[j].w[2] = lo23, ks[j].w[3] = hi23;
+    D[j] = half(d, j), M[j] = half(m, j);
+  });
+  kdecode_q4k<T>(pb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
+    ks[j].w[4] = lo01, ks[j].w[5] = hi01, ks[j].w[6] = lo23, ks[j].w[7] = hi23;
+    ks[j].d = lane_order(D[j], half(d, j));
+    ks[j].m = lane_order(M[j], half(m, j));
+  });
+}
+inline void kbuild6(const uint8_t* pa, const uint8_t* pb, K6Sub* ks) {
+  __m128 Dl[8], Dh[8];
+  __m256i cl[8], ch[8];
+  kdecode_q6k(pa, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 dl, __m128 dh) {
+    ks[j].w[0] = lo01, ks[j].w[1] = hi01, ks[j].w[2] = lo23, ks[j].w[3] = hi23;
+    Dl[j] = dl, Dh[j] = dh;
+    cl[j] = kq6_start(lo01, lo23), ch[j] = kq6_start(hi01, hi23);
+  });
+  kdecode_q6k(pb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 dl, __m128 dh) {
+    ks[j].w[4] = lo01, ks[j].w[5] = hi01, ks[j].w[6] = lo23, ks[j].w[7] = hi23;
+    ks[j].d[0] = lane_order(Dl[j], dl);
+    ks[j].d[1] = lane_order(Dh[j], dh);
+    ks[j].c[0] = _mm256_hadd_epi32(cl[j], kq6_start(lo01, lo23));
+    ks[j].c[1] = _mm256_hadd_epi32(ch[j], kq6_start(hi01, hi23));
+  });
+}
+
+// NT tokens x 8 rows over nsub decoded sub-blocks (act[t] at the chunk's first sub-block).
+template <WeightType T, int NT>
+inline void ksub_tokens(const KSub* ks, size_t nsub, const BlockQ8A* const* act, __m256* a0, __m256* a1) {
+  for (size_t j = 0; j < nsub; ++j) {
+    if (NT == 4) PIQUANT_MCA_BEGIN(T, 8, NT, 1);  // the full tile only (llvm-mca table)
+    const KSub& k = ks[j];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A& x = act[t][j];
+      const __m256i alo = kbcast16(x.qs), ahi = kbcast16(x.qs + 16);
+      const __m256i v = _mm256_hadd_epi32(kdot4(k.w[0], k.w[1], k.w[2], k.w[3], alo, ahi),
+                                          kdot4(k.w[4], k.w[5], k.w[6], k.w[7], alo, ahi));
+      kstep4(v, k.d, k.m, x, a0[t], a1[t]);
+    }
+    if (NT == 4) PIQUANT_MCA_END();
+  }
+}
+template <WeightType T, int NT>
+inline void ksub_tokens(const K6Sub* ks, size_t nsub, const BlockQ8A* const* act, __m256* a0, __m256* a1) {
+  const __m256i k128 = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (size_t j = 0; j < nsub; ++j) {
+    if (NT == 4) PIQUANT_MCA_BEGIN(T, 8, NT, 1);  // the full tile only (llvm-mca table)
+    const K6Sub& k = ks[j];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8A& x = act[t][j];
+      const __m256i alo = _mm256_xor_si256(kbcast16(x.qs), k128), ahi = _mm256_xor_si256(kbcast16(x.qs + 16), k128);
+      const __m256i vlo = _mm256_sub_epi32(_mm256_hadd_epi32(kdot6(k.w[0], k.w[2], alo), kdot6(k.w[4], k.w[6], alo)), k.c[0]);
+      const __m256i vhi = _mm256_sub_epi32(_mm256_hadd_epi32(kdot6(k.w[1], k.w[3], ahi), kdot6(k.w[5], k.w[7], ahi)), k.c[1]);
+      kstep6(vlo, vhi, k.d[0], k.d[1], x, a0[t], a1[t]);
+    }
+    if (NT == 4) PIQUANT_MCA_END();
+  }
+}
+
+template <WeightType T, class Sub, int NT>
+inline void kpanel_tile(const GemmArgs& a, const Sub* ks, size_t j0, size_t nsub, size_t n, size_t row,
+                        __m256i mask) {
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  __m256 a0[NT], a1[NT];
+  for (int t = 0; t < NT; ++t) {
+    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + j0;
+    out[t] = a.dst + (n + t) * a.dst_stride + row;
+    a0[t] = j0 == 0 ? _mm256_setzero_ps()
+                    : _mm256_permutevar8x32_ps(_mm256_maskload_ps(out[t], mask), kto_lanes());
+    a1[t] = _mm256_setzero_ps();
+  }
+  ksub_tokens<T, NT>(ks, nsub, act, a0, a1);
+  for (int t = 0; t < NT; ++t) {
+    _mm256_maskstore_ps(out[t], mask, _mm256_permutevar8x32_ps(_mm256_add_ps(a0[t], a1[t]), kto_rows()));
+  }
+}
+
+template <WeightType T>
+void kgemm_panel(const GemmArgs& a) {
+  using Sub = std::conditional_t<T == WeightType::kQ6K, K6Sub, KSub>;
+  constexpr size_t per = kSuperBlock / kBlock;
+  constexpr size_t gb = kGroupBytes<T>;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  Sub ks[kKChunk * per];
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 2 * kRowInterleave) {
+    const uint8_t* pa = wt + row / kRowInterleave * nsb * gb;
+    // a lone group at the end of the range is paired with itself (lanes 4..7 never stored)
+    const uint8_t* pb = row + kRowInterleave < a.m1 ? pa + nsb * gb : pa;
+    const __m256i mask = kmask8(row, a.m0, a.m1);
+    for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
+      const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
+      for (size_t s = 0; s < nc; ++s) {
+        if constexpr (T == WeightType::kQ6K) {
+          kbuild6(pa + (s0 + s) * gb, pb + (s0 + s) * gb, ks + s * per);
+        } else {
+          kbuild<T>(pa + (s0 + s) * gb, pb + (s0 + s) * gb, ks + s * per);
+        }
+      }
+      const size_t j0 = s0 * per, nsub = nc * per;
+      size_t n = a.n0;
+      for (; n + 4 <= a.n1; n += 4) kpanel_tile<T, Sub, 4>(a, ks, j0, nsub, n, row, mask);
+      switch (a.n1 - n) {
+        case 3: kpanel_tile<T, Sub, 3>(a, ks, j0, nsub, n, row, mask); break;
+        case 2: kpanel_tile<T, Sub, 2>(a, ks, j0, nsub, n, row, mask); break;
+        case 1: kpanel_tile<T, Sub, 1>(a, ks, j0, nsub, n, row, mask); break;
+        default: break;
+      }
+    }
+  }
+}
+
+// GEMV: one group (4 rows, one stream) per pass over K, decoded in registers and paired with
+// itself (the GEMM's lane operations on lanes [r0 r2 r0 r2 | r1 r3 r1 r3]).
+template <WeightType T>
+void kgemv_group(const GemmArgs& a) {
+  constexpr size_t gb = kGroupBytes<T>;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      const uint8_t* w = wt + row / kRowInterleave * nsb * gb;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      for (size_t sb = 0; sb < nsb; ++sb) {
+        PIQUANT_MCA_BEGIN(T, 4, 1, 8);
+        const BlockQ8A* xs = x + sb * (kSuperBlock / kBlock);
+        if constexpr (T == WeightType::kQ6K) {
+          const __m256i k128 = _mm256_set1_epi8(static_cast<char>(0x80));
+          kdecode_q6k(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 dl, __m128 dh) {
+            const __m256i alo = _mm256_xor_si256(kbcast16(xs[j].qs), k128);
+            const __m256i ahi = _mm256_xor_si256(kbcast16(xs[j].qs + 16), k128);
+            const __m256i cl = kq6_start(lo01, lo23), ch = kq6_start(hi01, hi23);
+            const __m256i il = _mm256_sub_epi32(kdot6(lo01, lo23, alo), cl);
+            const __m256i ih = _mm256_sub_epi32(kdot6(hi01, hi23, ahi), ch);
+            const __m256i vlo = _mm256_hadd_epi32(il, il), vhi = _mm256_hadd_epi32(ih, ih);
+            kstep6(vlo, vhi, lane_order(dl, dl), lane_order(dh, dh), xs[j], a0, a1);
+          });
+        } else {
+          kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
+            const __m256i i4 = kdot4(lo01, hi01, lo23, hi23, kbcast16(xs[j].qs), kbcast16(xs[j].qs + 16));
+            // [r0 r2 r0 r2 | r1 r3 r1 r3] of sub-block j's 4 scales (elements 4 (j & 1) ..)
+            const int o = 4 * (j & 1);
+            const __m256i idx = _mm256_setr_epi32(o, o + 2, o, o + 2, o + 1, o + 3, o + 1, o + 3);
+            kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
+                   _mm256_permutevar8x32_ps(m, idx), xs[j], a0, a1);
+          });
+        }
+        PIQUANT_MCA_END();
+        if (sb % kKChunk == kKChunk - 1 || sb + 1 == nsb) {  // the GEMM's chunk ends: a0 + a1
+          a0 = _mm256_add_ps(a0, a1);
+          a1 = _mm256_setzero_ps();
+        }
+      }
+      const __m256 y = _mm256_permutevar8x32_ps(a0, kto_rows());  // rows r0..r3 in lanes 0..3
+      _mm256_maskstore_ps(out + row, kmask8(row, a.m0, row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1), y);
+    }
+  }
+}
+
 }  // namespace
 
 void gemv_f32_q8_q8_avx2(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
@@ -575,12 +837,12 @@ void gemm_f32_q8_q4m_8x4_avx2(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 void gemv_f32_f32_f32_avx2(const GemmArgs& a) { gemv_float<false>(a); }
 void gemv_f32_f32_f16_avx2(const GemmArgs& a) { gemv_float<true>(a); }
 
-void gemv_f32_q8_q4k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q4k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ4K>(a); }
-void gemv_f32_q8_q5k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5K>(a); }
-void gemm_f32_q8_q5k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
-void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv<WeightType::kQ6K>(a); }
-void gemm_f32_q8_q6k_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ6K>(a); }
+void gemv_f32_q8_q4k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q4k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ4K>(a); }
+void gemv_f32_q8_q5k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ5K>(a); }
+void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ6K>(a); }
+void gemm_f32_q8_q6k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ6K>(a); }
 void gemv_f32_q8_q50_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
 void gemm_f32_q8_q50_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
 void gemv_f32_q8_q51_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }

@@ -724,8 +724,9 @@ inline void kpanel_groups(const uint8_t* wt, size_t nsb, size_t row, size_t m1, 
 // (lane 4r + g; both products exact). All in registers: the header bytes 0..15 of each row
 // (d, dmin, scales) in lane-128 r, ggml's get_scale_min_k4 on dwords 1..3 (no store and
 // reload through memory, whose failed store forwarding serialized the cold GEMV on DRAM).
+template <WeightType T>
 inline void q4k_scales(const uint8_t* const* p, __m512* D, __m512* M) {
-  constexpr size_t bb = sizeof(BlockQ4K);
+  constexpr size_t bb = T == WeightType::kQ5K ? sizeof(BlockQ5K) : sizeof(BlockQ4K);
   const __m512i shv = _mm512_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
   const __m512i mlo = _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f);
   const __m512i mhi = _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0);
@@ -751,14 +752,25 @@ inline void q4k_scales(const uint8_t* const* p, __m512* D, __m512* M) {
   }
 }
 
-// Super-block sb of the panel's four groups -> ps[0..7].
+// Super-block sb of the panel's four groups -> ps[0..7]. q5_k: the fifth bits (bit j of
+// qh[l] for value l of sub-block j) or-ed in as 16 (values 0..31; vpdpbusd takes them as u8).
+template <WeightType T>
 inline void build_q4k(const uint8_t* const* g, size_t sb, KPanelSub* ps) {
-  constexpr size_t bb = sizeof(BlockQ4K);
-  const __m512i m4b = _mm512_set1_epi8(0x0F);
+  constexpr bool q5 = T == WeightType::kQ5K;
+  constexpr size_t bb = q5 ? sizeof(BlockQ5K) : sizeof(BlockQ4K), qs = q5 ? 48 : 16;
+  const __m512i m4b = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
   const uint8_t* p[4];
-  for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * kGroupBytes<WeightType::kQ4K>;
+  for (int i = 0; i < 4; ++i) p[i] = g[i] + sb * kGroupBytes<T>;
   __m512 D[8], M[8];
-  q4k_scales(p, D, M);
+  q4k_scales<T>(p, D, M);
+  __m512i ha[4], hb[4];
+  if (q5) {
+    for (int i = 0; i < 4; ++i) rows32(p[i] + 16, bb, &ha[i], &hb[i]);
+  }
+  const auto fifth = [&](__m512i v, __m512i h, int j) {
+    if (!q5) return v;
+    return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(j)), one), 4));
+  };
   for (int j = 0; j < 8; ++j) {
     ps[j].d = D[j];
     ps[j].m = M[j];
@@ -766,15 +778,15 @@ inline void build_q4k(const uint8_t* const* g, size_t sb, KPanelSub* ps) {
   for (int c = 0; c < 4; ++c) {
     __m512i qa[4], qb[4], lo[4], hi[4];
     for (int i = 0; i < 4; ++i) {
-      rows32(p[i] + 16 + 32 * c, bb, &qa[i], &qb[i]);
-      lo[i] = _mm512_and_si512(qa[i], m4b);
-      hi[i] = _mm512_and_si512(qb[i], m4b);
+      rows32(p[i] + qs + 32 * c, bb, &qa[i], &qb[i]);
+      lo[i] = fifth(_mm512_and_si512(qa[i], m4b), ha[i], 2 * c);
+      hi[i] = fifth(_mm512_and_si512(qb[i], m4b), hb[i], 2 * c);
     }
     transpose4(lo[0], lo[1], lo[2], lo[3], ps[2 * c].w);
     transpose4(hi[0], hi[1], hi[2], hi[3], ps[2 * c].w + 4);
     for (int i = 0; i < 4; ++i) {
-      lo[i] = _mm512_and_si512(_mm512_srli_epi16(qa[i], 4), m4b);
-      hi[i] = _mm512_and_si512(_mm512_srli_epi16(qb[i], 4), m4b);
+      lo[i] = fifth(_mm512_and_si512(_mm512_srli_epi16(qa[i], 4), m4b), ha[i], 2 * c + 1);
+      hi[i] = fifth(_mm512_and_si512(_mm512_srli_epi16(qb[i], 4), m4b), hb[i], 2 * c + 1);
     }
     transpose4(lo[0], lo[1], lo[2], lo[3], ps[2 * c + 1].w);
     transpose4(hi[0], hi[1], hi[2], hi[3], ps[2 * c + 1].w + 4);
@@ -973,8 +985,8 @@ inline void kpanel_tile(const GemmArgs& a, const KPanelSub* ps, size_t j0, size_
   kpanel_tokens<NT>(ps, nsub, act, out, row, m, j0 == 0);
 }
 
+template <WeightType T>
 void gemm_q4k(const GemmArgs& a) {
-  constexpr WeightType T = WeightType::kQ4K;
   constexpr size_t per = kSuperBlock / kBlock;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
@@ -985,7 +997,7 @@ void gemm_q4k(const GemmArgs& a) {
     const __mmask16 m = row_mask(row, a.m0, a.m1);
     for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
       const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
-      for (size_t s = 0; s < nc; ++s) build_q4k(g, s0 + s, ps + s * per);
+      for (size_t s = 0; s < nc; ++s) build_q4k<T>(g, s0 + s, ps + s * per);
       const size_t j0 = s0 * per, nsub = nc * per;
       size_t n = a.n0;
       for (; n + kTokens <= a.n1; n += kTokens) kpanel_tile<kTokens>(a, ps, j0, nsub, n, row, m);
@@ -1252,9 +1264,9 @@ void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
 
 void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k(a); }
+void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ4K>(a); }
 void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ5K>(a); }
-void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { gemv_q6k(a); }
 void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
 void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
