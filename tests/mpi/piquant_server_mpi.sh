@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# piquant-server under mpirun on loopback (tests/mpi/CMakeLists.txt, label mpi): rank 0 serves
+# HTTP, the other ranks replay its model calls on their slices (docs/distributed.md).
+#   piquant_server_mpi.sh CASE MPIRUN SERVER MPI_MAKE_MODEL WORKDIR
+# CASE: equal  greedy completions (several at once, sharing a prefix) identical to one process's
+#              for N = 2, 3 and 4
+#       kill   rank 1 SIGKILLed mid-request: the request gets an error, mpirun exits non-zero
+#       stall  rank 1 SIGSTOPped mid-request: the request gets the error naming rank 1 within
+#              --mpi-timeout, mpirun exits non-zero
+#       stop   SIGTERM to rank 0 stops every rank cleanly (exit 0); SIGINT to mpirun stops all
+set -u
+case_=$1 MPIRUN=$2 SERVER=$3 MAKE=$4 DIR=$5
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPI=("$MPIRUN" --oversubscribe --bind-to none)
+mkdir -p "$DIR"
+fail() { echo "FAIL: $*"; [ -n "${mp:-}" ] && kill -KILL $mp 2>/dev/null; exit 1; }
+[ -f "$DIR/small.piq" ] || "$MAKE" "$DIR/small.piq" q4 1 || fail "cannot make the model"
+MODEL=$DIR/small.piq
+
+# start LOG CMD...: starts a server in the background ($mp), waits for its port ($port).
+start() {
+  local log=$1; shift
+  "$@" >"$log" 2>&1 &
+  mp=$! port=
+  for _ in $(seq 300); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+    [ -n "$port" ] && return 0
+    kill -0 $mp 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$log"
+  fail "the server did not start"
+}
+# wait_gone PID SECONDS: waits for PID to end (rc: its exit code, secs: how long); kills it after.
+wait_gone() {
+  local t0=$SECONDS
+  for _ in $(seq $(($2 * 10))); do kill -0 $1 2>/dev/null || break; sleep 0.1; done
+  kill -KILL $1 2>/dev/null
+  wait $1; rc=$? secs=$((SECONDS - t0))
+}
+# rank_pid MPIRUN_PID R: the process of rank R (a child of mpirun with OMPI_COMM_WORLD_RANK=R).
+rank_pid() {
+  for p in $(pgrep -P $1); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=$2; then
+      echo $p; return
+    fi
+  done
+}
+# complete OUT PROMPT MAX: a greedy completion (the HTTP status and body in OUT).
+complete() {
+  curl -s -o "$1" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$port/v1/completions" \
+    -H 'Content-Type: application/json' \
+    -d "{\"prompt\": \"$2\", \"max_tokens\": $3, \"temperature\": 0, \"ignore_eos\": true}" >"$1.code"
+}
+text_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' "$1"; }
+
+case "$case_" in
+equal)
+  # Three requests at once (batched in one pass; the second shares the first's prompt prefix,
+  # copied with fork), then one alone: the texts of N ranks equal one process's.
+  prompts=("Once upon a time there was" "Once upon a time there was a little" "The sun" "A cat sat")
+  for n in 1 2 3 4; do
+    if [ $n -eq 1 ]; then start "$DIR/log$n" "$SERVER" -m "$MODEL" --port 0 -t 1 -np 3
+    else start "$DIR/log$n" "${MPI[@]}" -np $n "$SERVER" -m "$MODEL" --port 0 -t 1 -np 3; fi
+    for i in 0 1 2; do complete "$DIR/out$n.$i" "${prompts[$i]}" 24 & done
+    wait $(jobs -p | grep -v "^$mp$") 2>/dev/null
+    complete "$DIR/out$n.3" "${prompts[3]}" 24
+    for i in 0 1 2 3; do
+      [ "$(cat "$DIR/out$n.$i.code")" = 200 ] || { cat "$DIR/out$n.$i" "$DIR/log$n"; fail "N=$n: request $i: HTTP $(cat "$DIR/out$n.$i.code")"; }
+      text_of "$DIR/out$n.$i" >"$DIR/text$n.$i" || fail "N=$n: request $i: no text"
+    done
+    kill -TERM $([ $n -eq 1 ] && echo $mp || rank_pid $mp 0)
+    wait_gone $mp 20
+    [ $rc -eq 0 ] || { tail -5 "$DIR/log$n"; fail "N=$n: exit $rc after SIGTERM"; }
+    if [ $n -gt 1 ]; then
+      grep -q "split across $n ranks" "$DIR/log$n" || fail "N=$n: not split"
+      for i in 0 1 2 3; do
+        cmp -s "$DIR/text1.$i" "$DIR/text$n.$i" ||
+          fail "N=$n: request $i: '$(cat "$DIR/text$n.$i")' differs from one process's '$(cat "$DIR/text1.$i")'"
+      done
+      echo "N=$n: 4 greedy completions identical to one process's"
+    fi
+  done
+  echo "e.g. '${prompts[0]}' -> '$(cat "$DIR/text1.0" | cut -c1-80)'"
+  ;;
+kill|stall)
+  start "$DIR/log" "${MPI[@]}" -np 3 "$SERVER" -m "$MODEL" --port 0 -t 1 -c 4096 --mpi-timeout 5
+  victim=$(rank_pid $mp 1)
+  [ -n "$victim" ] || fail "rank 1 not found"
+  complete "$DIR/out" "Once upon a time" 4000 &
+  cp=$!
+  sleep 1.5  # mid-request
+  if [ "$case_" = kill ]; then kill -KILL $victim; else kill -STOP $victim; fi
+  t1=$SECONDS
+  wait $cp
+  code=$(cat "$DIR/out.code") reply=$(cat "$DIR/out") rsecs=$((SECONDS - t1))
+  wait_gone $mp 30
+  kill -KILL $victim 2>/dev/null
+  grep -v '^ *$' "$DIR/log" | tail -n 8 | cut -c1-300
+  echo "HTTP $code after $rsecs s: $(echo "$reply" | cut -c1-200)"
+  echo "mpirun: exit $rc, $((SECONDS - t1)) s after the $case_"
+  [ "$code" = 500 ] || fail "the request in flight got HTTP $code, not an error (500)"
+  [ $rsecs -le 15 ] || fail "the error came after $rsecs s (timeout 5 s)"
+  [ $rc -ne 0 ] || fail "exit 0 after rank 1 was ${case_}ed"
+  [ $((SECONDS - t1)) -le 30 ] || fail "mpirun ended $((SECONDS - t1)) s after the $case_"
+  if [ "$case_" = stall ]; then
+    # (rank 2 may be waiting for rank 1 too: "no data from rank 1, 2")
+    echo "$reply" | grep -q "no data from rank 1\(, 2\)\? for 5 s" || fail "the error does not name rank 1"
+  fi
+  ;;
+stop)
+  # SIGTERM to rank 0 (a service manager's stop): every rank ends cleanly, exit 0.
+  start "$DIR/log" "${MPI[@]}" -np 2 "$SERVER" -m "$MODEL" --port 0 -t 1
+  complete "$DIR/out" "Once" 4 && [ "$(cat "$DIR/out.code")" = 200 ] || fail "no completion"
+  kill -TERM $(rank_pid $mp 0)
+  wait_gone $mp 20
+  cat "$DIR/log" | tail -4
+  [ $rc -eq 0 ] || fail "exit $rc after SIGTERM to rank 0"
+  grep -q "piquant-server: stopped" "$DIR/log" || fail "rank 0 did not stop cleanly"
+  grep -q "piquant-server: rank 1/2: stopped" "$DIR/log" || fail "rank 1 did not stop cleanly"
+  # SIGINT to mpirun (Ctrl-C): it passes SIGTERM to every rank; all end within seconds.
+  start "$DIR/log2" "${MPI[@]}" -np 2 "$SERVER" -m "$MODEL" --port 0 -t 1
+  ranks="$(rank_pid $mp 0) $(rank_pid $mp 1)"
+  kill -INT $mp
+  wait_gone $mp 20
+  cat "$DIR/log2" | tail -4
+  [ $secs -le 10 ] || fail "mpirun took $secs s after SIGINT"
+  for p in $ranks; do
+    for _ in $(seq 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done
+    kill -0 $p 2>/dev/null && { ps -o pid,stat,etime,args -p $p; kill -KILL $p; fail "rank process $p still runs 5 s after mpirun ended"; }
+  done
+  grep -q "piquant-server: stopped" "$DIR/log2" || fail "rank 0 did not stop cleanly after SIGINT"
+  ;;
+*) fail "unknown case $case_" ;;
+esac
+echo "PASS: $case_"
