@@ -319,8 +319,8 @@ int main(int argc, char** argv) {
     const int port = a.port == 0 ? server.bind_to_any_port(a.host)
                                  : (server.bind_to_port(a.host, a.port) ? a.port : -1);
     if (port < 0) {
-      piquant::cli::die("piquant-server", "cannot listen on " + a.host + ":" +
-                                              std::to_string(a.port) + " (in use, or a bad address)");
+      fatal("cannot listen on " + a.host + ":" + std::to_string(a.port) +
+            " (in use, or a bad address)");
     }
     std::thread waiter([&server, &engine, &dist, sigs] {
       int sig = 0;
