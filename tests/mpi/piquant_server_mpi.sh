@@ -7,6 +7,7 @@
 #       kill   rank 1 SIGKILLed mid-request: the request gets an error, mpirun exits non-zero
 #       stall  rank 1 SIGSTOPped mid-request: the request gets the error naming rank 1 within
 #              --mpi-timeout, mpirun exits non-zero
+#       lora   per-request adapters: texts identical to one process's (N = 2)
 #       stop   SIGTERM to rank 0 stops every rank cleanly (exit 0); SIGINT to mpirun stops all;
 #              a bad --mpi-timeout is refused
 set -u
@@ -48,14 +49,14 @@ rank_pid() {
     fi
   done
 }
-# complete OUT PROMPT MAX [SEED]: a greedy completion, or with SEED one sampled at temperature
-# 1.5 (the HTTP status and body in OUT).
+# complete OUT PROMPT MAX [SEED [EXTRA]]: a greedy completion, or with SEED one sampled at
+# temperature 1.5; EXTRA: more JSON fields (the HTTP status and body in OUT).
 complete() {
   local sampling='"temperature": 0'
   [ -n "${4:-}" ] && sampling="\"temperature\": 1.5, \"seed\": $4"
   curl -s -o "$1" -w '%{http_code}' --max-time 60 "http://127.0.0.1:$port/v1/completions" \
     -H 'Content-Type: application/json' \
-    -d "{\"prompt\": \"$2\", \"max_tokens\": $3, $sampling, \"ignore_eos\": true}" >"$1.code"
+    -d "{\"prompt\": \"$2\", \"max_tokens\": $3, $sampling, \"ignore_eos\": true ${5:-}}" >"$1.code"
 }
 text_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' "$1"; }
 
@@ -102,6 +103,40 @@ equal)
     done
     echo "$m: e.g. '${prompts[0]}' -> '$(cut -c1-60 "$DIR/text1.0")'"
   done
+  ;;
+lora)
+  # Per-request LoRA adapters (every rank loads the --lora files in order; rank 0 sends the
+  # adapter's index and scale) on the demo model (6 KV heads: N = 2): adapter 0, adapter 1 at
+  # scale 0.5 and none, at once and sampled with a seed: the texts of 2 ranks equal one
+  # process's, and the adapters change the text.
+  SRC=$(dirname "$0")/../server
+  node --input-type=module -e "import { writePeftAdapter } from '$(cd "$SRC" && pwd)/lib.mjs';
+    writePeftAdapter('$DIR/a0', 11); writePeftAdapter('$DIR/a1', 22); process.exit(0);" ||
+    fail "cannot write the adapters (node)"
+  for n in 1 2; do
+    args=(--port 0 -t 1 -np 3 -c 256 --lora "$DIR/a0" --lora "$DIR/a1" --lora-init-without-apply)
+    if [ $n -eq 1 ]; then start "$DIR/log$n" "$SERVER" "${args[@]}"
+    else start "$DIR/log$n" "${MPI[@]}" -np $n "$SERVER" "${args[@]}"; fi
+    complete "$DIR/out$n.0" "Once upon a time" 24 3 ', "lora": [{"id": 0, "scale": 1.0}]' &
+    complete "$DIR/out$n.1" "Once upon a time" 24 3 ', "lora": [{"id": 1, "scale": 0.5}]' &
+    complete "$DIR/out$n.2" "Once upon a time" 24 3 ', "lora": []' &
+    wait $(jobs -p | grep -v "^$mp$") 2>/dev/null
+    for i in 0 1 2; do
+      [ "$(cat "$DIR/out$n.$i.code")" = 200 ] || { cat "$DIR/out$n.$i" "$DIR/log$n"; fail "N=$n: request $i: HTTP $(cat "$DIR/out$n.$i.code")"; }
+      text_of "$DIR/out$n.$i" >"$DIR/text$n.$i" || fail "N=$n: request $i: no text"
+    done
+    kill -TERM $([ $n -eq 1 ] && echo $mp || rank_pid $mp 0)
+    wait_gone $mp 20
+    [ $rc -eq 0 ] || { tail -5 "$DIR/log$n"; fail "N=$n: exit $rc after SIGTERM"; }
+  done
+  grep -q "split across 2 ranks" "$DIR/log2" || fail "not split"
+  for i in 0 1 2; do
+    cmp -s "$DIR/text1.$i" "$DIR/text2.$i" ||
+      fail "request $i: '$(cat "$DIR/text2.$i")' differs from one process's '$(cat "$DIR/text1.$i")'"
+  done
+  ! cmp -s "$DIR/text1.0" "$DIR/text1.2" && ! cmp -s "$DIR/text1.1" "$DIR/text1.2" ||
+    fail "an adapter did not change the text"
+  echo "N=2: adapter 0, adapter 1 (scale 0.5) and none, batched: texts identical to one process's"
   ;;
 kill|stall)
   start "$DIR/log" "${MPI[@]}" -np 3 "$SERVER" -m "$MODEL" --port 0 -t 1 -c 4096 --mpi-timeout 5
