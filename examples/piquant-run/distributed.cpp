@@ -32,9 +32,10 @@ struct Distributed::Impl {
   std::shared_ptr<piquant::Collective> comm;
 };
 
-Distributed::Distributed(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
+Distributed::Distributed(int* argc, char*** argv, const char* program, bool serialized)
+    : program_(program), impl_(std::make_unique<Impl>()) {
   if (!under_mpirun()) return;
-  impl_->rt = std::make_unique<piquant::MpiRuntime>(argc, argv);
+  impl_->rt = std::make_unique<piquant::MpiRuntime>(argc, argv, serialized);
   rank_ = impl_->rt->rank();
   size_ = impl_->rt->size();
   if (rank_ != 0) {
@@ -56,7 +57,7 @@ Distributed::Distributed(int* argc, char*** argv) : impl_(std::make_unique<Impl>
 Distributed::~Distributed() = default;
 
 void Distributed::fail_all(const std::string& message, int code) {
-  if (rank_ == 0) std::fprintf(stderr, "piquant-run: error: %s\n", message.c_str());
+  if (rank_ == 0) std::fprintf(stderr, "%s: error: %s\n", program_.c_str(), message.c_str());
   std::fflush(stderr);
   impl_->rt.reset();  // MPI_Finalize: every rank reaches this point with the same verdict
   std::exit(code);
@@ -84,6 +85,7 @@ std::shared_ptr<const piquant::Model> Distributed::load(
     fail_all(e.what());
   }
   mo.timeout_s = d.timeout_s;
+  mo.throw_on_timeout = d.throw_on_timeout;
   // Each rank loads only its slice (lib/dist: a GGUF file through the loader's slicing hook, a
   // .piq file mapped slice by slice): the peak resident set during the load says so.
   const bool peak_known = piquant::reset_peak_resident();
@@ -112,11 +114,11 @@ std::shared_ptr<const piquant::Model> Distributed::load(
   const std::string peak_text = peak_buf;
   char line[640];
   std::snprintf(line, sizeof line,
-                "piquant-run: rank %d/%d: its slice holds %.2f MiB of weights (whole model "
+                "%s: rank %d/%d: its slice holds %.2f MiB of weights (whole model "
                 "%.2f MiB, 1/%d = %.2f MiB) | heads %d kv %d ffn %d vocab [%d, %d) | process "
                 "resident grew %.2f MiB (peak during the load: +%s) | activations on the "
                 "wire: %s\n",
-                rank_, size_, mine->weight_bytes() / 1048576.0, whole / 1048576.0, size_,
+                program_.c_str(), rank_, size_, mine->weight_bytes() / 1048576.0, whole / 1048576.0, size_,
                 whole / 1048576.0 / size_, s.n_heads, s.n_kv_heads, s.hidden_dim,
                 s.vocab0, s.vocab1, (rss1 > rss0 ? rss1 - rss0 : 0) / 1048576.0,
                 peak_text.c_str(), piquant::to_string(mo.wire));
@@ -162,19 +164,22 @@ void Distributed::report(const piquant::Model& model, double gen_seconds, size_t
 
 struct Distributed::Impl {};
 
-Distributed::Distributed(int*, char***) {
+Distributed::Distributed(int*, char***, const char* program, bool) : program_(program) {
   if (under_mpirun() && std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr &&
       std::atoi(std::getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
-    piquant::cli::die("piquant-run",
-                      "started by mpirun with several ranks, but this piquant-run was built "
-                      "without MPI: rebuild with -DPIQUANT_MPI=ON (docs/distributed.md)");
+    piquant::cli::die(program_.c_str(),
+                      "started by mpirun with several ranks, but this " + program_ +
+                      " was built without MPI: rebuild with -DPIQUANT_MPI=ON "
+                      "(docs/distributed.md)");
   }
 }
 Distributed::~Distributed() = default;
 void Distributed::fail_all(const std::string& message, int) {
-  piquant::cli::die("piquant-run", message);
+  piquant::cli::die(program_.c_str(), message);
 }
-void Distributed::abort(const std::string& message) { piquant::cli::die("piquant-run", message); }
+void Distributed::abort(const std::string& message) {
+  piquant::cli::die(program_.c_str(), message);
+}
 std::shared_ptr<const piquant::Model> Distributed::load(const std::string&,
                                                         const piquant::LoadOptions&,
                                                         const std::string&, const DistArgs&,

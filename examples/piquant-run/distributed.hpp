@@ -14,12 +14,16 @@ struct DistArgs {
   std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, ~1.5e-3 relative in the logits)
   double timeout_s = 10.0;  // --mpi-timeout
   bool given = false;       // any --mpi-* flag given
+  bool throw_on_timeout = false;  // a peer's timeout throws (piquant-server's rank 0) instead of aborting
 };
 
 class Distributed {
  public:
   /// Starts MPI when the process runs under mpirun (Open MPI / PMIx environment), else nothing.
-  Distributed(int* argc, char*** argv);
+  /// `program` prefixes the messages; `serialized`: MPI calls come from one thread at a time,
+  /// not only the main one (piquant-server's engine thread).
+  Distributed(int* argc, char*** argv, const char* program = "piquant-run",
+              bool serialized = false);
   ~Distributed();
   bool active() const { return size_ > 1; }
   int rank() const { return rank_; }
@@ -40,10 +44,14 @@ class Distributed {
   [[noreturn]] void fail_all(const std::string& message, int code = 1);
   /// This rank alone failed: prints and aborts the job.
   [[noreturn]] void abort(const std::string& message);
+  /// Where this rank's own messages go (rank 0: stderr; the others: their stderr, which is
+  /// otherwise silenced).
+  std::FILE* err() const { return err_; }
 
  private:
   int rank_ = 0, size_ = 1;
   std::FILE* err_ = stderr;  // this rank's own messages (rank 0: stderr)
+  std::string program_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -51,9 +51,11 @@ int g_error_fd = 2;
 }
 
 // Waits for every request, polling, at most timeout_s; `peer[i]` is the rank request i receives
-// from (>= 0), or -2 - the rank it sends to, or -1 (a collective: no one peer). On timeout names the ranks whose messages did not arrive and aborts the job.
+// from (>= 0), or -2 - the rank it sends to, or -1 (a collective: no one peer). On timeout names
+// the ranks whose messages did not arrive and aborts the job (or throws Error(kIo) with the
+// message when `throw_on_timeout`).
 void wait_all(std::vector<MPI_Request>& req, const std::vector<int>& peer, double timeout_s,
-              const char* what, uint64_t seq) {
+              const char* what, uint64_t seq, bool throw_on_timeout = false) {
   const double start = now_s();
   size_t spins = 0;
   for (;;) {
@@ -81,6 +83,7 @@ void wait_all(std::vector<MPI_Request>& req, const std::vector<int>& peer, doubl
       std::snprintf(buf, sizeof buf, "no data from rank %s for %.0f s in %s #%llu: a rank died or "
                     "stalled (or waits for one that did); stopping every rank", who.empty() ? "?" : who.c_str(), timeout_s,
                     what, static_cast<unsigned long long>(seq));
+      if (throw_on_timeout) throw Error(ErrorCode::kIo, buf);
       abort_world(buf, 2);
     }
   }
@@ -185,7 +188,7 @@ class MpiCollective final : public Collective {
                 what);
       stats_.bytes_sent += n_mine;
     }
-    wait_all(req_, peer_, opt_.timeout_s, what, seq_);
+    wait_all(req_, peer_, opt_.timeout_s, what, seq_, opt_.throw_on_timeout);
   }
 
   MpiOptions opt_;
@@ -210,9 +213,16 @@ WireType parse_wire_type(const std::string& s) {
   throw Error(ErrorCode::kInvalidArgument, "--mpi-act: '" + s + "' is not f32 or q8");
 }
 
-MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+MpiRuntime::MpiRuntime(int* argc, char*** argv, bool serialized) {
   int provided = 0;
-  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  const int wanted = serialized ? MPI_THREAD_SERIALIZED : MPI_THREAD_FUNNELED;
+  MPI_Init_thread(argc, argv, wanted, &provided);
+  if (provided < wanted) {
+    std::fprintf(stderr, "piquant: error: this MPI library does not support the thread level "
+                         "needed (%s; it gives %d)\n",
+                 serialized ? "MPI_THREAD_SERIALIZED" : "MPI_THREAD_FUNNELED", provided);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -252,6 +262,67 @@ std::string MpiRuntime::compare(const std::string& what, const std::string& valu
     }
   }
   return "";
+}
+
+struct MpiCommandChannel::Impl {
+  MPI_Comm comm = MPI_COMM_NULL;
+  int rank = 0, size = 1;
+};
+
+MpiCommandChannel::MpiCommandChannel() : impl_(std::make_unique<Impl>()) {
+  check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->comm), "command channel");
+  MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(impl_->comm, &impl_->rank);
+  MPI_Comm_size(impl_->comm, &impl_->size);
+}
+
+MpiCommandChannel::~MpiCommandChannel() {
+  if (impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
+}
+
+void MpiCommandChannel::send(const std::vector<int32_t>& msg, double timeout_s) {
+  std::vector<MPI_Request> req;
+  std::vector<int> peer;
+  for (int r = 1; r < impl_->size; ++r) {
+    req.emplace_back();
+    peer.push_back(-2 - r);
+    check_mpi(MPI_Isend(msg.data(), static_cast<int>(msg.size()), MPI_INT32_T, r, 1, impl_->comm,
+                        &req.back()),
+              "command");
+  }
+  static uint64_t seq = 0;
+  wait_all(req, peer, timeout_s, "command", ++seq, true);
+}
+
+bool MpiCommandChannel::receive(std::vector<int32_t>* msg,
+                                const std::function<bool()>& keep_waiting) {
+  const double start = now_s();
+  double last_check = start;
+  for (size_t spins = 0;; ++spins) {
+    int flag = 0;
+    MPI_Status st;
+    check_mpi(MPI_Iprobe(0, 1, impl_->comm, &flag, &st), "command");
+    if (flag) {
+      int count = 0;
+      MPI_Get_count(&st, MPI_INT32_T, &count);
+      msg->resize(static_cast<size_t>(count));
+      check_mpi(MPI_Recv(msg->data(), count, MPI_INT32_T, 0, 1, impl_->comm, MPI_STATUS_IGNORE),
+                "command");
+      return true;
+    }
+    // Busy for the first ~50 ms (the next command of a running generation comes at once), then
+    // 1 ms sleeps: an idle server's ranks wait without using a core.
+    const double t = now_s();
+    if (t - start < 0.05) {
+      if (spins % 64 == 63) sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (t - last_check > 0.01) {
+      last_check = t;
+      if (!keep_waiting()) return false;
+    }
+  }
 }
 
 std::shared_ptr<Collective> make_mpi_collective(const MpiOptions& options) {

@@ -7,8 +7,11 @@
 // all-gather) with non-blocking sends and receives polled against a deadline: a peer that died
 // or stalled is named ("no data from rank 2 for 10 s") and the job is aborted, never a hang.
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dist/collective.hpp"
 
@@ -24,13 +27,17 @@ WireType parse_wire_type(const std::string& s);
 struct MpiOptions {
   WireType wire = WireType::kF32;  ///< q8 measured 1.2-1.6e-3 relative in the logits: not default
   double timeout_s = 10.0;  ///< longest wait for a peer in a sum or gather before aborting
+  /// On a timeout throw Error(kIo) with the message instead of aborting the job (piquant-server's
+  /// rank 0: it answers the requests in flight with the error first, then ends the job).
+  bool throw_on_timeout = false;
 };
 
-/// MPI_Init on construction (threads: funneled; the pool's workers never call MPI), MPI_Finalize
+/// MPI_Init on construction (threads: funneled, the pool's workers never call MPI; or serialized:
+/// one thread at a time, not always the main one, as piquant-server's engine thread), MPI_Finalize
 /// on destruction. One per process, in main().
 class MpiRuntime {
  public:
-  MpiRuntime(int* argc, char*** argv);
+  MpiRuntime(int* argc, char*** argv, bool serialized = false);
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
@@ -52,6 +59,28 @@ class MpiRuntime {
 /// default 2. piquant-run gives ranks other than 0 a copy of their stderr here and silences the
 /// rest of their output.
 void set_mpi_error_fd(int fd);
+
+/// Messages from rank 0 to every other rank, on a communicator of their own (a duplicate of the
+/// world's, so they never meet a Collective's): how piquant-server's rank 0 tells the others
+/// which model call to replay. Constructing it is collective (every rank, in the same order).
+class MpiCommandChannel {
+ public:
+  MpiCommandChannel();
+  ~MpiCommandChannel();
+  MpiCommandChannel(const MpiCommandChannel&) = delete;
+  MpiCommandChannel& operator=(const MpiCommandChannel&) = delete;
+  /// Rank 0: sends `msg` to every other rank, in order; throws Error(kIo) naming the ranks that
+  /// did not take it within timeout_s.
+  void send(const std::vector<int32_t>& msg, double timeout_s);
+  /// Other ranks: waits for rank 0's next message (no deadline: an idle server sends nothing),
+  /// calling `keep_waiting` every ~10 ms while none is there; false from it ends the wait and
+  /// receive returns false. Sleeps between polls once idle, so a waiting rank uses no core.
+  bool receive(std::vector<int32_t>* msg, const std::function<bool()>& keep_waiting);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// The world communicator as a Collective.
 std::shared_ptr<Collective> make_mpi_collective(const MpiOptions& options);

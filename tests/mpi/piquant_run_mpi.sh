@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # piquant-run under mpirun on loopback (tests/mpi/CMakeLists.txt, label mpi): the resident weight
 # memory per rank, the refusals and the fault paths. Every case must end within 30 s.
-#   piquant_run_mpi.sh CASE MPIRUN PIQUANT_RUN MPI_MAKE_MODEL WORKDIR [PIQUANT_SERVER]
-# CASE: memory | split | mismatch | kill | stall | flags | server
+#   piquant_run_mpi.sh CASE MPIRUN PIQUANT_RUN MPI_MAKE_MODEL WORKDIR
+# CASE: memory | split | mismatch | kill | stall | flags
 set -u
-case_=$1 MPIRUN=$2 RUN=$3 MAKE=$4 DIR=$5 SERVER=${6:-}
+case_=$1 MPIRUN=$2 RUN=$3 MAKE=$4 DIR=$5
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPI=("$MPIRUN" --oversubscribe --bind-to none)
 mkdir -p "$DIR"
@@ -149,16 +149,6 @@ flags)
     [ $(grep -c -- "piquant-run: error: $flag takes" "$DIR/out") -eq 1 ] ||
       fail "mpirun, $bad: the message should be printed once"
   done
-  ;;
-server)
-  # piquant-server under mpirun with 2 ranks: not supported yet, said once, exit non-zero.
-  [ -n "$SERVER" ] || fail "no piquant-server given"
-  model small.piq 1
-  run_timed 30 "${MPI[@]}" -np 2 "$SERVER" -m "$DIR/small.piq" --port 0
-  [ $rc -ne 0 ] || fail "exit 0"
-  [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "hung (killed by timeout)"
-  [ $(grep -c "piquant-server does not run under MPI yet" "$DIR/out") -eq 1 ] ||
-    fail "expected the message once"
   ;;
 *) fail "unknown case $case_" ;;
 esac

@@ -49,6 +49,7 @@ void Job::push(const std::string& text) {
 void Job::finish(const std::string& reason, const std::string& err) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;  // the first end wins (Engine::abort_jobs may end a job mid-step)
     finish_reason = reason;
     error = err;
     done_ = true;
@@ -123,6 +124,13 @@ Engine::Engine(std::shared_ptr<const Model> model, std::unique_ptr<ModelBackend>
 
 Engine::~Engine() { stop(); }
 
+void Engine::abort_jobs(const std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& job : queue_) job->finish("error", error);
+  queue_.clear();
+  for (auto& job : active_) job->finish("error", error);
+}
+
 void Engine::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -179,6 +187,7 @@ void Engine::admit_locked() {
     if (!best) break;
     Slot& s = *best;
     s.job = queue_.front();
+    active_.push_back(s.job);
     queue_.pop_front();
     // At least the last prompt token is evaluated again: its logits choose the first token.
     const size_t keep = std::min(best_lcp, req.prompt.size() - 1);
@@ -226,6 +235,7 @@ void Engine::release(Slot& s, const std::string& reason, const std::string& erro
     std::lock_guard<std::mutex> lock(mu_);
     --stats_.busy_slots;
     if (reason == "cancelled") ++stats_.requests_cancelled;
+    active_.erase(std::find(active_.begin(), active_.end(), s.job));
   }
   s.job->finish(reason, error);
   if (opt_.verbose) {

@@ -138,6 +138,10 @@ class Engine {
   bool submit(const std::shared_ptr<Job>& job);
   EngineStats stats() const;
   int n_ctx() const { return n_ctx_; }
+  /// Ends every queued and running job now with `error` (any thread; the engine thread may be
+  /// inside a step: what it produces for those jobs afterwards is dropped). For a stop that must
+  /// not wait for the step (piquant-server under mpirun: a rank that died holds it up).
+  void abort_jobs(const std::string& error);
   void stop();
 
  private:
@@ -186,6 +190,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<std::shared_ptr<Job>> active_;  ///< the jobs in slots (for abort_jobs)
   uint64_t admissions_ = 0;
   std::vector<float> work_;       ///< logits copy the sampler modifies
   std::shared_ptr<const GrammarVocab> grammar_vocab_;  ///< built at the first grammar

@@ -3,10 +3,15 @@
 // With no -m it serves the built-in seeded demo model, so a fresh build has something to try.
 #include <httplib.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <pthread.h>
 #include <string>
 #include <thread>
@@ -16,8 +21,13 @@
 
 #include "api.hpp"
 #include "engine.hpp"
+#include "distributed.hpp"  // examples/piquant-run: the ranks' start-up check and slices
 #include "http_pool.hpp"
 #include "util/cli.hpp"
+#ifdef PIQUANT_MPI
+#include "dist/mpi_collective.hpp"
+#include "mpi_backend.hpp"
+#endif
 
 namespace {
 
@@ -50,6 +60,12 @@ const char* kUsage = R"(usage: piquant-server [options]
   -v, --verbose           print model details and one line per request to stderr
   -h, --help              this text
       --version           the version
+
+Under mpirun -np N (a build with -DPIQUANT_MPI=ON; docs/distributed.md): the model is split
+across the N ranks; rank 0 serves HTTP and the others compute their slice of every pass.
+      --mpi-act f32|q8    activations on the wire as f32 (default) or int8 blocks
+      --mpi-timeout S     a rank that sends nothing for S seconds (default 10) ends the job:
+                          rank 0 answers the requests in flight with the error and exits non-zero
 )";
 
 struct Args {
@@ -60,10 +76,23 @@ struct Args {
   piquant::KvCacheType kv = piquant::KvCacheType::kAuto;
   std::vector<std::string> loras;
   bool lora_no_apply = false, verbose = false;
+  DistArgs dist;            // --mpi-act / --mpi-timeout (docs/distributed.md)
+  std::string options_key;  // the flags every rank of an mpirun must share
 };
 
 Args parse(int argc, char** argv) {
   Args a;
+  // What every rank of an mpirun must agree on: the version and the flags, except the model's
+  // path (compared by content) and the thread count (machines may differ).
+  a.options_key = std::string("piquant-server ") + piquant::version();
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if ((f == "-m" || f == "--model" || f == "-t" || f == "--threads") && i + 1 < argc) {
+      ++i;
+      continue;
+    }
+    a.options_key += " " + f;
+  }
   if (const char* k = std::getenv("PIQUANT_API_KEY")) a.api_key = k;
   piquant::cli::ArgReader args("piquant-server", kUsage, argc, argv);
   while (args.next()) {
@@ -101,51 +130,82 @@ Args parse(int argc, char** argv) {
     else if (f == "--api-key") a.api_key = args.value();
     else if (f == "--cors-origin") a.cors = args.value();
     else if (f == "-v" || f == "--verbose") a.verbose = true;
-    else args.die("unknown option '" + f + "' (see --help)");
+    else if (f == "--mpi-act") {
+      a.dist.act = args.value();
+      if (a.dist.act != "f32" && a.dist.act != "q8") {
+        args.die("--mpi-act takes f32 or q8 (activations on the wire), not '" + a.dist.act + "'");
+      }
+      a.dist.given = true;
+    } else if (f == "--mpi-timeout") {
+      const std::string v = args.value();
+      char* end = nullptr;
+      a.dist.timeout_s = std::strtod(v.c_str(), &end);
+      // Finite and at most a day: an endless wait for a dead peer would be a hang.
+      if (end == v.c_str() || *end != '\0' || !(a.dist.timeout_s > 0) ||
+          !(a.dist.timeout_s <= 86400)) {
+        args.die("--mpi-timeout takes a number of seconds in (0, 86400], not '" + v + "'");
+      }
+      a.dist.given = true;
+    } else args.die("unknown option '" + f + "' (see --help)");
   }
   return a;
 }
 
 }  // namespace
 
+// Set by rank 0's MPI backend when the job failed (a rank died or stalled): the server stops
+// and the process ends the job with this message, exit code non-zero.
+std::mutex g_failure_mu;
+std::string g_failure;
+
+std::string failure() {
+  std::lock_guard<std::mutex> lock(g_failure_mu);
+  return g_failure;
+}
+
 int main(int argc, char** argv) {
-  // Tensor parallelism (docs/distributed.md) reaches piquant-run and bench_mpi so far: under
-  // mpirun with several ranks, say so once (rank 0) instead of starting N separate servers.
-  if (const char* size = std::getenv("OMPI_COMM_WORLD_SIZE"); size && std::atoi(size) > 1) {
-    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
-    if (rank == nullptr || std::atoi(rank) == 0) {
-      std::fprintf(stderr, "piquant-server: error: piquant-server does not run under MPI yet "
-                           "(%s ranks): run one piquant-server per model, or split a model "
-                           "across machines with mpirun piquant-run (docs/distributed.md)\n",
-                   size);
-    }
-    return 1;
-  }
-  const Args a = parse(argc, argv);
   // SIGINT / SIGTERM are taken by one thread (sigwait) that stops the server cleanly; every
-  // thread started from here on inherits the blocked mask. A closed client socket must not kill
-  // the process.
+  // thread started from here on (MPI's own included) inherits the blocked mask. A closed client
+  // socket must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // Under mpirun with several ranks (docs/distributed.md): rank 0 serves, the others follow it.
+  // MPI calls come from the engine thread on rank 0: serialized, not funneled.
+  Distributed dist(&argc, &argv, "piquant-server", /*serialized=*/true);
+  const Args a = parse(argc, argv);
+  if (a.dist.given && !dist.active()) {
+    std::fprintf(stderr, "piquant-server: note: --mpi-act / --mpi-timeout apply under mpirun with "
+                         "several ranks only: ignored\n");
+  }
+  // A failure of this rank alone: under mpirun it ends the job (the others would wait for it).
+  auto fatal = [&dist](const std::string& message) {
+    if (dist.active()) dist.abort(message);
+    piquant::cli::die("piquant-server", message);
+  };
   try {
     std::shared_ptr<const piquant::Model> model;
+    DistArgs d = a.dist;
+    d.throw_on_timeout = dist.rank() == 0;  // rank 0 answers the requests in flight first
     if (a.model.empty()) {
       // The demo model has no training context of its own: -c sets it (default 1024).
       piquant::SyntheticModelOptions so;
       so.config.max_seq_len = a.ctx;
       model = piquant::Model::synthetic(so);
+      if (dist.active()) model = dist.load("", {}, a.options_key, d, model);
     } else {
       piquant::LoadOptions lo;
       lo.tokenizer_path = a.tokenizer;
-      model = piquant::Model::load(a.model, lo);
+      if (dist.active()) {
+        model = dist.load(a.model, lo, a.options_key, d, nullptr);
+      } else {
+        model = piquant::Model::load(a.model, lo);
+      }
     }
-    if (!model->has_tokenizer()) {
-      piquant::cli::die("piquant-server", "the model has no tokenizer (give one with -z)");
-    }
+    if (!model->has_tokenizer()) fatal("the model has no tokenizer (give one with -z)");
     if (a.verbose) {
       std::fprintf(stderr, "model: %s\n", model->describe().c_str());
       for (const auto& n : model->notices()) std::fprintf(stderr, "note: %s\n", n.c_str());
@@ -173,7 +233,56 @@ int main(int argc, char** argv) {
     eo.prefill_chunk = a.prefill_chunk;
     eo.max_queue = static_cast<size_t>(a.max_queue >= 0 ? a.max_queue : 4 * a.slots);
     eo.verbose = a.verbose;
-    piquant::server::Engine engine(model, eo);
+    std::unique_ptr<piquant::server::ModelBackend> backend;
+#ifdef PIQUANT_MPI
+    // Rank 0's backend sends every model call to the others; they replay them until rank 0 says
+    // quit (or a signal reaches them and rank 0 says nothing for --mpi-timeout).
+    std::shared_ptr<piquant::MpiCommandChannel> channel;
+    if (dist.active()) {
+      channel = std::make_shared<piquant::MpiCommandChannel>();
+      piquant::ContextOptions co;
+      co.n_ctx = eo.session.n_ctx;
+      co.n_seq = std::max(1, eo.n_slots) + 1;  // as the Engine's own Context: one spare
+      co.n_threads = eo.session.n_threads;
+      co.kv_type = eo.session.kv_type;
+      std::vector<std::shared_ptr<const piquant::LoraAdapter>> loaded;
+      for (const auto& la : adapters) loaded.push_back(la.adapter);
+      if (dist.rank() != 0) {
+        std::atomic<bool> stop{false};
+        std::thread waiter([&stop, sigs] {
+          int sig = 0;
+          sigwait(&sigs, &sig);
+          stop.store(true);
+        });
+        std::string why;
+        bool ok = false;
+        try {
+          ok = piquant::server::follow_rank0(model, co, *channel, loaded, stop,
+                                             a.dist.timeout_s, &why);
+        } catch (const std::exception& e) {
+          why = e.what();
+        }
+        if (!ok) dist.abort(why);
+        std::fprintf(dist.err(), "piquant-server: rank %d/%d: stopped\n", dist.rank(),
+                     dist.size());
+        std::fflush(dist.err());
+        pthread_kill(waiter.native_handle(), SIGTERM);
+        waiter.join();
+        return 0;
+      }
+      backend = piquant::server::make_mpi_backend(
+          model, co, channel, std::move(loaded), a.dist.timeout_s, [](const std::string& why) {
+            {
+              std::lock_guard<std::mutex> lock(g_failure_mu);
+              g_failure = why;
+            }
+            kill(getpid(), SIGTERM);  // the waiter below stops the server
+          });
+    }
+#endif
+    auto engine_ptr = backend ? std::make_unique<piquant::server::Engine>(model, std::move(backend), eo)
+                              : std::make_unique<piquant::server::Engine>(model, eo);
+    piquant::server::Engine& engine = *engine_ptr;
 
     piquant::server::ApiOptions ao;
     ao.model_name = !a.alias.empty() ? a.alias
@@ -210,17 +319,29 @@ int main(int argc, char** argv) {
     const int port = a.port == 0 ? server.bind_to_any_port(a.host)
                                  : (server.bind_to_port(a.host, a.port) ? a.port : -1);
     if (port < 0) {
-      piquant::cli::die("piquant-server", "cannot listen on " + a.host + ":" +
-                                              std::to_string(a.port) + " (in use, or a bad address)");
+      fatal("cannot listen on " + a.host + ":" + std::to_string(a.port) +
+            " (in use, or a bad address)");
     }
-    std::thread waiter([&server, &engine, sigs] {
+    std::thread waiter([&server, &engine, &dist, sigs] {
       int sig = 0;
       sigwait(&sigs, &sig);
       server.stop();
-      engine.stop();  // requests in flight end now (with an error) instead of running on
+      // Requests in flight end now (with an error) instead of running on; the engine thread may
+      // still be inside a pass (under mpirun: one a dead rank holds up), so without waiting for it.
+      std::string why = failure();
+      if (why.empty()) {
+        why = dist.active() ? "the server is shutting down (a signal: a stop, or mpirun ending "
+                              "the job because a rank ended)"
+                            : "the server is shutting down";
+      }
+      engine.abort_jobs(why);
     });
     std::fprintf(stderr, "piquant-server: %s, %d slot(s) of %d tokens, chat template %s\n",
                  ao.model_name.c_str(), a.slots, engine.n_ctx(), ao.chat_template.name());
+    if (dist.active()) {
+      std::fprintf(stderr, "piquant-server: the model is split across %d ranks (rank 0 serves)\n",
+                   dist.size());
+    }
     std::fprintf(stderr, "piquant-server: listening on http://%s:%d\n", a.host.c_str(), port);
     std::fflush(stderr);
     const bool ok = server.listen_after_bind();
@@ -228,9 +349,24 @@ int main(int argc, char** argv) {
     pthread_kill(waiter.native_handle(), SIGTERM);
     waiter.join();
     engine.stop();
+    const std::string why = failure();
+    if (!why.empty()) {
+      // A rank died or stalled: the requests in flight have had the error; end every rank.
+      std::fprintf(stderr, "piquant-server: error: %s\n", why.c_str());
+      dist.abort("stopping: " + why);
+    }
+#ifdef PIQUANT_MPI
+    if (dist.active()) {
+      try {
+        piquant::server::send_quit(*channel, a.dist.timeout_s);  // the others return too
+      } catch (const std::exception& e) {
+        dist.abort(e.what());
+      }
+    }
+#endif
     std::fprintf(stderr, "piquant-server: stopped\n");
     return ok ? 0 : 1;
   } catch (const std::exception& e) {
-    piquant::cli::die("piquant-server", e.what());
+    fatal(e.what());
   }
 }
