@@ -35,6 +35,7 @@
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
+#include "matmul/tile_driver.hpp"
 
 #define PIQUANT_DOT16(acc, w, a) vdotq_s32(acc, w, a)
 #define PIQUANT_KZERO_LOAD 1  // the A76's ASIMD pipes are the limit, its two load pipes are not
@@ -700,11 +701,7 @@ void gemm(const GemmArgs& a) {
         const int nt = a.n1 - n < 8 ? static_cast<int>(a.n1 - n) : 8;
         const BlockQ8A* act[8];
         float* out[8];
-        for (int t = 0; t < 8; ++t) {  // padding tokens repeat token n (computed, not stored)
-          const size_t tn = n + (t < nt ? t : 0);
-          act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + tn * a.act_stride);
-          out[t] = a.dst + tn * a.dst_stride;
-        }
+        tiles::token_ptrs_padded(a, n, nt, 8, act, out);  // padding: computed, not stored
         const int g_count = nt > 4 ? 2 : 1;
         // Quads interleaved by token group: quads[b * G + g].
         for (int g = 0; g < g_count; ++g) build_quads<T>(act + 4 * g, kc, kn, quads + g, g_count);
