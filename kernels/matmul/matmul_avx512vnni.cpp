@@ -943,29 +943,42 @@ inline void kpanel_tokens(const KPanelSub* ps, size_t nsub, const BlockQ8A* cons
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
 }
 
-void gemm_q4k(const GemmArgs& a) {
-  constexpr WeightType T = WeightType::kQ4K;
+// The panel GEMMs of the GGUF types (q4_k here, q6_k below): per panel of 4 groups (16 rows)
+// and chunk of kKChunk super-blocks, build(g, sb, subs) decodes each super-block once into
+// `per` Sub, then the token tiles of kTokens (and the tail) run tile(Tokens<nt>, subs, j0, nsub,
+// n, row, mask) over the chunk's nsub sub-blocks from sub-block j0.
+template <WeightType T, class Sub, class Build, class TileF>
+PIQUANT_TILE_INLINE inline void kpanel_gemm(const GemmArgs& a, Build&& build, TileF&& tile) {
   constexpr size_t per = kSuperBlock / kBlock;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  KPanelSub ps[kKChunk * per];
+  Sub ps[kKChunk * per];
   for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
     const uint8_t* g[4];
     kpanel_groups<T>(wt, nsb, row, a.m1, g);
     const __mmask16 m = row_mask(row, a.m0, a.m1);
     for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
       const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
-      for (size_t s = 0; s < nc; ++s) build_q4k(g, s0 + s, ps + s * per);
+      for (size_t s = 0; s < nc; ++s) build(g, s0 + s, ps + s * per);
       const size_t j0 = s0 * per, nsub = nc * per;
       tiles::token_tiles<kTokens>(a.n0, a.n1, [&](auto nt, size_t n) PIQUANT_TILE_INLINE {
+        tile(nt, static_cast<const Sub*>(ps), j0, nsub, n, row, m);
+      });
+    }
+  }
+}
+
+void gemm_q4k(const GemmArgs& a) {
+  kpanel_gemm<WeightType::kQ4K, KPanelSub>(
+      a, build_q4k,
+      [&](auto nt, const KPanelSub* ps, size_t j0, size_t nsub, size_t n, size_t row,
+          __mmask16 m) PIQUANT_TILE_INLINE {
         constexpr int kNt = decltype(nt)::value;
         auto tile = [&](const BlockQ8A* const* act, float* const* out) PIQUANT_TILE_INLINE {
           kpanel_tokens<kNt>(ps, nsub, act, out, row, m, j0 == 0);
         };
         tiles::with_tokens<kNt>(a, n, j0, tile);
       });
-    }
-  }
 }
 
 
@@ -1177,25 +1190,13 @@ inline void k6panel_tile(const GemmArgs& a, const int32_t* offs, const K6PanelSu
 }
 
 void gemm_q6k(const GemmArgs& a) {
-  constexpr WeightType T = WeightType::kQ6K;
-  constexpr size_t per = kSuperBlock / kBlock;
-  const size_t nsb = a.k / kSuperBlock;
-  const auto* wt = static_cast<const uint8_t*>(a.wt);
   const int32_t* offs = q6k_offsets(a);
-  K6PanelSub ps[kKChunk * per];
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
-    const uint8_t* g[4];
-    kpanel_groups<T>(wt, nsb, row, a.m1, g);
-    const __mmask16 m = row_mask(row, a.m0, a.m1);
-    for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
-      const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
-      for (size_t s = 0; s < nc; ++s) build_q6k(g, s0 + s, ps + s * per);
-      const size_t j0 = s0 * per, nsub = nc * per;
-      tiles::token_tiles<kTokens>(a.n0, a.n1, [&](auto nt, size_t n) PIQUANT_TILE_INLINE {
+  kpanel_gemm<WeightType::kQ6K, K6PanelSub>(
+      a, build_q6k,
+      [&](auto nt, const K6PanelSub* ps, size_t j0, size_t nsub, size_t n, size_t row,
+          __mmask16 m) PIQUANT_TILE_INLINE {
         k6panel_tile<decltype(nt)::value>(a, offs, ps, j0, nsub, n, row, m);
       });
-    }
-  }
 }
 
 }  // namespace
