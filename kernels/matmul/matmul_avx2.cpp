@@ -26,6 +26,7 @@
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
+#include "matmul/tile_driver.hpp"
 
 namespace piquant::kernels {
 namespace {
@@ -201,11 +202,7 @@ template <WeightType T, int NT>
 inline void tile_rows(const GemmArgs& a, size_t n) {
   const BlockQ8A* act[NT];
   float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] =
-        reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
+  tiles::token_ptrs(a, n, NT, 0, act, out);
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   size_t row = a.m0 - a.m0 % kRowInterleave;
@@ -217,37 +214,22 @@ inline void tile_rows(const GemmArgs& a, size_t n) {
   }
 }
 
+// The tile drivers (matmul/tile_driver.hpp) with this file's tiles. GEMM: per 8 rows (two
+// groups), token tiles of 4 (then one tail tile), so the rows' weights (2 x K/32 x 72 bytes for
+// q4: 25 KB at K = 5632) stay in L1/L2 across the token tiles.
+constexpr int kNt = 4;  // q8: 2 and 3 measured slower
 template <WeightType T>
 void gemv(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) tile_rows<T, 1>(a, n);
+  tiles::gemv(a, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    tile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
-
-// GEMM: per 8 rows (two groups), token tiles of 4 (then one tail tile), so the rows' weights
-// (2 x K/32 x 72 bytes for q4: 25 KB at K = 5632) stay in L1/L2 across the token tiles.
 template <WeightType T>
 void gemm(const GemmArgs& a) {
-  constexpr size_t kNt = 4;  // q8: 2 and 3 measured slower
   constexpr size_t kRows = 2 * kRowInterleave;
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRows) {
-    GemmArgs r = a;
-    r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRows < a.m1 ? row + kRows : a.m1;
-    size_t n = a.n0;
-    for (; n + kNt <= a.n1; n += kNt) tile_rows<T, kNt>(r, n);
-    switch (a.n1 - n) {  // fewer than kNt tokens left
-      case 3:
-        tile_rows<T, 3>(r, n);
-        break;
-      case 2:
-        tile_rows<T, 2>(r, n);
-        break;
-      case 1:
-        tile_rows<T, 1>(r, n);
-        break;
-      default:
-        break;
-    }
-  }
+  tiles::gemm<kNt>(a, kRows, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    tile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
 
 inline float hsum(__m256 v) {
@@ -425,41 +407,28 @@ struct KTile {
 
 template <WeightType T, int NT>
 inline void ktile_rows(const GemmArgs& a, size_t n) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
   using Tl = KTile<T, NT>;
   const size_t nsb = a.k / (Tl::kSuper ? kSuperBlock : kBlock);
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   Tl tile;
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+  auto group = [&](const BlockQ8A* const* act, float* const* out, size_t row) PIQUANT_TILE_INLINE {
     tile.run(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, out, row, a.m0, a.m1);
-  }
+  };
+  tiles::group_rows<NT>(a, n, group);
 }
 
+// The tile drivers with the K-quant tiles: GEMM per 4 rows, token tiles of 4 (then the tail).
 template <WeightType T>
 void kgemv(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) ktile_rows<T, 1>(a, n);
+  tiles::gemv(a, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    ktile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
-
 template <WeightType T>
 void kgemm(const GemmArgs& a) {
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    GemmArgs r = a;
-    r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
-    size_t n = a.n0;
-    for (; n + 4 <= a.n1; n += 4) ktile_rows<T, 4>(r, n);
-    switch (a.n1 - n) {
-      case 3: ktile_rows<T, 3>(r, n); break;
-      case 2: ktile_rows<T, 2>(r, n); break;
-      case 1: ktile_rows<T, 1>(r, n); break;
-      default: break;
-    }
-  }
+  tiles::gemm<4>(a, kRowInterleave, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    ktile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
 
 

@@ -20,6 +20,7 @@
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
+#include "matmul/tile_driver.hpp"
 
 namespace piquant::kernels {
 namespace {
@@ -103,48 +104,36 @@ struct Tile {
   }
 };
 
-template <WeightType T, int NT>
+// The rows of a.m0..a.m1 for the NT tokens from n, one group tile at a time. Also the K-quant
+// tiles' (KTile, below: the same run() signature).
+template <class Tl, WeightType T, int NT>
 inline void tile_rows(const GemmArgs& a, size_t n) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
-  const size_t nb = a.k / kBlock;
+  const size_t nb = a.k / (T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K
+                               ? kSuperBlock : kBlock);
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  Tile<T, NT> tile;
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+  Tl tile;
+  auto group = [&](const BlockQ8A* const* act, float* const* out, size_t row) PIQUANT_TILE_INLINE {
     tile.run(wt + row / kRowInterleave * nb * kGroupBytes<T>, nb, act, out, row, a.m0, a.m1);
-  }
+  };
+  tiles::group_rows<NT>(a, n, group);
 }
 
-template <WeightType T>
+// The tile drivers (matmul/tile_driver.hpp) with a 4-row tile of up to 8 tokens (Tile here,
+// KTile for the GGUF types). GEMM: per group, token tiles of 8 (then one tail tile), so each
+// group's weights (K/32 * 72 bytes for q4, 12.7 KB at K = 5632) stay in L1 across the token tiles.
+template <template <WeightType, int> class Tl, WeightType T>
 void gemv(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) tile_rows<T, 1>(a, n);
+  tiles::gemv(a, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    constexpr int kNt = decltype(nt)::value;
+    tile_rows<Tl<T, kNt>, T, kNt>(r, n);
+  });
 }
-
-// GEMM: token tiles of 8 (then one tail tile), rows inside, so each group's weights
-// (K/32 * 72 bytes for q4, 12.7 KB at K = 5632) stay in L1 across the token tiles.
-template <WeightType T>
+template <template <WeightType, int> class Tl, WeightType T>
 void gemm(const GemmArgs& a) {
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    GemmArgs r = a;
-    r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
-    size_t n = a.n0;
-    for (; n + 8 <= a.n1; n += 8) tile_rows<T, 8>(r, n);
-    switch (a.n1 - n) {
-      case 7: tile_rows<T, 7>(r, n); break;
-      case 6: tile_rows<T, 6>(r, n); break;
-      case 5: tile_rows<T, 5>(r, n); break;
-      case 4: tile_rows<T, 4>(r, n); break;
-      case 3: tile_rows<T, 3>(r, n); break;
-      case 2: tile_rows<T, 2>(r, n); break;
-      case 1: tile_rows<T, 1>(r, n); break;
-      default: break;
-    }
-  }
+  tiles::gemm<8>(a, kRowInterleave, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    constexpr int kNt = decltype(nt)::value;
+    tile_rows<Tl<T, kNt>, T, kNt>(r, n);
+  });
 }
 
 // --- q4: 16-row panels with one full integer sum per row and block ------------------------
@@ -276,18 +265,6 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
 }
 
-template <int NT>
-inline void panel_tile(const GemmArgs& a, const PanelBlock* pb, size_t b0, size_t nbc, size_t n,
-                       size_t row, __mmask16 m) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + b0;
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
-  panel_tokens<NT>(pb, nbc, act, out, row, m, b0 == 0);
-}
-
 // GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
 // vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
 // the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
@@ -366,16 +343,11 @@ template <int NT>
 inline void gemv_tokens_n(const GemmArgs& a, size_t n) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+  auto group = [&](const BlockQ8A* const* act, float* const* out, size_t row) PIQUANT_TILE_INLINE {
     gemv_group_n<NT>(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, out, row,
-                   a.m0, a.m1);
-  }
+                     a.m0, a.m1);
+  };
+  tiles::group_rows<NT>(a, n, group);
 }
 
 void gemv_q4(const GemmArgs& a) {
@@ -385,11 +357,10 @@ void gemv_q4(const GemmArgs& a) {
 void gemm_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   if (a.n1 - a.n0 < kSmallN) {  // a decode step of 2 or 3 sequences
-    switch (a.n1 - a.n0) {
-      case 3: return gemv_tokens_n<3>(a, a.n0);
-      case 2: return gemv_tokens_n<2>(a, a.n0);
-      default: return gemv_tokens_n<1>(a, a.n0);
-    }
+    tiles::dispatch_count<kSmallN - 1>(a.n1 - a.n0, [&](auto nt) PIQUANT_TILE_INLINE {
+      gemv_tokens_n<decltype(nt)::value>(a, a.n0);
+    });
+    return;
   }
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   PanelBlock pb[kChunk];
@@ -400,18 +371,13 @@ void gemm_q4(const GemmArgs& a) {
     for (size_t b0 = 0; b0 < nb; b0 += kChunk) {
       const size_t nbc = nb - b0 < kChunk ? nb - b0 : kChunk;
       build_panel(g, b0, nbc, pb);
-      size_t n = a.n0;
-      for (; n + kTokens <= a.n1; n += kTokens) panel_tile<kTokens>(a, pb, b0, nbc, n, row, m);
-      switch (a.n1 - n) {
-        case 7: panel_tile<7>(a, pb, b0, nbc, n, row, m); break;
-        case 6: panel_tile<6>(a, pb, b0, nbc, n, row, m); break;
-        case 5: panel_tile<5>(a, pb, b0, nbc, n, row, m); break;
-        case 4: panel_tile<4>(a, pb, b0, nbc, n, row, m); break;
-        case 3: panel_tile<3>(a, pb, b0, nbc, n, row, m); break;
-        case 2: panel_tile<2>(a, pb, b0, nbc, n, row, m); break;
-        case 1: panel_tile<1>(a, pb, b0, nbc, n, row, m); break;
-        default: break;
-      }
+      tiles::token_tiles<kTokens>(a.n0, a.n1, [&](auto nt, size_t n) PIQUANT_TILE_INLINE {
+        constexpr int kNt = decltype(nt)::value;
+        auto tile = [&](const BlockQ8A* const* act, float* const* out) PIQUANT_TILE_INLINE {
+          panel_tokens<kNt>(pb, nbc, act, out, row, m, b0 == 0);
+        };
+        tiles::with_tokens<kNt>(a, n, b0, tile);
+      });
     }
   }
 }
@@ -647,48 +613,7 @@ struct KTile {
   }
 };
 
-template <WeightType T, int NT>
-inline void ktile_rows(const GemmArgs& a, size_t n) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
-  using Tl = KTile<T, NT>;
-  const size_t nsb = a.k / (Tl::kSuper ? kSuperBlock : kBlock);
-  const auto* wt = static_cast<const uint8_t*>(a.wt);
-  Tl tile;
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    tile.run(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, out, row, a.m0, a.m1);
-  }
-}
-
-template <WeightType T>
-void kgemv(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) ktile_rows<T, 1>(a, n);
-}
-
-template <WeightType T>
-void kgemm(const GemmArgs& a) {
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    GemmArgs r = a;
-    r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
-    size_t n = a.n0;
-    for (; n + 8 <= a.n1; n += 8) ktile_rows<T, 8>(r, n);
-    switch (a.n1 - n) {
-      case 7: ktile_rows<T, 7>(r, n); break;
-      case 6: ktile_rows<T, 6>(r, n); break;
-      case 5: ktile_rows<T, 5>(r, n); break;
-      case 4: ktile_rows<T, 4>(r, n); break;
-      case 3: ktile_rows<T, 3>(r, n); break;
-      case 2: ktile_rows<T, 2>(r, n); break;
-      case 1: ktile_rows<T, 1>(r, n); break;
-      default: break;
-    }
-  }
-}
+// The K-quant tiles run through the drivers of Tile above (gemv<KTile, T> / gemm<KTile, T>).
 
 
 // --- q4_k: 16-row panels, as the q4 GEMM ----------------------------------------------------
@@ -973,46 +898,43 @@ inline void kpanel_tokens(const KPanelSub* ps, size_t nsub, const BlockQ8A* cons
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(out[t] + row, m, _mm512_permutexvar_ps(order, acc[t]));
 }
 
-template <int NT>
-inline void kpanel_tile(const GemmArgs& a, const KPanelSub* ps, size_t j0, size_t nsub, size_t n,
-                        size_t row, __mmask16 m) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride) + j0;
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
-  kpanel_tokens<NT>(ps, nsub, act, out, row, m, j0 == 0);
-}
-
-template <WeightType T>
-void gemm_q4k(const GemmArgs& a) {
+// The panel GEMMs of the GGUF types (q4_k here, q6_k below): per panel of 4 groups (16 rows)
+// and chunk of kKChunk super-blocks, build(g, sb, subs) decodes each super-block once into
+// `per` Sub, then the token tiles of kTokens (and the tail) run tile(Tokens<nt>, subs, j0, nsub,
+// n, row, mask) over the chunk's nsub sub-blocks from sub-block j0.
+template <WeightType T, class Sub, class Build, class TileF>
+PIQUANT_TILE_INLINE inline void kpanel_gemm(const GemmArgs& a, Build&& build, TileF&& tile) {
   constexpr size_t per = kSuperBlock / kBlock;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  KPanelSub ps[kKChunk * per];
+  Sub ps[kKChunk * per];
   for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
     const uint8_t* g[4];
     kpanel_groups<T>(wt, nsb, row, a.m1, g);
     const __mmask16 m = row_mask(row, a.m0, a.m1);
     for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
       const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
-      for (size_t s = 0; s < nc; ++s) build_q4k<T>(g, s0 + s, ps + s * per);
+      for (size_t s = 0; s < nc; ++s) build(g, s0 + s, ps + s * per);
       const size_t j0 = s0 * per, nsub = nc * per;
-      size_t n = a.n0;
-      for (; n + kTokens <= a.n1; n += kTokens) kpanel_tile<kTokens>(a, ps, j0, nsub, n, row, m);
-      switch (a.n1 - n) {
-        case 7: kpanel_tile<7>(a, ps, j0, nsub, n, row, m); break;
-        case 6: kpanel_tile<6>(a, ps, j0, nsub, n, row, m); break;
-        case 5: kpanel_tile<5>(a, ps, j0, nsub, n, row, m); break;
-        case 4: kpanel_tile<4>(a, ps, j0, nsub, n, row, m); break;
-        case 3: kpanel_tile<3>(a, ps, j0, nsub, n, row, m); break;
-        case 2: kpanel_tile<2>(a, ps, j0, nsub, n, row, m); break;
-        case 1: kpanel_tile<1>(a, ps, j0, nsub, n, row, m); break;
-        default: break;
-      }
+      tiles::token_tiles<kTokens>(a.n0, a.n1, [&](auto nt, size_t n) PIQUANT_TILE_INLINE {
+        tile(nt, static_cast<const Sub*>(ps), j0, nsub, n, row, m);
+      });
     }
   }
+}
+
+template <WeightType T>
+void gemm_q4k(const GemmArgs& a) {
+  kpanel_gemm<T, KPanelSub>(
+      a, build_q4k<T>,
+      [&](auto nt, const KPanelSub* ps, size_t j0, size_t nsub, size_t n, size_t row,
+          __mmask16 m) PIQUANT_TILE_INLINE {
+        constexpr int kNt = decltype(nt)::value;
+        auto tile = [&](const BlockQ8A* const* act, float* const* out) PIQUANT_TILE_INLINE {
+          kpanel_tokens<kNt>(ps, nsub, act, out, row, m, j0 == 0);
+        };
+        tiles::with_tokens<kNt>(a, n, j0, tile);
+      });
 }
 
 
@@ -1224,44 +1146,23 @@ inline void k6panel_tile(const GemmArgs& a, const int32_t* offs, const K6PanelSu
 }
 
 void gemm_q6k(const GemmArgs& a) {
-  constexpr WeightType T = WeightType::kQ6K;
-  constexpr size_t per = kSuperBlock / kBlock;
-  const size_t nsb = a.k / kSuperBlock;
-  const auto* wt = static_cast<const uint8_t*>(a.wt);
   const int32_t* offs = q6k_offsets(a);
-  K6PanelSub ps[kKChunk * per];
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += 16) {
-    const uint8_t* g[4];
-    kpanel_groups<T>(wt, nsb, row, a.m1, g);
-    const __mmask16 m = row_mask(row, a.m0, a.m1);
-    for (size_t s0 = 0; s0 < nsb; s0 += kKChunk) {
-      const size_t nc = nsb - s0 < kKChunk ? nsb - s0 : kKChunk;
-      for (size_t s = 0; s < nc; ++s) build_q6k(g, s0 + s, ps + s * per);
-      const size_t j0 = s0 * per, nsub = nc * per;
-      size_t n = a.n0;
-      for (; n + kTokens <= a.n1; n += kTokens) k6panel_tile<kTokens>(a, offs, ps, j0, nsub, n, row, m);
-      switch (a.n1 - n) {
-        case 7: k6panel_tile<7>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 6: k6panel_tile<6>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 5: k6panel_tile<5>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 4: k6panel_tile<4>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 3: k6panel_tile<3>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 2: k6panel_tile<2>(a, offs, ps, j0, nsub, n, row, m); break;
-        case 1: k6panel_tile<1>(a, offs, ps, j0, nsub, n, row, m); break;
-        default: break;
-      }
-    }
-  }
+  kpanel_gemm<WeightType::kQ6K, K6PanelSub>(
+      a, build_q6k,
+      [&](auto nt, const K6PanelSub* ps, size_t j0, size_t nsub, size_t n, size_t row,
+          __mmask16 m) PIQUANT_TILE_INLINE {
+        k6panel_tile<decltype(nt)::value>(a, offs, ps, j0, nsub, n, row, m);
+      });
 }
 
 }  // namespace
 
-void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ8>(a); }
+void gemv_f32_q8_q8_avx512vnni(const GemmArgs& a) { gemv<Tile, WeightType::kQ8>(a); }
 void gemv_f32_q8_q4_avx512vnni(const GemmArgs& a) { gemv_q4(a); }
-void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a) { gemv<WeightType::kQ4M>(a); }
-void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ8>(a); }
+void gemv_f32_q8_q4m_avx512vnni(const GemmArgs& a) { gemv<Tile, WeightType::kQ4M>(a); }
+void gemm_f32_q8_q8_4x8_avx512vnni(const GemmArgs& a) { gemm<Tile, WeightType::kQ8>(a); }
 void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
-void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<WeightType::kQ4M>(a); }
+void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<Tile, WeightType::kQ4M>(a); }
 
 void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ4K>(a); }
 void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ4K>(a); }
@@ -1269,9 +1170,9 @@ void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ5K>(
 void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { gemv_q6k(a); }
 void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
-void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
-void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
-void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }
-void gemm_f32_q8_q51_4x8_avx512vnni(const GemmArgs& a) { kgemm<WeightType::kQ5_1>(a); }
+void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { gemv<KTile, WeightType::kQ5_0>(a); }
+void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a) { gemm<KTile, WeightType::kQ5_0>(a); }
+void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a) { gemv<KTile, WeightType::kQ5_1>(a); }
+void gemm_f32_q8_q51_4x8_avx512vnni(const GemmArgs& a) { gemm<KTile, WeightType::kQ5_1>(a); }
 
 }  // namespace piquant::kernels

@@ -19,6 +19,7 @@
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
+#include "matmul/tile_driver.hpp"
 
 namespace piquant::kernels {
 namespace {
@@ -101,40 +102,29 @@ struct Tile {
 
 template <WeightType T, int NT>
 inline void tile_rows(const GemmArgs& a, size_t n) {
-  const BlockQ8A* act[NT];
-  float* out[NT];
-  for (int t = 0; t < NT; ++t) {
-    act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    out[t] = a.dst + (n + t) * a.dst_stride;
-  }
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
+  const BlockQ8A* act[NT];
+  float* out[NT];
+  tiles::token_ptrs(a, n, NT, 0, act, out);
   Tile<T, NT> tile;
   for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
     tile.run(wt + row / kRowInterleave * nb * kGroupBytes<T>, nb, act, out, row, a.m0, a.m1);
   }
 }
 
+// The tile drivers (matmul/tile_driver.hpp): GEMM per group, token tiles of 4 (then the tail).
 template <WeightType T>
 void gemv(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) tile_rows<T, 1>(a, n);
+  tiles::gemv(a, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    tile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
-
 template <WeightType T>
 void gemm(const GemmArgs& a) {
-  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-    GemmArgs r = a;
-    r.m0 = row > a.m0 ? row : a.m0;
-    r.m1 = row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1;
-    size_t n = a.n0;
-    for (; n + 4 <= a.n1; n += 4) tile_rows<T, 4>(r, n);
-    switch (a.n1 - n) {
-      case 3: tile_rows<T, 3>(r, n); break;
-      case 2: tile_rows<T, 2>(r, n); break;
-      case 1: tile_rows<T, 1>(r, n); break;
-      default: break;
-    }
-  }
+  tiles::gemm<4>(a, kRowInterleave, [](const GemmArgs& r, auto nt, size_t n) PIQUANT_TILE_INLINE {
+    tile_rows<T, decltype(nt)::value>(r, n);
+  });
 }
 
 // f32 / f16 weights, row-major: one row at a time, 16 elements per step in four chains.

@@ -35,6 +35,7 @@
 #include "common/mca.hpp"
 #include "common/pack.hpp"
 #include "matmul/matmul.hpp"
+#include "matmul/tile_driver.hpp"
 
 #define PIQUANT_DOT16(acc, w, a) vdotq_s32(acc, w, a)
 #define PIQUANT_KZERO_LOAD 1  // the A76's ASIMD pipes are the limit, its two load pipes are not
@@ -245,6 +246,19 @@ constexpr size_t kQ6KGroupBytes = kGroupBytes<WeightType::kQ6K>;  // 840: 4 rows
 /// -kMagic d sc in all 4 lanes per (half, row).
 constexpr size_t kScFloatsQ6 = 40;
 
+/// Two rounds of zips: s[r] = 16 bytes [j] of row r -> t[k] = bytes [j][r] for j = 4k..4k+3
+/// (lane 4(j - 4k) + r), the K-quant scales' [row][sub-block] to [sub-block][row].
+inline void transpose_rows4(const uint8x16_t (&s)[4], uint8x16_t (&t)[4]) {
+  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
+  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
+  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
+  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
+  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
+  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
+  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
+  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+}
+
 /// The int8 scales of the q6_k super-block group at g, for q6k_dw: t[k] holds bytes [i][row]
 /// (sc + 128) of sub-blocks i = 4k..4k+3; d: the 4 rows' d; c: -(2^15 + 128) d.
 alignas(16) const uint8_t g_q6k_bias[16] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
@@ -266,14 +280,7 @@ inline void q6k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], flo
   }
   d = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dh)));
   vst1q_f32(c, vmulq_n_f32(d, -32896.0f));  // -(2^15 + 128) d, loaded fresh into each fma
-  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
-  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
-  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
-  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
-  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
-  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
-  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
-  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+  transpose_rows4(s, t);
 }
 
 /// d sc_i of sub-blocks i = 4k..4k+3 (dw[i - 4k], lane r = row r) from q6k_scale_bytes' t[k]. No
@@ -441,14 +448,7 @@ inline void q4k_scale_bytes(const uint8_t* __restrict g, uint8x16_t (&t)[4], flo
   dmin = vuzp2q_f32(lo, hi);
   vst1q_f32(c, vmulq_n_f32(d, -8388608.0f));  // exact
   vst1q_f32(c + 4, vmulq_n_f32(dmin, 8388608.0f));
-  const uint16x8_t z01l = vreinterpretq_u16_u8(vzip1q_u8(s[0], s[1]));
-  const uint16x8_t z01h = vreinterpretq_u16_u8(vzip2q_u8(s[0], s[1]));
-  const uint16x8_t z23l = vreinterpretq_u16_u8(vzip1q_u8(s[2], s[3]));
-  const uint16x8_t z23h = vreinterpretq_u16_u8(vzip2q_u8(s[2], s[3]));
-  t[0] = vreinterpretq_u8_u16(vzip1q_u16(z01l, z23l));
-  t[1] = vreinterpretq_u8_u16(vzip2q_u16(z01l, z23l));
-  t[2] = vreinterpretq_u8_u16(vzip1q_u16(z01h, z23h));
-  t[3] = vreinterpretq_u8_u16(vzip2q_u16(z01h, z23h));
+  transpose_rows4(s, t);
 }
 
 /// Four 4-row float vectors v[i] = (byte [i][row] of tk) x mul, exactly: the byte b is zipped into
@@ -700,11 +700,7 @@ void gemm(const GemmArgs& a) {
         const int nt = a.n1 - n < 8 ? static_cast<int>(a.n1 - n) : 8;
         const BlockQ8A* act[8];
         float* out[8];
-        for (int t = 0; t < 8; ++t) {  // padding tokens repeat token n (computed, not stored)
-          const size_t tn = n + (t < nt ? t : 0);
-          act[t] = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + tn * a.act_stride);
-          out[t] = a.dst + tn * a.dst_stride;
-        }
+        tiles::token_ptrs_padded(a, n, nt, 8, act, out);  // padding: computed, not stored
         const int g_count = nt > 4 ? 2 : 1;
         // Quads interleaved by token group: quads[b * G + g].
         for (int g = 0; g < g_count; ++g) build_quads<T>(act + 4 * g, kc, kn, quads + g, g_count);

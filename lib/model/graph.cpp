@@ -24,6 +24,12 @@ Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool
       kv_(KvShape{model.config.n_layers, n_ctx, n_kv_heads_, model.config.head_dim, n_seq},
           kv_type) {
   const ModelConfig& c = m_.config;
+  proj_.reserve(m_.layers.size());
+  for (const LayerWeights& l : m_.layers) {
+    proj_.push_back(LayerProj{make_proj(l.wq), make_proj(l.wk), make_proj(l.wv), make_proj(l.wo),
+                              make_proj(l.w_gate), make_proj(l.w_up), make_proj(l.w_down)});
+  }
+  output_ = make_proj(m_.output);
   q_dim_ = n_heads_ * c.head_dim;
   kv_dim_ = n_kv_heads_ * c.head_dim;
   const size_t B = kBatch;
@@ -47,12 +53,21 @@ size_t Forward::scratch_bytes() const {
   return n + lin_.act.capacity();
 }
 
+Forward::Proj Forward::make_proj(const Tensor& t) {
+  Proj p;
+  p.t = &t;
+  if (t.type == DType::kF32 && t.cols % 32 != 0) return p;  // the plain loop
+  p.lw = LinearWeight(QuantWeight{to_weight_type(t.type), t.rows, t.cols, t.data});
+  return p;
+}
+
 // y (n x w.rows) = x (n x w.cols) W^T. f32 weights whose K is not a multiple of the kernels'
 // block of 32 (tiny llama2.c models) take a plain loop; everything else the matmul kernels.
-void Forward::matmul(const Tensor& w, const float* x, int n, float* y) {
+void Forward::matmul(const Proj& p, const float* x, int n, float* y) {
+  const Tensor& w = *p.t;
   const size_t rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
   if (on_matmul_input) on_matmul_input(w, x, n);
-  if (w.type == DType::kF32 && cols % 32 != 0) {
+  if (p.lw.empty()) {
     const float* wd = w.f32();
     pool_.parallel_for(rows, 16, [&](size_t r0, size_t r1) {
       for (int t = 0; t < n; ++t) {
@@ -67,36 +82,27 @@ void Forward::matmul(const Tensor& w, const float* x, int n, float* y) {
     });
     return;
   }
-  QuantWeight q;
-  q.type = to_weight_type(w.type);
-  q.rows = w.rows;
-  q.cols = w.cols;
-  q.packed = w.data;
-  linear(q, x, static_cast<size_t>(n), cols, y, rows, &pool_, lin_);
+  linear(p.lw, x, static_cast<size_t>(n), cols, y, rows, &pool_, lin_);
 }
 
 // Several weights over the same input in one pass (linear_multi: activations quantized once,
 // one barrier); weights the kernels cannot take go one by one through matmul() above.
-void Forward::matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x,
+void Forward::matmul(std::initializer_list<std::pair<const Proj*, float*>> ws, const float* x,
                      int n) {
   const bool kernels_take_all =
-      ws.size() <= 4 && std::all_of(ws.begin(), ws.end(), [](const auto& wy) {
-        return !(wy.first->type == DType::kF32 && wy.first->cols % 32 != 0);
-      });
+      ws.size() <= 4 &&
+      std::all_of(ws.begin(), ws.end(), [](const auto& wy) { return !wy.first->lw.empty(); });
   if (!kernels_take_all) {
     for (const auto& [w, y] : ws) matmul(*w, x, n, y);
     return;
   }
-  QuantWeight q[4];
   LinearOut outs[4];
   size_t k = 0;
   for (const auto& [w, y] : ws) {
-    if (on_matmul_input) on_matmul_input(*w, x, n);
-    q[k] = QuantWeight{to_weight_type(w->type), w->rows, w->cols, w->data};
-    outs[k] = LinearOut{&q[k], y, static_cast<size_t>(w->rows)};
-    ++k;
+    if (on_matmul_input) on_matmul_input(*w->t, x, n);
+    outs[k++] = LinearOut{&w->lw, y, static_cast<size_t>(w->t->rows)};
   }
-  linear_multi(outs, k, x, static_cast<size_t>(n), static_cast<size_t>(ws.begin()->first->cols),
+  linear_multi(outs, k, x, static_cast<size_t>(n), static_cast<size_t>(ws.begin()->first->t->cols),
                &pool_, lin_);
 }
 
@@ -307,6 +313,7 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = m_.layers[static_cast<size_t>(l)];
+    const LayerProj& p = proj_[static_cast<size_t>(l)];
     // Slots [t0, T) need this layer's output: all of them but in the last layer, where only the
     // rows whose logits are wanted do. Every row's K and V still go into the cache.
     const size_t t0 = l + 1 < c.n_layers ? 0 : n_skip;
@@ -316,10 +323,10 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
       vk.rmsnorm(xb_.data() + t * dim, x_.data() + t * dim, w.attn_norm.f32(), dim, eps);
     }
     if (t0 == 0) {
-      matmul({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
+      matmul({{&p.wq, q_.data()}, {&p.wk, k_.data()}, {&p.wv, v_.data()}}, xb_.data(), n);
     } else {
-      matmul({{&w.wk, k_.data()}, {&w.wv, v_.data()}}, xb_.data(), n);
-      if (nq > 0) matmul(w.wq, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
+      matmul({{&p.wk, k_.data()}, {&p.wv, v_.data()}}, xb_.data(), n);
+      if (nq > 0) matmul(p.wq, xb_.data() + t0 * dim, nq, q_.data() + t0 * qd);
     }
     lora(l, LoraTarget::kQ, xb_.data() + t0 * dim, t0, T, q_.data() + t0 * qd);
     lora(l, LoraTarget::kK, xb_.data(), 0, T, k_.data());
@@ -362,7 +369,7 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     float* x = x_.data() + t0 * dim;
     float* xb = xb_.data() + t0 * dim;
     attend_rows(l, attn_.data() + t0, tq, q_.data() + t0 * qd, n_heads_, att_.data(), &pool_);
-    matmul(w.wo, att_.data(), nq, xb);
+    matmul(p.wo, att_.data(), nq, xb);
     lora(l, LoraTarget::kO, att_.data(), t0, T, xb);
     if (comm) comm->sum(xb, tq * dim);  // split model: every rank's heads' share
     vk.add(x, xb, tq * dim);
@@ -370,11 +377,11 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     for (size_t t = 0; t < tq; ++t) {
       vk.rmsnorm(xb + t * dim, x + t * dim, w.ffn_norm.f32(), dim, eps);
     }
-    matmul({{&w.w_gate, hb_.data()}, {&w.w_up, hb2_.data()}}, xb, nq);
+    matmul({{&p.w_gate, hb_.data()}, {&p.w_up, hb2_.data()}}, xb, nq);
     lora(l, LoraTarget::kGate, xb, t0, T, hb_.data());
     lora(l, LoraTarget::kUp, xb, t0, T, hb2_.data());
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), tq * hidden);
-    matmul(w.w_down, hb_.data(), nq, xb);
+    matmul(p.w_down, hb_.data(), nq, xb);
     lora(l, LoraTarget::kDown, hb_.data(), t0, T, xb);
     if (comm) comm->sum(xb, tq * dim);  // split model: every rank's FFN columns' share
     vk.add(x, xb, tq * dim);
@@ -396,7 +403,7 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
       gather_counts_[size_t(r)] = tq * static_cast<size_t>(v1 - v0);
     }
     logits_mine_.resize(tq * vr);
-    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_mine_.data());
+    matmul(output_, xb_.data(), static_cast<int>(tq), logits_mine_.data());
     logits_all_.resize(tq * vocab);
     comm->gather(logits_mine_.data(), tq * vr, logits_all_.data(), gather_counts_.data());
     logits_.resize(tq * vocab);
@@ -412,11 +419,11 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     }
     if (sorted) return;
   } else if (sorted) {
-    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits);
+    matmul(output_, xb_.data(), static_cast<int>(tq), logits);
     return;
   } else {
     logits_.resize(tq * vocab);
-    matmul(m_.output, xb_.data(), static_cast<int>(tq), logits_.data());
+    matmul(output_, xb_.data(), static_cast<int>(tq), logits_.data());
   }
   size_t k = 0;
   for (size_t i = 0; i < T; ++i) {

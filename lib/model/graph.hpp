@@ -78,8 +78,20 @@ class Forward {
  private:
   void check(const Batch& batch) const;
   void eval_rows(const BatchRow* rows, int n, float* logits);
-  void matmul(const Tensor& w, const float* x, int n, float* y);
-  void matmul(std::initializer_list<std::pair<const Tensor*, float*>> ws, const float* x, int n);
+  // A projection as the pass runs it: its tensor (for on_matmul_input and the plain loop) and
+  // its linear() handle, made once in the constructor (the weight checked, its kernels chosen).
+  // The handle is empty for f32 weights whose K is not a multiple of 32 (tiny llama2.c models),
+  // which take a plain loop.
+  struct Proj {
+    const Tensor* t = nullptr;
+    LinearWeight lw;
+  };
+  struct LayerProj {
+    Proj wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+  static Proj make_proj(const Tensor& t);
+  void matmul(const Proj& w, const float* x, int n, float* y);
+  void matmul(std::initializer_list<std::pair<const Proj*, float*>> ws, const float* x, int n);
   // y (slots [s0, s1)) += each slot's adapters' B (A x) for projection t of layer l, one call
   // per run of slots sharing an adapter set. x and y point at slot s0.
   void lora(int l, LoraTarget t, const float* x, size_t s0, size_t s1, float* y);
@@ -89,6 +101,8 @@ class Forward {
   // This rank's heads, KV heads, FFN width and classifier rows: the config's on a whole model,
   // the slice's on a model split across ranks (m_.shard, lib/dist/shard.hpp).
   int n_heads_, n_kv_heads_, hidden_, vocab_rows_;
+  std::vector<LayerProj> proj_;  // per layer
+  Proj output_;
   KvStore kv_;
   LinearScratch lin_;
   int q_dim_, kv_dim_;

@@ -104,15 +104,21 @@ size_t linear_chunk_rows(WeightType type) {
   return k::is_quantized(type) ? 2 * k::row_interleave(type) : 1;
 }
 
-void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
-            size_t y_stride, ThreadPool* pool, LinearScratch& scratch) {
+LinearWeight::LinearWeight(const QuantWeight& w, const std::string& what) : w_(w) {
   check_kernel_isa();
+  validate_weight(w, what);
+  gemv_ = &k::matmul_kernel(k::MatmulOp::kGemv, w.type);
+  gemm_ = &k::matmul_kernel(k::MatmulOp::kGemm, w.type);
+}
+
+void linear(const LinearWeight& lw, const float* x, size_t n_tokens, size_t x_stride, float* y,
+            size_t y_stride, ThreadPool* pool, LinearScratch& scratch) {
+  if (lw.empty()) throw Error(ErrorCode::kInvalidArgument, "linear: an empty weight handle");
   if (n_tokens == 0) return;
-  validate_weight(w, "linear");
+  const QuantWeight& w = lw.weight();
   const size_t m = static_cast<size_t>(w.rows), kk = static_cast<size_t>(w.cols);
   check_linear_io(x, y, n_tokens, x_stride, y_stride, kk, m);
-  const k::MatmulOp op = n_tokens == 1 ? k::MatmulOp::kGemv : k::MatmulOp::kGemm;
-  const k::GemmKernel& kern = k::matmul_kernel(op, w.type);
+  const k::GemmKernel& kern = lw.kernel(n_tokens);
   k::GemmArgs args{};
   args.n0 = 0;
   args.n1 = n_tokens;

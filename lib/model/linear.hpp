@@ -1,9 +1,11 @@
 #pragma once
 // y = W x for every token: what the forward pass calls for each weight matrix. W is a packed
-// quantized (or f32/f16) matrix (kernels/common/pack.hpp: the .piq on-disk layout); x holds
-// n_tokens rows of f32 activations. Activations are quantized once (q8 blocks), then output
-// rows are split across the thread pool in multiples of linear_chunk_rows() (two row groups of
-// the packing's interleave for quantized types), and each range runs the chosen GEMV
+// quantized (or f32/f16) matrix (kernels/common/pack.hpp: the .piq on-disk layout) held by a
+// LinearWeight: the weight checked once, when the handle is made (at load: Forward makes one per
+// projection), with the GEMV and GEMM kernels chosen for it; linear() re-checks nothing of the
+// weight. x holds n_tokens rows of f32 activations. Activations are quantized once (q8 blocks),
+// then output rows are split across the thread pool in multiples of linear_chunk_rows() (two row
+// groups of the packing's interleave for quantized types), and each range runs the handle's GEMV
 // (n_tokens == 1) or GEMM kernel. Results are bit-identical for any thread count.
 #include <cstddef>
 #include <cstdint>
@@ -49,14 +51,35 @@ OwnedQuantWeight pack_weight(WeightType type, const void* rows_data, int64_t row
 /// Throws Error(kInvalidArgument) naming `what` when w is not usable by linear().
 void validate_weight(const QuantWeight& w, const std::string& what);
 
+/// A weight checked once, with its kernels: what linear() and linear_multi() run. Made at load
+/// (one per projection, Forward's constructor); the per-call work is the product only.
+class LinearWeight {
+ public:
+  LinearWeight() = default;  ///< empty: linear() refuses it
+  /// Checks w (validate_weight(w, what): Error(kInvalidArgument)) and PIQUANT_ISA
+  /// (check_kernel_isa(): Error(kUnsupported)), then chooses its GEMV and GEMM kernels (the GEMM
+  /// kernel holds the small-batch path of 2-3 tokens where one exists). w.packed is not owned.
+  explicit LinearWeight(const QuantWeight& w, const std::string& what = "linear");
+  bool empty() const { return gemv_ == nullptr; }
+  const QuantWeight& weight() const { return w_; }
+  /// The kernel for n_tokens rows: the GEMV for one, the GEMM for more. Not empty().
+  const kernels::GemmKernel& kernel(size_t n_tokens) const { return n_tokens == 1 ? *gemv_ : *gemm_; }
+
+ private:
+  QuantWeight w_;
+  const kernels::GemmKernel* gemv_ = nullptr;
+  const kernels::GemmKernel* gemm_ = nullptr;
+};
+
 /// Reusable buffers for linear() (quantized activations); one per thread that calls linear().
 struct LinearScratch {
   std::vector<uint8_t> act;
 };
 
 /// y[t * y_stride + r] = sum_c W[r][c] * x[t * x_stride + c] for t < n_tokens, r < rows.
-/// pool may be null (single thread). Throws Error(kInvalidArgument) for bad shapes or strides.
-void linear(const QuantWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
+/// pool may be null (single thread). Throws Error(kInvalidArgument) for an empty handle, a null
+/// x or y, or strides shorter than the rows.
+void linear(const LinearWeight& w, const float* x, size_t n_tokens, size_t x_stride, float* y,
             size_t y_stride, ThreadPool* pool, LinearScratch& scratch);
 
 /// For linear() and linear_multi(): throws Error(kInvalidArgument) for a null x or y or strides
@@ -74,7 +97,8 @@ void set_activations(const kernels::GemmKernel& kern, const float* x, size_t n_t
 size_t linear_chunk_rows(WeightType type);
 
 /// Throws Error(kUnsupported) when PIQUANT_ISA asks for a kernel path this CPU lacks or names
-/// an unknown level: forcing a path must never fall back silently. linear() calls it.
+/// an unknown level: forcing a path must never fall back silently. LinearWeight's constructor
+/// calls it (so making a handle, hence loading a model for a forward pass, refuses).
 void check_kernel_isa();
 
 /// The kernels linear() uses on this CPU, e.g. for piquant-run -v (checks PIQUANT_ISA too).

@@ -15,12 +15,15 @@ namespace k = kernels;
 void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n_tokens,
                   size_t x_stride, ThreadPool* pool, LinearScratch& scratch) {
   constexpr size_t kMaxOuts = 8;
-  check_kernel_isa();
+  for (size_t i = 0; i < n_outs; ++i) {
+    if (outs[i].w->empty()) throw Error(ErrorCode::kInvalidArgument, "linear: an empty weight handle");
+  }
   if (n_tokens == 0 || n_outs == 0) return;
-  const QuantWeight& w0 = *outs[0].w;
+  const QuantWeight& w0 = outs[0].w->weight();
   bool same = n_outs <= kMaxOuts;
-  for (size_t i = 0; i < n_outs; ++i)
-    same = same && outs[i].w->type == w0.type && outs[i].w->cols == w0.cols;
+  for (size_t i = 0; i < n_outs; ++i) {
+    same = same && outs[i].w->weight().type == w0.type && outs[i].w->weight().cols == w0.cols;
+  }
   if (n_outs == 1 || !same) {
     for (size_t i = 0; i < n_outs; ++i) {
       linear(*outs[i].w, x, n_tokens, x_stride, outs[i].y, outs[i].y_stride, pool, scratch);
@@ -29,13 +32,11 @@ void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n
   }
   const size_t kk = static_cast<size_t>(w0.cols);
   for (size_t i = 0; i < n_outs; ++i) {
-    const QuantWeight& w = *outs[i].w;
-    validate_weight(w, "linear");
+    const QuantWeight& w = outs[i].w->weight();
     check_linear_io(x, outs[i].y, n_tokens, x_stride, outs[i].y_stride, kk,
                     static_cast<size_t>(w.rows));
   }
-  const k::MatmulOp op = n_tokens == 1 ? k::MatmulOp::kGemv : k::MatmulOp::kGemm;
-  const k::GemmKernel& kern = k::matmul_kernel(op, w0.type);
+  const k::GemmKernel& kern = outs[0].w->kernel(n_tokens);  // the same type: the same kernel
   k::GemmArgs args{};
   args.n0 = 0;
   args.n1 = n_tokens;
@@ -47,16 +48,16 @@ void linear_multi(const LinearOut* outs, size_t n_outs, const float* x, size_t n
   size_t first[kMaxOuts], total = 0;
   for (size_t i = 0; i < n_outs; ++i) {
     first[i] = total;
-    total += (static_cast<size_t>(outs[i].w->rows) + il - 1) / il * il;
+    total += (static_cast<size_t>(outs[i].w->weight().rows) + il - 1) / il * il;
   }
   auto run_rows = [&](size_t g0, size_t g1) {
     for (size_t i = 0; i < n_outs; ++i) {
-      const size_t m = static_cast<size_t>(outs[i].w->rows);
+      const size_t m = static_cast<size_t>(outs[i].w->weight().rows);
       if (g1 <= first[i] || g0 >= first[i] + m) continue;
       k::GemmArgs a = args;
       a.m0 = std::max(g0, first[i]) - first[i];
       a.m1 = std::min(g1 - first[i], m);
-      a.wt = outs[i].w->packed;
+      a.wt = outs[i].w->weight().packed;
       a.dst = outs[i].y;
       a.dst_stride = outs[i].y_stride;
       kern.run(a);

@@ -12,7 +12,7 @@ namespace piquant {
 
 /// One output of linear_multi(): y[t * y_stride + r] = sum_c W[r][c] * x[t * x_stride + c].
 struct LinearOut {
-  const QuantWeight* w;
+  const LinearWeight* w;
   float* y;
   size_t y_stride;
 };

@@ -28,6 +28,7 @@ TEST_CASE("linear matches a double reference and is identical for 1 and 2 thread
       for (float& v : x) v = dist(rng) * 2.0f;
       const auto qw = piquant::quantize_weight(t, w.data(), rows, cols);
       REQUIRE(qw.storage.size() == qw.weight.packed_bytes());
+      const piquant::LinearWeight lw(qw.weight);
       // Reference: the dequantized weights times the unquantized activations, in double.
       std::vector<float> wq(rows * cols);
       std::vector<uint8_t> row_major(rows * piquant::kernels::row_bytes(t, cols));
@@ -36,8 +37,8 @@ TEST_CASE("linear matches a double reference and is identical for 1 and 2 thread
       const size_t ys = rows + 2;
       std::vector<float> y1(n * ys, -1.0f), y2(n * ys, -2.0f);
       piquant::LinearScratch s1, s2;
-      piquant::linear(qw.weight, x.data(), n, cols + 5, y1.data(), ys, &pool1, s1);
-      piquant::linear(qw.weight, x.data(), n, cols + 5, y2.data(), ys, &pool2, s2);
+      piquant::linear(lw, x.data(), n, cols + 5, y1.data(), ys, &pool1, s1);
+      piquant::linear(lw, x.data(), n, cols + 5, y2.data(), ys, &pool2, s2);
       for (size_t j = 0; j < n; ++j) {
         for (int64_t r = 0; r < rows; ++r) {
           const float* xr = x.data() + j * (cols + 5);
@@ -63,7 +64,7 @@ TEST_CASE("linear matches a double reference and is identical for 1 and 2 thread
       }
       if (n == 3) {  // decode (GEMV) gives the same bits as that token inside a batch (GEMM)
         std::vector<float> y3(rows);
-        piquant::linear(qw.weight, x.data() + 2 * (cols + 5), 1, cols, y3.data(), rows, &pool2, s2);
+        piquant::linear(lw, x.data() + 2 * (cols + 5), 1, cols, y3.data(), rows, &pool2, s2);
         REQUIRE(std::memcmp(y3.data(), y1.data() + 2 * ys, rows * 4) == 0);
       }
     }
@@ -84,8 +85,21 @@ TEST_CASE("linear and quantize_weight reject bad shapes with a clear error", "[l
   const auto qw = piquant::quantize_weight(WeightType::kQ8, w.data(), 8, 32);
   std::vector<float> x(64), y(16);
   piquant::LinearScratch s;
-  CHECK_THROWS_AS(piquant::linear(qw.weight, x.data(), 2, 16, y.data(), 8, nullptr, s), piquant::Error);
+  const piquant::LinearWeight lw(qw.weight);
+  CHECK_THROWS_AS(piquant::linear(lw, x.data(), 2, 16, y.data(), 8, nullptr, s), piquant::Error);
+  // A weight is checked once, when its handle is made, with validate_weight()'s messages.
+  try {
+    piquant::LinearWeight bad(piquant::QuantWeight{WeightType::kQ8, 8, 40, qw.weight.packed});
+    FAIL("no error");
+  } catch (const piquant::Error& e) {
+    CHECK(e.code() == piquant::ErrorCode::kInvalidArgument);
+    CHECK(std::string(e.what()) == "linear: 40 columns is not a multiple of 32 (the q8 block size)");
+  }
   piquant::QuantWeight empty;
-  CHECK_THROWS_AS(piquant::linear(empty, x.data(), 1, 32, y.data(), 8, nullptr, s), piquant::Error);
+  CHECK_THROWS_AS(piquant::LinearWeight(empty), piquant::Error);
+  CHECK_THROWS_AS(piquant::LinearWeight(piquant::QuantWeight{WeightType::kQ8, 8, 32, nullptr}),
+                  piquant::Error);
+  CHECK_THROWS_AS(piquant::linear(piquant::LinearWeight(), x.data(), 1, 32, y.data(), 8, nullptr, s),
+                  piquant::Error);
   CHECK(!piquant::linear_kernel_names().empty());
 }

@@ -32,24 +32,26 @@ TEST_CASE("linear_multi gives the bytes of separate linear calls for any thread 
       std::vector<float> wm(static_cast<size_t>(11 * cols));
       for (float& v : wm) v = dist(rng);
       ws.push_back(piquant::quantize_weight(WeightType::kQ8, wm.data(), 11, cols));
+      std::vector<piquant::LinearWeight> lws;
+      for (const auto& o : ws) lws.emplace_back(o.weight);
       std::vector<float> x(n * cols);
       for (float& v : x) v = dist(rng);
       for (size_t n_out : {size_t{3}, size_t{4}}) {
         std::vector<std::vector<float>> want(n_out);
         piquant::LinearScratch s;
         for (size_t i = 0; i < n_out; ++i) {
-          const auto& w = ws[i].weight;
+          const auto& w = lws[i].weight();
           want[i].assign(n * static_cast<size_t>(w.rows), 0.0f);
-          piquant::linear(w, x.data(), n, cols, want[i].data(), static_cast<size_t>(w.rows), &pool1,
+          piquant::linear(lws[i], x.data(), n, cols, want[i].data(), static_cast<size_t>(w.rows), &pool1,
                           s);
         }
         for (piquant::ThreadPool* pool : {&pool1, &pool2, &pool3}) {
           std::vector<std::vector<float>> got(n_out);
           std::vector<piquant::LinearOut> outs;
           for (size_t i = 0; i < n_out; ++i) {
-            const auto& w = ws[i].weight;
+            const auto& w = lws[i].weight();
             got[i].assign(n * static_cast<size_t>(w.rows), -1.0f);
-            outs.push_back({&w, got[i].data(), static_cast<size_t>(w.rows)});
+            outs.push_back({&lws[i], got[i].data(), static_cast<size_t>(w.rows)});
           }
           piquant::linear_multi(outs.data(), n_out, x.data(), n, cols, pool, s);
           for (size_t i = 0; i < n_out; ++i) {
