@@ -160,8 +160,7 @@ inline __m512i transpose_idx() {
 }
 
 // 4x4 dword transpose inside each 128-bit lane of four registers: out lane (4r + g) = x_g[4r +
-// j] for out j; used both to build the GEMM panel (j = quad) and, with adds, to reduce the
-// GEMV's four groups to full sums.
+// j] for out j; builds the GEMM panel (j = quad).
 inline void transpose4(__m512i x0, __m512i x1, __m512i x2, __m512i x3, __m512i* o) {
   const __m512i a = _mm512_unpacklo_epi32(x0, x1), b = _mm512_unpackhi_epi32(x0, x1);
   const __m512i c = _mm512_unpacklo_epi32(x2, x3), d = _mm512_unpackhi_epi32(x2, x3);
@@ -169,6 +168,14 @@ inline void transpose4(__m512i x0, __m512i x1, __m512i x2, __m512i x3, __m512i* 
   o[1] = _mm512_unpackhi_epi64(a, c);
   o[2] = _mm512_unpacklo_epi64(b, d);
   o[3] = _mm512_unpackhi_epi64(b, d);
+}
+
+// Lane 4r + i = x_i[4r] + x_i[4r + 1] + x_i[4r + 2] + x_i[4r + 3]: the quad sums of four
+// registers, 6 unpacks and 3 adds (the full transpose4 and its adds cost 8 and 3).
+inline __m512i hsum4(__m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(x0, x1), _mm512_unpackhi_epi32(x0, x1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(x2, x3), _mm512_unpackhi_epi32(x2, x3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
 }
 
 // Four groups' scales d[g][r] (fp16) -> f32 in lane order 4r + g.
@@ -308,9 +315,7 @@ PIQUANT_TILE_INLINE inline void gemv_group_step(const uint8_t* w, size_t b, cons
     dw[i] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (b + i) * gb)));
   }
   for (int t = 0; t < NT; ++t) {
-    __m512i tr[4];
-    transpose4(p[t][0], p[t][1], p[t][2], p[t][3], tr);
-    const __m512i v = _mm512_add_epi32(_mm512_add_epi32(tr[0], tr[1]), _mm512_add_epi32(tr[2], tr[3]));
+    const __m512i v = hsum4(p[t][0], p[t][1], p[t][2], p[t][3]);
     const __m512i o = _mm512_loadu_si512(corr[t] + b * 4);  // lane 4i + r: -8 s of block b + i
     const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_permutexvar_epi32(transpose_idx(), v), o));
     for (int i = 0; i < CNT; ++i) {
