@@ -177,13 +177,14 @@ class MpiCollective final : public Collective {
 
   void finish() override {
     const double t0 = now_s();
-    for (size_t k = 0; k < n_ops_; ++k) {
+    const size_t n_ops = n_ops_;
+    n_ops_ = 0;  // done, or abandoned when a wait throws (piquant-server's rank 0 then ends the job)
+    for (size_t k = 0; k < n_ops; ++k) {
       Op& op = *ops_[k];
       wait_all(op.req, op.peer, opt_.timeout_s, op.is_sum ? "sum" : "gather", op.seq,
                opt_.throw_on_timeout);
       if (op.is_sum) reduce(op);
     }
-    n_ops_ = 0;
     stats_.comm_seconds += now_s() - t0;
   }
 
