@@ -3,7 +3,10 @@
 #  - lib/format/ reads and writes containers only: it includes lib/format's own headers, the
 #    public include/piquant/ headers, kernels/common/ and lib/util/, nothing of lib/load,
 #    lib/model, lib/tokenizer, lib/lora or any other layer above it;
-#  - no `friend` in include/ or lib/ (no class reaches into another's internals).
+#  - no `friend` in include/ or lib/ (no class reaches into another's internals);
+#  - lib/ and tools/ depend on nothing in examples/: no CMakeLists.txt of theirs names an
+#    examples/ path (a source compiled, an include directory), no source includes one (code
+#    the programs share lives in lib/, e.g. piquant_dist: lib/dist/distributed.*).
 if(NOT SOURCE)
   message(FATAL_ERROR "layering_check.cmake: pass -DSOURCE=<source tree>")
 endif()
@@ -37,9 +40,28 @@ foreach(_f IN LISTS _all)
   endforeach()
 endforeach()
 
+file(GLOB_RECURSE _upper ${SOURCE}/lib/*.hpp ${SOURCE}/lib/*.cpp ${SOURCE}/lib/*CMakeLists.txt
+     ${SOURCE}/tools/*.hpp ${SOURCE}/tools/*.cpp ${SOURCE}/tools/*CMakeLists.txt)
+list(LENGTH _upper _n_upper)
+foreach(_f IN LISTS _upper)
+  if(_f MATCHES "CMakeLists\\.txt$")
+    file(STRINGS ${_f} _lines REGEX "examples/")
+    set(_what "names examples/")
+  else()
+    file(STRINGS ${_f} _lines REGEX "^[ \t]*#[ \t]*include[ \t]*[\"<][^\">]*examples/")
+    set(_what "includes from examples/")
+  endif()
+  foreach(_l IN LISTS _lines)
+    file(RELATIVE_PATH _rel ${SOURCE} ${_f})
+    string(STRIP "${_l}" _l)
+    string(APPEND _breaches "  ${_rel}: ${_l} (${_what}: lib/ and tools/ may not depend on examples/)\n")
+  endforeach()
+endforeach()
+
 if(NOT _breaches STREQUAL "")
   message(FATAL_ERROR "layering breaches:\n${_breaches}")
 endif()
 list(LENGTH _all _n_all)
 message(STATUS "layering ok: ${_n_format} files in lib/format include no upper layer; "
-               "no friend in ${_n_all} files of include/ and lib/")
+               "no friend in ${_n_all} files of include/ and lib/; ${_n_upper} files of lib/ and "
+               "tools/ depend on nothing in examples/")

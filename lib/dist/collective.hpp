@@ -5,8 +5,10 @@
 // order), so every rank continues from identical activations and samples the same token.
 // The MPI implementation is lib/dist/mpi_collective.* (built with -DPIQUANT_MPI=ON only); this
 // header and the forward pass do not depend on MPI.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace piquant {
 
@@ -27,6 +29,33 @@ class Collective {
   /// out := the concatenation of every rank's `mine` in rank order; counts[r] floats from rank r
   /// (counts[rank()] == n_mine).
   virtual void gather(const float* mine, size_t n_mine, float* out, const size_t* counts) = 0;
+
+  // --- Overlap (docs/distributed.md, "Overlap"): exchanges started while the pass computes on.
+  /// Into how many chunks the forward pass splits the outputs of Wo, W_down and the classifier,
+  /// starting each chunk's exchange as soon as the chunk is computed (1: no overlap). The same
+  /// on every rank (the chunks' exchanges must pair up).
+  virtual int overlap_chunks() const { return 1; }
+  /// Starts the sum over all ranks of the block x[i * stride + j] (i < rows, j < cols) and may
+  /// return before it is done: the block stays untouched by the caller (not read, not written)
+  /// until finish() returns; then it holds what sum() of the block laid out contiguously gives
+  /// (the same values added in the same order). This default sums at once.
+  virtual void start_sum(float* x, size_t rows, size_t cols, size_t stride) {
+    if (rows <= 1 || stride == cols) {
+      sum(x, rows * cols);
+      return;
+    }
+    std::vector<float> flat(rows * cols);
+    for (size_t i = 0; i < rows; ++i) std::copy(x + i * stride, x + i * stride + cols, flat.data() + i * cols);
+    sum(flat.data(), flat.size());
+    for (size_t i = 0; i < rows; ++i) std::copy(flat.data() + i * cols, flat.data() + (i + 1) * cols, x + i * stride);
+  }
+  /// Starts gather(mine, n_mine, out, counts) (mine and out untouched until finish() returns).
+  virtual void start_gather(const float* mine, size_t n_mine, float* out, const size_t* counts) {
+    gather(mine, n_mine, out, counts);
+  }
+  /// Completes every exchange started, in the order started.
+  virtual void finish() {}
+
   virtual const CollectiveStats& stats() const = 0;
   virtual void reset_stats() = 0;
 };

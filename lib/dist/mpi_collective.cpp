@@ -97,6 +97,11 @@ struct Q8Block {
 class MpiCollective final : public Collective {
  public:
   explicit MpiCollective(const MpiOptions& o) : opt_(o) {
+    if (o.overlap_chunks < 1 || o.overlap_chunks > kMaxOverlapChunks) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--mpi-overlap: " + std::to_string(o.overlap_chunks) + " chunks is not in [1, " +
+                      std::to_string(kMaxOverlapChunks) + "]");
+    }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
   }
@@ -104,101 +109,173 @@ class MpiCollective final : public Collective {
   int size() const override { return size_; }
   const CollectiveStats& stats() const override { return stats_; }
   void reset_stats() override { stats_ = CollectiveStats{}; }
+  int overlap_chunks() const override { return opt_.overlap_chunks; }
 
   void sum(float* x, size_t n) override {
+    start_sum(x, 1, n, n);
+    finish();
+  }
+  void gather(const float* mine, size_t n_mine, float* out, const size_t* counts) override {
+    start_gather(mine, n_mine, out, counts);
+    finish();
+  }
+
+  // Posts the block's bytes (f32, or q8 blocks of 32 over the block read row by row) to every
+  // peer and the receives of theirs; finish() adds them up.
+  void start_sum(float* x, size_t rows, size_t cols, size_t stride) override {
     const double t0 = now_s();
-    const size_t N = static_cast<size_t>(size_);
+    Op& op = next_op();
+    op.is_sum = true;
+    op.x = x;
+    op.rows = rows;
+    op.cols = cols;
+    op.stride = stride;
+    const size_t n = rows * cols, N = static_cast<size_t>(size_);
+    const float* src = x;
+    if (!op.contiguous()) {  // a column chunk of several rows: packed row by row
+      op.flat.resize(n);
+      for (size_t i = 0; i < rows; ++i) {
+        std::copy(x + i * stride, x + i * stride + cols, op.flat.data() + i * cols);
+      }
+      src = op.flat.data();
+    }
     if (opt_.wire == WireType::kF32) {
       const size_t b = n * sizeof(float);
-      all_.resize(N * b);
-      std::vector<size_t>& bytes = counts_;
-      bytes.assign(N, b);
-      exchange(x, b, all_.data(), bytes.data(), "sum");
-      const float* parts = reinterpret_cast<const float*>(all_.data());
-      std::copy(parts, parts + n, x);
-      for (size_t r = 1; r < N; ++r) {
-        const float* p = parts + r * n;
-        for (size_t i = 0; i < n; ++i) x[i] += p[i];
-      }
+      op.all.resize(N * b);
+      op.bytes.assign(N, b);
+      post(op, src, b, "sum");
     } else {
       const size_t nb = (n + 31) / 32, b = nb * sizeof(Q8Block);
-      mine_.resize(b);
-      auto* blocks = reinterpret_cast<Q8Block*>(mine_.data());
+      op.send.resize(b);
+      auto* blocks = reinterpret_cast<Q8Block*>(op.send.data());
       for (size_t j = 0; j < nb; ++j) {
         const size_t i0 = j * 32, len = std::min<size_t>(32, n - i0);
         float amax = 0.0f;
-        for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i0 + i]));
+        for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(src[i0 + i]));
         const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
         blocks[j].d = d;
         for (size_t i = 0; i < 32; ++i) {
-          blocks[j].q[i] = i < len ? static_cast<int8_t>(std::lrintf(x[i0 + i] * id)) : 0;
+          blocks[j].q[i] = i < len ? static_cast<int8_t>(std::lrintf(src[i0 + i] * id)) : 0;
         }
       }
-      all_.resize(N * b);
-      counts_.assign(N, b);
-      exchange(mine_.data(), b, all_.data(), counts_.data(), "sum");
-      std::fill(x, x + n, 0.0f);
-      for (size_t r = 0; r < N; ++r) {
-        const auto* p = reinterpret_cast<const Q8Block*>(all_.data() + r * b);
-        for (size_t j = 0; j < nb; ++j) {
-          const size_t i0 = j * 32, len = std::min<size_t>(32, n - i0);
-          for (size_t i = 0; i < len; ++i) x[i0 + i] += p[j].d * static_cast<float>(p[j].q[i]);
-        }
-      }
+      op.all.resize(N * b);
+      op.bytes.assign(N, b);
+      post(op, op.send.data(), b, "sum");
     }
     stats_.comm_seconds += now_s() - t0;
   }
 
-  void gather(const float* mine, size_t n_mine, float* out, const size_t* counts) override {
+  void start_gather(const float* mine, size_t n_mine, float* out, const size_t* counts) override {
     const double t0 = now_s();
-    counts_.resize(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) counts_[size_t(r)] = counts[r] * sizeof(float);
-    exchange(mine, n_mine * sizeof(float), out, counts_.data(), "gather");
+    Op& op = next_op();
+    op.is_sum = false;
+    op.bytes.resize(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) op.bytes[size_t(r)] = counts[r] * sizeof(float);
+    post(op, mine, n_mine * sizeof(float), "gather", out);
+    stats_.comm_seconds += now_s() - t0;
+  }
+
+  void finish() override {
+    const double t0 = now_s();
+    const size_t n_ops = n_ops_;
+    n_ops_ = 0;  // done, or abandoned when a wait throws (piquant-server's rank 0 then ends the job)
+    for (size_t k = 0; k < n_ops; ++k) {
+      Op& op = *ops_[k];
+      wait_all(op.req, op.peer, opt_.timeout_s, op.is_sum ? "sum" : "gather", op.seq,
+               opt_.throw_on_timeout);
+      if (op.is_sum) reduce(op);
+    }
     stats_.comm_seconds += now_s() - t0;
   }
 
  private:
-  // all := every rank's bytes in rank order (bytes[r] from rank r); mine is ours.
-  void exchange(const void* mine, size_t n_mine, void* all, const size_t* bytes, const char* what) {
-    const int tag = static_cast<int>(seq_ % 32768);
-    ++seq_;
+  // One exchange in flight (kept for reuse: its buffers stay allocated).
+  struct Op {
+    bool is_sum = true;
+    float* x = nullptr;  // sum: the block
+    size_t rows = 0, cols = 0, stride = 0;
+    std::vector<float> flat;          // sum: the block packed (when not contiguous), then its sum
+    std::vector<uint8_t> send, all;   // q8: our blocks; sum: every rank's bytes in rank order
+    std::vector<size_t> bytes;        // bytes from each rank
+    std::vector<MPI_Request> req;
+    std::vector<int> peer;
+    uint64_t seq = 0;
+    bool contiguous() const { return rows <= 1 || stride == cols; }
+  };
+
+  Op& next_op() {
+    if (n_ops_ == ops_.size()) ops_.push_back(std::make_unique<Op>());
+    return *ops_[n_ops_++];
+  }
+
+  // The sum of the ranks' parts, added in rank order, into the block.
+  void reduce(Op& op) {
+    const size_t n = op.rows * op.cols, N = static_cast<size_t>(size_);
+    float* dst = op.contiguous() ? op.x : op.flat.data();
+    if (opt_.wire == WireType::kF32) {
+      const float* parts = reinterpret_cast<const float*>(op.all.data());
+      std::copy(parts, parts + n, dst);
+      for (size_t r = 1; r < N; ++r) {
+        const float* p = parts + r * n;
+        for (size_t i = 0; i < n; ++i) dst[i] += p[i];
+      }
+    } else {
+      const size_t nb = (n + 31) / 32, b = op.bytes[0];
+      std::fill(dst, dst + n, 0.0f);
+      for (size_t r = 0; r < N; ++r) {
+        const auto* p = reinterpret_cast<const Q8Block*>(op.all.data() + r * b);
+        for (size_t j = 0; j < nb; ++j) {
+          const size_t i0 = j * 32, len = std::min<size_t>(32, n - i0);
+          for (size_t i = 0; i < len; ++i) dst[i0 + i] += p[j].d * static_cast<float>(p[j].q[i]);
+        }
+      }
+    }
+    if (!op.contiguous()) {
+      for (size_t i = 0; i < op.rows; ++i) {
+        std::copy(dst + i * op.cols, dst + (i + 1) * op.cols, op.x + i * op.stride);
+      }
+    }
+  }
+
+  // Posts the receives of every peer's bytes (op.bytes[r] from rank r) into `all` (op.all when
+  // null) in rank order, our `mine` copied in place, and the sends of `mine` to every peer.
+  void post(Op& op, const void* mine, size_t n_mine, const char* what, void* all = nullptr) {
+    op.seq = ++seq_;
+    const int tag = static_cast<int>(op.seq % 32768);
     ++stats_.calls;
-    req_.clear();
-    peer_.clear();
-    auto* out = static_cast<uint8_t*>(all);
+    op.req.clear();
+    op.peer.clear();
+    auto* out = static_cast<uint8_t*>(all != nullptr ? all : op.all.data());
     size_t off = 0;
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) {
         std::memcpy(out + off, mine, n_mine);
       } else {
-        req_.emplace_back();
-        peer_.push_back(r);
-        check_mpi(MPI_Irecv(out + off, static_cast<int>(bytes[r]), MPI_BYTE, r, tag,
-                            MPI_COMM_WORLD, &req_.back()),
+        op.req.emplace_back();
+        op.peer.push_back(r);
+        check_mpi(MPI_Irecv(out + off, static_cast<int>(op.bytes[size_t(r)]), MPI_BYTE, r, tag,
+                            MPI_COMM_WORLD, &op.req.back()),
                   what);
       }
-      off += bytes[r];
+      off += op.bytes[size_t(r)];
     }
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) continue;
-      req_.emplace_back();
-      peer_.push_back(-2 - r);  // a send: its peer is named only when no receive is missing
+      op.req.emplace_back();
+      op.peer.push_back(-2 - r);  // a send: its peer is named only when no receive is missing
       check_mpi(MPI_Isend(mine, static_cast<int>(n_mine), MPI_BYTE, r, tag, MPI_COMM_WORLD,
-                          &req_.back()),
+                          &op.req.back()),
                 what);
       stats_.bytes_sent += n_mine;
     }
-    wait_all(req_, peer_, opt_.timeout_s, what, seq_, opt_.throw_on_timeout);
   }
 
   MpiOptions opt_;
   int rank_ = 0, size_ = 1;
   uint64_t seq_ = 0;
   CollectiveStats stats_;
-  std::vector<uint8_t> mine_, all_;
-  std::vector<size_t> counts_;
-  std::vector<MPI_Request> req_;
-  std::vector<int> peer_;
+  std::vector<std::unique_ptr<Op>> ops_;  // ops_[0, n_ops_) in flight, in the order started
+  size_t n_ops_ = 0;
 };
 
 }  // namespace

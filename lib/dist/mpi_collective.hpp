@@ -24,8 +24,13 @@ const char* to_string(WireType t);
 /// "f32" / "q8"; throws Error(kInvalidArgument) otherwise.
 WireType parse_wire_type(const std::string& s);
 
+constexpr int kDefaultOverlapChunks = 2, kMaxOverlapChunks = 16;
+
 struct MpiOptions {
   WireType wire = WireType::kF32;  ///< q8 measured 1.2-1.6e-3 relative in the logits: not default
+  /// Chunks of Wo, W_down and the classifier whose exchanges overlap the next chunk's compute
+  /// (Collective::overlap_chunks; 1: no overlap). kMaxOverlapChunks at most.
+  int overlap_chunks = kDefaultOverlapChunks;
   double timeout_s = 10.0;  ///< longest wait for a peer in a sum or gather before aborting
   /// On a timeout throw Error(kIo) with the message instead of aborting the job (piquant-server's
   /// rank 0: it answers the requests in flight with the error first, then ends the job).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include "dist/collective.hpp"
@@ -11,6 +12,23 @@
 #include "vector/vector.hpp"
 
 namespace piquant {
+
+namespace {
+// Boundaries of k chunks of `rows` rows, each starting on a multiple of `align`
+// (k <= rows / align: every chunk holds at least `align` rows; the last one takes the rest).
+std::vector<size_t> chunk_bounds(size_t rows, size_t k, size_t align) {
+  const size_t units = rows / align;
+  std::vector<size_t> b;
+  for (size_t c = 0; c < k; ++c) b.push_back(units * c / k * align);
+  b.push_back(rows);
+  return b;
+}
+// The kernels' thread chunks for p's rows (every row computed as one call over all rows
+// computes it), times `align`'s other factors.
+size_t chunk_align(const LinearWeight& lw, size_t align) {
+  return lw.empty() ? align : std::lcm(align, linear_chunk_rows(lw.weight().type));
+}
+}  // namespace
 
 Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool& pool,
                  int n_seq)
@@ -30,6 +48,26 @@ Forward::Forward(const Model::Impl& model, int n_ctx, KvType kv_type, ThreadPool
                               make_proj(l.w_gate), make_proj(l.w_up), make_proj(l.w_down)});
   }
   output_ = make_proj(m_.output);
+  // A split model whose transport overlaps: Wo's and W_down's outputs (the model's width) in
+  // chunks on multiples of 32 too (the q8 wire's blocks, so a chunk's blocks are the whole
+  // row's); the classifier's rows (gathered as f32) on the kernels' thread chunks alone, as many
+  // chunks as the rank with the fewest rows can have (every rank's must pair up).
+  const int k = m_.shard && m_.shard->n_ranks > 1 && m_.comm ? m_.comm->overlap_chunks() : 1;
+  if (k > 1 && c.dim % 32 == 0) {
+    for (const LayerProj& p : proj_) {
+      wo_chunks_.push_back(make_chunks(p.wo, k, 32));
+      down_chunks_.push_back(make_chunks(p.w_down, k, 32));
+    }
+  }
+  if (k > 1) {
+    out_k_ = static_cast<size_t>(k);
+    for (int r = 0; r < m_.shard->n_ranks; ++r) {
+      const auto [v0, v1] = vocab_range(c.vocab_size, r, m_.shard->n_ranks);
+      out_k_ = std::min(out_k_, static_cast<size_t>(v1 - v0) / chunk_align(output_.lw, 1));
+    }
+    out_chunks_ = make_chunks(output_, static_cast<int>(out_k_), 1);
+    if (out_chunks_.b.empty()) out_k_ = 1;
+  }
   q_dim_ = n_heads_ * c.head_dim;
   kv_dim_ = n_kv_heads_ * c.head_dim;
   const size_t B = kBatch;
@@ -59,6 +97,50 @@ Forward::Proj Forward::make_proj(const Tensor& t) {
   if (t.type == DType::kF32 && t.cols % 32 != 0) return p;  // the plain loop
   p.lw = LinearWeight(QuantWeight{to_weight_type(t.type), t.rows, t.cols, t.data});
   return p;
+}
+
+Forward::Chunks Forward::make_chunks(const Proj& p, int k, size_t align) {
+  Chunks ch;
+  if (p.lw.empty()) return ch;  // the plain loop: not chunked
+  const QuantWeight& w = p.lw.weight();
+  const size_t a = chunk_align(p.lw, align), rows = static_cast<size_t>(w.rows);
+  const size_t kk = std::min(static_cast<size_t>(std::max(k, 1)), rows / a);
+  if (kk < 2) return ch;  // one chunk: nothing to overlap
+  ch.b = chunk_bounds(rows, kk, a);
+  for (size_t c = 0; c < kk; ++c) {
+    const auto r0 = static_cast<int64_t>(ch.b[c]), r1 = static_cast<int64_t>(ch.b[c + 1]);
+    const size_t off = QuantWeight{w.type, r0, w.cols, nullptr}.packed_bytes();
+    ch.parts.emplace_back(QuantWeight{w.type, r1 - r0, w.cols,
+                                      static_cast<const uint8_t*>(w.packed) + off});
+  }
+  return ch;
+}
+
+void Forward::matmul_chunk(const Proj& p, const Chunks& ch, size_t c, const float* x, int n,
+                           float* y, size_t y_stride) {
+  if (c == 0 && on_matmul_input) on_matmul_input(*p.t, x, n);
+  linear(ch.parts[c], x, static_cast<size_t>(n), static_cast<size_t>(p.t->cols), y, y_stride,
+         &pool_, lin_);
+}
+
+void Forward::row_parallel(int l, LoraTarget t, const Proj& p, const Chunks& ch, const float* x,
+                           size_t s0, size_t s1, float* y, Collective* comm) {
+  const size_t dim = static_cast<size_t>(m_.config.dim), tq = s1 - s0;
+  const int nq = static_cast<int>(tq);
+  const bool adapters = std::any_of(slot_set_.begin() + static_cast<ptrdiff_t>(s0),
+                                    slot_set_.begin() + static_cast<ptrdiff_t>(s1),
+                                    [](const auto* set) { return set != nullptr; });
+  if (comm == nullptr || ch.b.empty() || adapters) {
+    matmul(p, x, nq, y);
+    lora(l, t, x, s0, s1, y);
+    if (comm) comm->sum(y, tq * dim);  // split model: every rank's share
+    return;
+  }
+  for (size_t c = 0; c + 1 < ch.b.size(); ++c) {
+    matmul_chunk(p, ch, c, x, nq, y + ch.b[c], dim);
+    comm->start_sum(y + ch.b[c], tq, ch.b[c + 1] - ch.b[c], dim);
+  }
+  comm->finish();
 }
 
 // y (n x w.rows) = x (n x w.cols) W^T. f32 weights whose K is not a multiple of the kernels'
@@ -369,9 +451,9 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     float* x = x_.data() + t0 * dim;
     float* xb = xb_.data() + t0 * dim;
     attend_rows(l, attn_.data() + t0, tq, q_.data() + t0 * qd, n_heads_, att_.data(), &pool_);
-    matmul(p.wo, att_.data(), nq, xb);
-    lora(l, LoraTarget::kO, att_.data(), t0, T, xb);
-    if (comm) comm->sum(xb, tq * dim);  // split model: every rank's heads' share
+    // x += att Wo^T, on a split model summed over the ranks' heads
+    row_parallel(l, LoraTarget::kO, p.wo, wo_chunks_.empty() ? no_chunks_ : wo_chunks_[size_t(l)],
+                 att_.data(), t0, T, xb, comm);
     vk.add(x, xb, tq * dim);
 
     for (size_t t = 0; t < tq; ++t) {
@@ -381,9 +463,10 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     lora(l, LoraTarget::kGate, xb, t0, T, hb_.data());
     lora(l, LoraTarget::kUp, xb, t0, T, hb2_.data());
     vk.swiglu(hb_.data(), hb_.data(), hb2_.data(), tq * hidden);
-    matmul(p.w_down, hb_.data(), nq, xb);
-    lora(l, LoraTarget::kDown, hb_.data(), t0, T, xb);
-    if (comm) comm->sum(xb, tq * dim);  // split model: every rank's FFN columns' share
+    // x += h W_down^T, on a split model summed over the ranks' FFN columns
+    row_parallel(l, LoraTarget::kDown, p.w_down,
+                 down_chunks_.empty() ? no_chunks_ : down_chunks_[size_t(l)], hb_.data(), t0,
+                 T, xb, comm);
     vk.add(x, xb, tq * dim);
   }
   const size_t tq = T - n_skip;
@@ -393,29 +476,51 @@ void Forward::eval_rows(const BatchRow* rows, int n, float* logits) {
     vk.rmsnorm(xb_.data() + (t - n_skip) * dim, x_.data() + t * dim, m_.output_norm.f32(), dim, eps);
   }
   if (comm) {
-    // This rank's classifier rows for every wanted row, gathered from all ranks (rank-major:
-    // rank r's block is tq x its rows), then laid out as tq rows of the whole vocabulary.
-    const size_t vr = static_cast<size_t>(vocab_rows_);
+    // This rank's classifier rows for every wanted row, gathered from all ranks: per chunk of
+    // the ranks' rows (one chunk without overlap), rank r's block is tq x its chunk's rows,
+    // started as soon as it is computed; then laid out as tq rows of the whole vocabulary.
     const int n_ranks = m_.shard->n_ranks;
-    gather_counts_.resize(static_cast<size_t>(n_ranks));
-    for (int r = 0; r < n_ranks; ++r) {
+    const size_t n_chunks = out_k_;
+    gather_bounds_.resize(static_cast<size_t>(n_ranks));
+    for (int r = 0; r < n_ranks; ++r) {  // rank r's chunks (as its make_chunks made them)
       const auto [v0, v1] = vocab_range(c.vocab_size, r, n_ranks);
-      gather_counts_[size_t(r)] = tq * static_cast<size_t>(v1 - v0);
+      gather_bounds_[size_t(r)] =
+          chunk_bounds(static_cast<size_t>(v1 - v0), n_chunks, chunk_align(output_.lw, 1));
     }
-    logits_mine_.resize(tq * vr);
-    matmul(output_, xb_.data(), static_cast<int>(tq), logits_mine_.data());
+    logits_mine_.resize(tq * static_cast<size_t>(vocab_rows_));
     logits_all_.resize(tq * vocab);
-    comm->gather(logits_mine_.data(), tq * vr, logits_all_.data(), gather_counts_.data());
+    gather_counts_.resize(static_cast<size_t>(n_ranks));
+    size_t mine_off = 0, all_off = 0;
+    for (size_t ci = 0; ci < n_chunks; ++ci) {
+      for (int r = 0; r < n_ranks; ++r) {
+        const std::vector<size_t>& b = gather_bounds_[size_t(r)];
+        gather_counts_[size_t(r)] = tq * (b[ci + 1] - b[ci]);
+      }
+      const size_t w = gather_counts_[size_t(m_.shard->rank)] / tq;
+      float* y = logits_mine_.data() + mine_off;  // tq x w: this chunk, contiguous
+      if (n_chunks > 1) {
+        matmul_chunk(output_, out_chunks_, ci, xb_.data(), static_cast<int>(tq), y, w);
+      } else {
+        matmul(output_, xb_.data(), static_cast<int>(tq), y);
+      }
+      comm->start_gather(y, tq * w, logits_all_.data() + all_off, gather_counts_.data());
+      mine_off += tq * w;
+      for (int r = 0; r < n_ranks; ++r) all_off += gather_counts_[size_t(r)];
+    }
+    comm->finish();
     logits_.resize(tq * vocab);
     size_t off = 0;
-    for (int r = 0; r < n_ranks; ++r) {
-      const auto [v0, v1] = vocab_range(c.vocab_size, r, n_ranks);
-      const size_t w = static_cast<size_t>(v1 - v0);
-      for (size_t t = 0; t < tq; ++t) {
-        std::copy(logits_all_.data() + off + t * w, logits_all_.data() + off + (t + 1) * w,
-                  (sorted ? logits : logits_.data()) + t * vocab + static_cast<size_t>(v0));
+    for (size_t ci = 0; ci < n_chunks; ++ci) {
+      for (int r = 0; r < n_ranks; ++r) {
+        const std::vector<size_t>& b = gather_bounds_[size_t(r)];
+        const size_t v0 = static_cast<size_t>(vocab_range(c.vocab_size, r, n_ranks).first) + b[ci];
+        const size_t w = b[ci + 1] - b[ci];
+        for (size_t t = 0; t < tq; ++t) {
+          std::copy(logits_all_.data() + off + t * w, logits_all_.data() + off + (t + 1) * w,
+                    (sorted ? logits : logits_.data()) + t * vocab + v0);
+        }
+        off += tq * w;
       }
-      off += tq * w;
     }
     if (sorted) return;
   } else if (sorted) {

@@ -90,6 +90,25 @@ class Forward {
     Proj wq, wk, wv, wo, w_gate, w_up, w_down;
   };
   static Proj make_proj(const Tensor& t);
+  // Overlap on a split model (docs/distributed.md, "Overlap"): the outputs of Wo, W_down and the
+  // classifier computed in chunks of rows, each chunk's sum (or gather) started as soon as it is
+  // computed, so that it travels while the next chunk is computed. Rows [b[c], b[c+1]) of the
+  // weight are parts[c], a handle on the same packed bytes; the chunks start on multiples of the
+  // kernels' thread chunks (every row computed as one call computes it) and of 32 (the q8
+  // wire's blocks), so the results are the same bits as one call and one exchange give.
+  struct Chunks {
+    std::vector<size_t> b;            // 0 = b[0] < ... < b.back() = rows; empty: not chunked
+    std::vector<LinearWeight> parts;
+  };
+  static Chunks make_chunks(const Proj& p, int k, size_t align);
+  // y[t * y_stride + r] := row b[c] + r of x W^T for the rows r of chunk c (y: the chunk's first).
+  void matmul_chunk(const Proj& p, const Chunks& ch, size_t c, const float* x, int n, float* y,
+                    size_t y_stride);
+  // y (n x dim) := x Wo^T or x W_down^T summed over the ranks, chunk by chunk (the chunks'
+  // exchanges overlapping the compute); without chunks (or with adapters in the pass, whose
+  // B (A x) is added to the whole output): the product, the adapters, then one sum.
+  void row_parallel(int l, LoraTarget t, const Proj& p, const Chunks& ch, const float* x,
+                    size_t s0, size_t s1, float* y, Collective* comm);
   void matmul(const Proj& w, const float* x, int n, float* y);
   void matmul(std::initializer_list<std::pair<const Proj*, float*>> ws, const float* x, int n);
   // y (slots [s0, s1)) += each slot's adapters' B (A x) for projection t of layer l, one call
@@ -103,6 +122,9 @@ class Forward {
   int n_heads_, n_kv_heads_, hidden_, vocab_rows_;
   std::vector<LayerProj> proj_;  // per layer
   Proj output_;
+  std::vector<Chunks> wo_chunks_, down_chunks_;  // per layer (split model only)
+  Chunks out_chunks_, no_chunks_;
+  size_t out_k_ = 1;  // the classifier's chunks (1: not chunked)
   KvStore kv_;
   LinearScratch lin_;
   int q_dim_, kv_dim_;
@@ -111,6 +133,7 @@ class Forward {
   std::vector<float> lora_tmp_, lora_full_;
   std::vector<float> logits_mine_, logits_all_;  // split model: this rank's and all logits
   std::vector<size_t> gather_counts_;
+  std::vector<std::vector<size_t>> gather_bounds_;  // each rank's classifier chunks
   // Per pass: slot -> row (rows reordered so that wanted rows come last, grouped by adapter
   // set), row -> slot, each slot's adapter set, attention rows, the one-sequence batch.
   std::vector<int> order_, slot_of_;

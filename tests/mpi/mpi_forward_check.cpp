@@ -34,6 +34,9 @@ struct Opts {
   double tol = -1;  // < 0: ids only
   bool lora = false;
   uint64_t seed = 7;
+  int overlap = kDefaultOverlapChunks;  // --overlap: chunks whose exchanges overlap compute
+  int bits_vs = 0;  // --bits-vs K: the split run again with K chunks must give the same bits
+
 };
 
 std::shared_ptr<const LoraAdapter> make_lora(const Model& m, uint64_t seed) {
@@ -102,6 +105,8 @@ int main(int argc, char** argv) {
     else if (f == "--tokens") o.tokens = std::atoi(val().c_str());
     else if (f == "--tol") o.tol = std::atof(val().c_str());
     else if (f == "--lora") o.lora = true;
+    else if (f == "--overlap") o.overlap = std::atoi(val().c_str());
+    else if (f == "--bits-vs") o.bits_vs = std::atoi(val().c_str());
     else rt.abort("unknown flag " + f);
   }
   try {
@@ -130,12 +135,27 @@ int main(int argc, char** argv) {
     MpiOptions mo;
     mo.wire = parse_wire_type(o.wire);
     mo.timeout_s = 60;
+    mo.overlap_chunks = o.overlap;
     auto comm = make_mpi_collective(mo);
     const int n = rt.size(), rank = rt.rank();
     auto mine = shard_model(full, rank, n, comm);
     const auto adapter = o.lora ? make_lora(*full, 11) : nullptr;
     const auto adapter_mine = o.lora ? make_lora(*mine, 11) : nullptr;
     const Run split = greedy(mine, adapter_mine, o.tokens);
+    // The overlap changes when bytes travel, not which: the same split with another number of
+    // chunks (1: none) must give bit-identical logits on every rank.
+    int bits_ok = 1;
+    if (o.bits_vs > 0) {
+      MpiOptions mo2 = mo;
+      mo2.overlap_chunks = o.bits_vs;
+      auto mine2 = shard_model(full, rank, n, make_mpi_collective(mo2));
+      const Run again = greedy(mine2, adapter_mine, o.tokens);
+      bits_ok = again.ids == split.ids && again.logits.size() == split.logits.size() &&
+                std::memcmp(again.logits.data(), split.logits.data(),
+                            split.logits.size() * sizeof(float)) == 0;
+    }
+    int all_bits_ok = 0;
+    MPI_Allreduce(&bits_ok, &all_bits_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     // Weight bytes of this slice against the whole model's, on every rank.
     const double ratio = static_cast<double>(mine->weight_bytes()) /
                          static_cast<double>(full->weight_bytes());
@@ -144,7 +164,7 @@ int main(int argc, char** argv) {
     MPI_Gather(mem, 1, MPI_DOUBLE, mems, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     int ok = mem_ok ? 1 : 0, all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (rank != 0) return all_ok ? 0 : 1;
+    if (rank != 0) return all_ok && all_bits_ok ? 0 : 1;
 
     const Run ref = greedy(full, adapter, o.tokens);
     int same = 0;
@@ -160,12 +180,17 @@ int main(int argc, char** argv) {
       }
       worst = std::max(worst, dmax / std::max(amax, 1e-30));
     }
-    std::printf("mpi check: N=%d type %s wire %s%s: greedy ids %d/%d identical, logits max rel "
-                "diff %.3g, slice weight bytes / whole:", n, o.type.c_str(), o.wire.c_str(),
+    std::printf("mpi check: N=%d type %s wire %s overlap %d%s: greedy ids %d/%d identical, logits max rel "
+                "diff %.3g, slice weight bytes / whole:", n, o.type.c_str(), o.wire.c_str(), o.overlap,
                 o.lora ? " +LoRA" : "", same, o.tokens, worst);
     for (int r = 0; r < n; ++r) std::printf(" %.4f", mems[r]);
-    std::printf(" (limit %.4f)\n", 1.1 / n);
-    bool pass = same == o.tokens && all_ok;
+    std::printf(" (limit %.4f)", 1.1 / n);
+    if (o.bits_vs > 0) {
+      std::printf(" | overlap %d chunks vs %d: logits %s", o.overlap, o.bits_vs,
+                  all_bits_ok ? "bit-identical on every rank" : "NOT bit-identical (on some rank)");
+    }
+    std::printf("\n");
+    bool pass = same == o.tokens && all_ok && all_bits_ok;
     if (o.tol >= 0 && worst > o.tol) pass = false;
     if (!pass) std::printf("mpi check: FAILED\n");
     return pass ? 0 : 1;

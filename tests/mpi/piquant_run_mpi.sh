@@ -127,14 +127,16 @@ kill|stall)
   fi
   ;;
 flags)
-  # Bad --mpi-act / --mpi-timeout values: refused when the flags are read (before any model is
+  # Bad --mpi-act / --mpi-timeout / --mpi-overlap values: refused when the flags are read (before any model is
   # loaded), with one message saying what is accepted; under mpirun and in one process.
   model small.piq 1
   for bad in "--mpi-act q4" "--mpi-act F32" "--mpi-timeout 0" "--mpi-timeout -1" \
-             "--mpi-timeout inf" "--mpi-timeout nan" "--mpi-timeout 5s" "--mpi-timeout 1e9"; do
+             "--mpi-timeout inf" "--mpi-timeout nan" "--mpi-timeout 5s" "--mpi-timeout 1e9" \
+             "--mpi-overlap 0" "--mpi-overlap 17" "--mpi-overlap 2x"; do
     flag=${bad%% *} val=${bad#* }
     case $flag in
       --mpi-act) want="--mpi-act takes f32 or q8 (activations on the wire), not '$val'" ;;
+      --mpi-overlap) want="--mpi-overlap takes a number of chunks in [1, 16], not '$val'" ;;
       *) want="--mpi-timeout takes a number of seconds in (0, 86400], not '$val'" ;;
     esac
     run_timed 20 "$RUN" -m "$DIR/small.piq" -p Once -n 4 -t 1 $flag "$val"

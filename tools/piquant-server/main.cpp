@@ -21,7 +21,7 @@
 
 #include "api.hpp"
 #include "engine.hpp"
-#include "distributed.hpp"  // examples/piquant-run: the ranks' start-up check and slices
+#include "dist/distributed.hpp"  // lib/dist (piquant_dist): the ranks' start-up check and slices
 #include "http_pool.hpp"
 #include "util/cli.hpp"
 #ifdef PIQUANT_MPI
@@ -63,7 +63,8 @@ const char* kUsage = R"(usage: piquant-server [options]
 
 Under mpirun -np N (a build with -DPIQUANT_MPI=ON; docs/distributed.md): the model is split
 across the N ranks; rank 0 serves HTTP and the others compute their slice of every pass.
-      --mpi-act f32|q8    activations on the wire as f32 (default) or int8 blocks
+      --mpi-act f32|q8    activations on the wire as f32 (default) or int8 blocks (3.6x fewer
+                          bytes; the logits move by 1.2-1.6e-3 relative: above 1e-3, not default)
       --mpi-timeout S     a rank that sends nothing for S seconds (default 10) ends the job:
                           rank 0 answers the requests in flight with the error and exits non-zero
 )";

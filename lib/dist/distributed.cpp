@@ -1,4 +1,4 @@
-#include "distributed.hpp"
+#include "dist/distributed.hpp"
 
 #include <unistd.h>
 
@@ -85,6 +85,7 @@ std::shared_ptr<const piquant::Model> Distributed::load(
     fail_all(e.what());
   }
   mo.timeout_s = d.timeout_s;
+  if (d.overlap > 0) mo.overlap_chunks = d.overlap;
   mo.throw_on_timeout = d.throw_on_timeout;
   // Each rank loads only its slice (lib/dist: a GGUF file through the loader's slicing hook, a
   // .piq file mapped slice by slice): the peak resident set during the load says so.

@@ -1,8 +1,9 @@
 #pragma once
-// piquant-run under mpirun (docs/distributed.md): one model split across the ranks, every rank
-// running the same generation on identical logits (so every rank samples the same token and no
-// token is sent), rank 0 printing. Built with -DPIQUANT_MPI=ON; otherwise active() is false and
-// the --mpi-* flags are refused.
+// The programs' side of a run under mpirun (docs/distributed.md), shared by piquant-run and
+// piquant-server (target piquant_dist, not part of libpiquant: it prints and exits): one model
+// split across the ranks, every rank running the same generation on identical logits (so every
+// rank samples the same token and no token is sent), rank 0 printing. With -DPIQUANT_MPI=ON;
+// otherwise active() is false and a run under mpirun with several ranks is refused.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -11,7 +12,8 @@
 #include <piquant/piquant.hpp>
 
 struct DistArgs {
-  std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, ~1.5e-3 relative in the logits)
+  std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, 1.2-1.6e-3 relative in the logits)
+  int overlap = 0;          // --mpi-overlap (chunks; 0: the default, MpiOptions::overlap_chunks)
   double timeout_s = 10.0;  // --mpi-timeout
   bool given = false;       // any --mpi-* flag given
   bool throw_on_timeout = false;  // a peer's timeout throws (piquant-server's rank 0) instead of aborting
