@@ -98,11 +98,12 @@ def assembly(entry):
 
 
 LABEL = re.compile(r"^([A-Za-z_$][\w.$]*):")
-BEGIN = re.compile(r"PIQUANT-MCA-BEGIN w=(\d+) rows=(\d+) tokens=(\d+) blocks=(\d+)")
+BEGIN = re.compile(r"PIQUANT-MCA-BEGIN w=(\d+) rows=(\d+) tokens=(\d+) blocks=(\d+)(?: op=(\w+))?")
 
 
 def regions(asm):
-    """[(w, rows, tokens, blocks, function, [insn lines])] in order of appearance."""
+    """[(w, rows, tokens, blocks, op, function, [insn lines])] in order of appearance; op is the
+    marker's op= (PIQUANT_MCA_BEGIN_OP) or None."""
     out, fn, cur = [], "?", None
     for line in asm.splitlines():
         s = line.strip()
@@ -111,7 +112,7 @@ def regions(asm):
             fn = m.group(1)
         b = BEGIN.search(s)
         if b:
-            cur = (tuple(int(x) for x in b.groups()), fn, [])
+            cur = (tuple(int(x) for x in b.groups()[:4]) + (b.group(5),), fn, [])
             continue
         if "PIQUANT-MCA-END" in s:
             if cur:
@@ -171,13 +172,15 @@ def main():
         isa = ISA[base]
         for w in sorted({r[0] for r in regs}):
             mine = [r for r in regs if r[0] == w]
-            gemv = max((r for r in mine if r[2] == 1), key=lambda r: r[1], default=None)
-            gemm = max(mine, key=lambda r: (r[2], r[1]))
-            picks = [("GEMV", gemv)] + ([("GEMM", gemm)] if gemm is not gemv and gemm[2] > 1 else [])
+            # a region marked op=gemm is the GEMM even with one token per step (the A72 K-quants)
+            gemv = max((r for r in mine if r[2] == 1 and r[4] != "gemm"), key=lambda r: r[1], default=None)
+            tagged = [r for r in mine if r[4] == "gemm"]
+            gemm = max(tagged or mine, key=lambda r: (r[2], r[1]))
+            picks = [("GEMV", gemv)] + ([("GEMM", gemm)] if gemm is not gemv and (gemm[2] > 1 or tagged) else [])
             for op, r in picks:
                 if r is None:
                     continue
-                _, nrows, ntok, nblk, fn, body = r
+                _, nrows, ntok, nblk, _, fn, body = r
                 units = nrows * ntok * nblk
                 for cpu, label in models:
                     if (isa, cpu) not in floors:
