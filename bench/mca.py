@@ -9,7 +9,8 @@ build), takes each kernels/matmul/matmul_*.cpp compile command from compile_comm
 build's own flags: -O level, the per-file ISA flags of kernels/CMakeLists.txt), compiles it to
 assembly with -DPIQUANT_MCA_MARKERS -S, cuts out the regions between the PIQUANT-MCA-BEGIN /
 END markers (common/mca.hpp: one iteration of a micro-kernel's loop, w/rows/tokens/blocks in the
-marker), and runs llvm-mca-19 on each for the CPU models below. Cycles per (32-value block x
+marker; a marker with op=gemm, PIQUANT_MCA_BEGIN_OP, is the GEMM row even when its step is one
+token), and runs llvm-mca-19 on each for the CPU models below. Cycles per (32-value block x
 row x token) = cycles per iteration / (blocks x rows x tokens).
 
 The floor of each model is modelled too, not assumed: the multiply instructions one 32-value
@@ -20,7 +21,8 @@ block x row x token needs at least, fed to the same llvm-mca model as independen
   AVX-512 VNNI: vpdpbusd zmm / 2        (64 u8 x s8 MACs per instruction)
 Models: neoverse-n1 stands for the Pi 5's Cortex-A76 (same two 128-bit ASIMD pipes, sdot 2 per
 cycle); LLVM's own -mcpu=cortex-a76 uses the Cortex-A57 scheduling model, so it is not used.
-cortex-a72 is the Pi 4. x86: znver3 (AVX2 only), znver4, sapphirerapids.
+cortex-a72 is the Pi 4 (LLVM 19 gives it the Cortex-A57 model: its output is identical to
+-mcpu=cortex-a57). x86: znver3 (AVX2 only), znver4, sapphirerapids.
 """
 import json
 import os
