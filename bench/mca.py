@@ -9,7 +9,8 @@ build), takes each kernels/matmul/matmul_*.cpp compile command from compile_comm
 build's own flags: -O level, the per-file ISA flags of kernels/CMakeLists.txt), compiles it to
 assembly with -DPIQUANT_MCA_MARKERS -S, cuts out the regions between the PIQUANT-MCA-BEGIN /
 END markers (common/mca.hpp: one iteration of a micro-kernel's loop, w/rows/tokens/blocks in the
-marker), and runs llvm-mca-19 on each for the CPU models below. Cycles per (32-value block x
+marker; a marker with op=gemm, PIQUANT_MCA_BEGIN_OP, is the GEMM row even when its step is one
+token), and runs llvm-mca-19 on each for the CPU models below. Cycles per (32-value block x
 row x token) = cycles per iteration / (blocks x rows x tokens).
 
 The floor of each model is modelled too, not assumed: the multiply instructions one 32-value
@@ -20,7 +21,8 @@ block x row x token needs at least, fed to the same llvm-mca model as independen
   AVX-512 VNNI: vpdpbusd zmm / 2        (64 u8 x s8 MACs per instruction)
 Models: neoverse-n1 stands for the Pi 5's Cortex-A76 (same two 128-bit ASIMD pipes, sdot 2 per
 cycle); LLVM's own -mcpu=cortex-a76 uses the Cortex-A57 scheduling model, so it is not used.
-cortex-a72 is the Pi 4. x86: znver3 (AVX2 only), znver4, sapphirerapids.
+cortex-a72 is the Pi 4 (LLVM 19 gives it the Cortex-A57 model: its output is identical to
+-mcpu=cortex-a57). x86: znver3 (AVX2 only), znver4, sapphirerapids.
 """
 import json
 import os
@@ -98,11 +100,12 @@ def assembly(entry):
 
 
 LABEL = re.compile(r"^([A-Za-z_$][\w.$]*):")
-BEGIN = re.compile(r"PIQUANT-MCA-BEGIN w=(\d+) rows=(\d+) tokens=(\d+) blocks=(\d+)")
+BEGIN = re.compile(r"PIQUANT-MCA-BEGIN w=(\d+) rows=(\d+) tokens=(\d+) blocks=(\d+)(?: op=(\w+))?")
 
 
 def regions(asm):
-    """[(w, rows, tokens, blocks, function, [insn lines])] in order of appearance."""
+    """[(w, rows, tokens, blocks, op, function, [insn lines])] in order of appearance; op is the
+    marker's op= (PIQUANT_MCA_BEGIN_OP) or None."""
     out, fn, cur = [], "?", None
     for line in asm.splitlines():
         s = line.strip()
@@ -111,7 +114,7 @@ def regions(asm):
             fn = m.group(1)
         b = BEGIN.search(s)
         if b:
-            cur = (tuple(int(x) for x in b.groups()), fn, [])
+            cur = (tuple(int(x) for x in b.groups()[:4]) + (b.group(5),), fn, [])
             continue
         if "PIQUANT-MCA-END" in s:
             if cur:
@@ -171,13 +174,15 @@ def main():
         isa = ISA[base]
         for w in sorted({r[0] for r in regs}):
             mine = [r for r in regs if r[0] == w]
-            gemv = max((r for r in mine if r[2] == 1), key=lambda r: r[1], default=None)
-            gemm = max(mine, key=lambda r: (r[2], r[1]))
-            picks = [("GEMV", gemv)] + ([("GEMM", gemm)] if gemm is not gemv and gemm[2] > 1 else [])
+            # a region marked op=gemm is the GEMM even with one token per step (the A72 K-quants)
+            gemv = max((r for r in mine if r[2] == 1 and r[4] != "gemm"), key=lambda r: r[1], default=None)
+            tagged = [r for r in mine if r[4] == "gemm"]
+            gemm = max(tagged or mine, key=lambda r: (r[2], r[1]))
+            picks = [("GEMV", gemv)] + ([("GEMM", gemm)] if gemm is not gemv and (gemm[2] > 1 or tagged) else [])
             for op, r in picks:
                 if r is None:
                     continue
-                _, nrows, ntok, nblk, fn, body = r
+                _, nrows, ntok, nblk, _, fn, body = r
                 units = nrows * ntok * nblk
                 for cpu, label in models:
                     if (isa, cpu) not in floors:

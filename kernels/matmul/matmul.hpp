@@ -127,9 +127,9 @@ void gemv_f32_q8_q5k_neon(const GemmArgs& a);
 void gemv_f32_q8_q6k_neon(const GemmArgs& a);
 void gemv_f32_q8_q50_neon(const GemmArgs& a);
 void gemv_f32_q8_q51_neon(const GemmArgs& a);
-void gemm_f32_q8_q4k_1x2_neon(const GemmArgs& a);
-void gemm_f32_q8_q5k_1x2_neon(const GemmArgs& a);
-void gemm_f32_q8_q6k_1x2_neon(const GemmArgs& a);
+void gemm_f32_q8_q4k_4x1_neon(const GemmArgs& a);
+void gemm_f32_q8_q5k_4x1_neon(const GemmArgs& a);
+void gemm_f32_q8_q6k_4x1_neon(const GemmArgs& a);
 void gemm_f32_q8_q50_1x2_neon(const GemmArgs& a);
 void gemm_f32_q8_q51_1x2_neon(const GemmArgs& a);
 #endif

@@ -1,6 +1,6 @@
 #pragma once
-// NEON micro-kernels of the GGUF weight types kept as GGUF stores them: the K-quants Q4_K, Q5_K,
-// Q6_K (super-blocks of 256 values) and Q5_0, Q5_1 (blocks of 32), packed as the 4 rows' GGUF
+// NEON micro-kernels of the GGUF weight types kept as GGUF stores them: Q5_0, Q5_1 (blocks of
+// 32; the K-quants' helpers kscales / kmagic too), packed as the 4 rows' GGUF
 // blocks one after the other per (super-)block (common/pack.hpp). Shared by matmul_neon.cpp
 // (ARMv8.0, Cortex-A72) and matmul_neondot.cpp (dotprod, Cortex-A76). The includer defines
 // PIQUANT_DOT16(acc, w, a) as in matmul_neon_impl.hpp, and PIQUANT_KZERO_LOAD (1: start each
@@ -8,29 +8,18 @@
 // where the two ASIMD pipes are the limit and the loads are not, the A76; 0: `movi`, the A72 with
 // its single load pipe).
 //
-// Activations are BlockQ8A per 32 values (d_a, s = sum of qs, qs), so every 32-value sub-block
-// has its own float d_a: the float work is per sub-block, not per super-block as in llama.cpp's
-// Q8_K kernels. Tile: one row x NT tokens (GEMM: NT = 4 on dotprod, 2 on the A72; GEMV: 1). Per
-// step (a super-block; 4 blocks of 32 for q5_0 / q5_1) the row's scales and nibbles are decoded
-// once for the NT tokens; per token each 32-value sub-block (Q6_K: 16) is one int32 chain of
-// DOT16s, and the chains are folded by addp so that the lanes hold *sub-blocks* of this row (no
-// cross-row folding, and the row's scales are already in sub-block order):
-//   q4_k / q5_k: the 12 scale bytes -> [sc0..3 mn0..3 sc4..7 mn4..7] with 64-bit integer ops;
-//     V_lo / V_hi = sub-blocks 0..3 / 4..7 (6 addp); X = V sc (q4_k: `mla` onto a loaded
-//     0x4B400000, |X| <= 60960 x 63 < 2^22, so the bits are the float 1.5 * 2^23 + X and one `fsub`
-//     converts; q5_k: |X| < 2^23, `mul` + scvtf);
-//       P = X_lo d_a[0..3] + X_hi d_a[4..7],  Q = mn_lo (d_a s)[0..3] + mn_hi (d_a s)[4..7]
-//       acc = fma(acc, P, d); acc = fma(acc, Q, -dmin)
-//     q5_k's fifth bits go to bit 4 with `ushl` by a register, `and`, `orr`.
-//   q6_k: q = 0..63 from the nibble and 2 high bits with sli / sri; 16 chains, 12 addp -> 4
-//     vectors (lanes = 16-value sub-blocks); + the record's -32 x (sum of the 16 qs) (the offset,
-//     exact), `mul` by the int8 scales, scvtf, P = sum_k X_k d_a[k]; acc = fma(acc, P, d).
-//   q5_0 / q5_1: see q5_step.
-// d_a, d_a s (and q6_k's offsets, q5's chain starts) per token and step come from a record built
-// once per (row panel, token chunk, pass) (KRec). The output is the sum of acc's 4 lanes
-// ((l0 + l1) + (l2 + l3)) per pass of kKPass steps, passes added in order (parked in the output
-// in between): GEMV and GEMM run the same float operations per (row, token), hence identical
-// bits, and no split of rows or tokens changes a bit.
+// Activations are BlockQ8A per 32 values (d_a, s = sum of qs, qs), so every 32-value block has
+// its own float d_a. The kernels here are q5_0 / q5_1 (see q5_step): one row x NT tokens (GEMM:
+// NT = 4 on dotprod, 2 on the A72; GEMV: 1), 4 blocks of 32 per step, each block one int32
+// chain of DOT16s folded by addp so that the lanes hold the row's *blocks* (no cross-row fold).
+// q4_k, q5_k and q6_k have their own 4-row kernels (matmul_neondot.cpp; matmul_neon.cpp's
+// namespace a72, which uses kscales and kmagic from here); they ran on this header's 1-row tiles
+// until sessions 9 (dotprod) and 10 (A72).
+// d_a, d_a s and the chain starts per token and step come from a record built once per (row
+// panel, token chunk, pass) (KRec). The output is the sum of acc's 4 lanes ((l0 + l1) + (l2 +
+// l3)) per pass of kKPass steps, passes added in order (parked in the output in between): GEMV
+// and GEMM run the same float operations per (row, token), hence identical bits, and no split
+// of rows or tokens changes a bit.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -143,11 +132,6 @@ inline int32x4_t kmagic() {
   return vld1q_s32(p);
 }
 
-inline float32x2_t load_f16x2(const uint8_t* p) {
-  uint32_t u;
-  std::memcpy(&u, p, 4);
-  return vget_low_f32(vcvt_f32_f16(vreinterpret_f16_u32(vdup_n_u32(u))));
-}
 
 /// The 8 six-bit scales and minimums of a Q4_K / Q5_K super-block (12 bytes at s) as bytes
 /// [sc0..3 mn0..3 sc4..7 mn4..7] (= kquant_scale_min, two 64-bit words at a time).
@@ -161,130 +145,6 @@ inline uint8x16_t kscales(const uint8_t* s) {
   const uint64_t hi = (v & 0x0f0f0f0fULL) | (((v >> 4) & 0x0f0f0f0fULL) << 32) |
                       ((u0 >> 2) & 0x3030303030303030ULL);
   return vcombine_u8(vcreate_u8(lo), vcreate_u8(hi));
-}
-
-/// Row `blk` (one BlockQ4K or BlockQ5K) x NT tokens for one super-block: acc[t] as in the
-/// header. q5_k: the fifth bit of value 64c + l (bit 2c of qh[l], 2c + 1 for 64c + 32 + l) is
-/// moved to bit 4 by `ushl` by a register, `and`, `orr`; |X| <= 32 x 31 x 127 x 63 > 2^22, so X
-/// is `mul` + scvtf instead of the magic bits.
-template <WeightType T, int NT>
-__attribute__((always_inline)) inline void q4k_step(const uint8_t* __restrict blk,
-                                                    const BlockQ8A* const* __restrict act, size_t sb,
-                                                    const KRec<T>* __restrict rec, float32x4_t (&acc)[NT]) {
-  constexpr bool k5 = T == WeightType::kQ5K;
-  const uint8x16_t s = kscales(blk + 4);
-  const uint16x8_t s01 = vmovl_u8(vget_low_u8(s)), s23 = vmovl_high_u8(s);
-  const int32x4_t sc_lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(s01)));
-  const int32x4_t sc_hi = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(s23)));
-  const float32x4_t mn_lo = vcvtq_f32_u32(vmovl_high_u16(s01));
-  const float32x4_t mn_hi = vcvtq_f32_u32(vmovl_high_u16(s23));
-  const float32x2_t dm = load_f16x2(blk);  // d, dmin
-  const float32x4_t magic = vdupq_n_f32(kKMagic);
-  const uint8_t* qs = blk + (k5 ? offsetof(BlockQ5K, qs) : offsetof(BlockQ4K, qs));
-  uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
-  if constexpr (k5) {
-    qh0 = vld1q_u8(blk + offsetof(BlockQ5K, qh));
-    qh1 = vld1q_u8(blk + offsetof(BlockQ5K, qh) + 16);
-  }
-  int32x4_t f[NT][2];  // per token: sub-blocks (2c, 2c+1) of chunks c = 0, 1 (then 2, 3)
-  int32x4_t v[NT][2];  // per token: V_lo, V_hi
-  PIQUANT_KUNROLL
-  for (int c = 0; c < 4; ++c) {
-    const uint8x16_t q0 = vld1q_u8(qs + 32 * c), q1 = vld1q_u8(qs + 32 * c + 16);
-    uint8x16_t ul0 = vandq_u8(q0, vdupq_n_u8(0x0F)), ul1 = vandq_u8(q1, vdupq_n_u8(0x0F));
-    uint8x16_t uh0 = vshrq_n_u8(q0, 4), uh1 = vshrq_n_u8(q1, 4);
-    if constexpr (k5) {
-      const int8x16_t sl = vdupq_n_s8(static_cast<int8_t>(4 - 2 * c)), sh = vdupq_n_s8(static_cast<int8_t>(3 - 2 * c));
-      const uint8x16_t b4 = vdupq_n_u8(0x10);
-      ul0 = vorrq_u8(ul0, vandq_u8(vshlq_u8(qh0, sl), b4));
-      ul1 = vorrq_u8(ul1, vandq_u8(vshlq_u8(qh1, sl), b4));
-      uh0 = vorrq_u8(uh0, vandq_u8(vshlq_u8(qh0, sh), b4));
-      uh1 = vorrq_u8(uh1, vandq_u8(vshlq_u8(qh1, sh), b4));
-    }
-    const int8x16_t l0 = vreinterpretq_s8_u8(ul0), l1 = vreinterpretq_s8_u8(ul1);
-    const int8x16_t h0 = vreinterpretq_s8_u8(uh0), h1 = vreinterpretq_s8_u8(uh1);
-    PIQUANT_KUNROLL
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8A* a = act[t] + sb * 8 + 2 * c;
-      int32x4_t e = PIQUANT_DOT16(kzero(), l0, vld1q_s8(a[0].qs));
-      e = PIQUANT_DOT16(e, l1, vld1q_s8(a[0].qs + 16));
-      int32x4_t o = PIQUANT_DOT16(kzero(), h0, vld1q_s8(a[1].qs));
-      o = PIQUANT_DOT16(o, h1, vld1q_s8(a[1].qs + 16));
-      f[t][c % 2] = vpaddq_s32(e, o);
-      if (c % 2 == 1) v[t][c / 2] = vpaddq_s32(f[t][0], f[t][1]);
-    }
-  }
-  PIQUANT_KUNROLL
-  for (int t = 0; t < NT; ++t) {
-    const KRec<T>& r = rec[t * kKPass<T>];
-    float32x4_t x_lo, x_hi;
-    if constexpr (k5) {
-      x_lo = vcvtq_f32_s32(vmulq_s32(v[t][0], sc_lo));
-      x_hi = vcvtq_f32_s32(vmulq_s32(v[t][1], sc_hi));
-    } else {
-      x_lo = vsubq_f32(vreinterpretq_f32_s32(vmlaq_s32(kmagic(), v[t][0], sc_lo)), magic);
-      x_hi = vsubq_f32(vreinterpretq_f32_s32(vmlaq_s32(kmagic(), v[t][1], sc_hi)), magic);
-    }
-    const float32x4_t p = vfmaq_f32(vmulq_f32(x_lo, vld1q_f32(r.da)), x_hi, vld1q_f32(r.da + 4));
-    const float32x4_t q = vfmaq_f32(vmulq_f32(mn_lo, vld1q_f32(r.das)), mn_hi, vld1q_f32(r.das + 4));
-    acc[t] = vfmaq_lane_f32(acc[t], p, dm, 0);
-    acc[t] = vfmsq_lane_f32(acc[t], q, dm, 1);
-  }
-}
-
-/// Row `blk` (one BlockQ6K) x NT tokens for one super-block. 16 chains per token (one DOT16 per
-/// 16-value sub-block, q = 0..63 unpacked with sli / sri), folded to 4 vectors (lanes = sub-blocks
-/// 4k..4k+3); + the record's -32 x sum (q6_k's offset), x the int8 scales (`mul`, exact), scvtf
-/// (|X| <= 16 x 32 x 127 x 128 > 2^22: no magic), P = sum_k X_k d_a[k], acc = fma(acc, P, d).
-template <int NT>
-__attribute__((always_inline)) inline void q6k_step(const uint8_t* __restrict blk, const BlockQ8A* const* __restrict act, size_t sb,
-                     const KRec<WeightType::kQ6K>* __restrict rec, float32x4_t (&acc)[NT]) {
-  const int8x16_t s8 = vld1q_s8(reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6K, scales)));
-  const int16x8_t s01 = vmovl_s8(vget_low_s8(s8)), s23 = vmovl_high_s8(s8);
-  const int32x4_t sc[4] = {vmovl_s16(vget_low_s16(s01)), vmovl_high_s16(s01), vmovl_s16(vget_low_s16(s23)),
-                           vmovl_high_s16(s23)};
-  uint16_t dh;
-  std::memcpy(&dh, blk + offsetof(BlockQ6K, d), 2);
-  const float d = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(dh))), 0);
-  const uint8x16_t m6 = vdupq_n_u8(0x3F);
-  int32x4_t pr[NT][8];  // per token: addp of the chains of 16-value sub-blocks (2i, 2i + 1)
-  PIQUANT_KUNROLL
-  for (int h = 0; h < 2; ++h) {
-    const uint8_t* ql = blk + 64 * h;
-    const uint8_t* qh = blk + offsetof(BlockQ6K, qh) + 32 * h;
-    PIQUANT_KUNROLL
-    for (int half = 0; half < 2; ++half) {  // l = 16 half .. 16 half + 15
-      const uint8x16_t a = vld1q_u8(ql + 16 * half), b = vld1q_u8(ql + 32 + 16 * half);
-      const uint8x16_t hb = vld1q_u8(qh + 16 * half), hb2 = vshrq_n_u8(hb, 2);
-      // quarter qq: values 128h + 32qq + l, the 16-value sub-block 8h + 2qq + half
-      const int8x16_t q[4] = {vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(a, hb, 4), m6)),
-                              vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(b, hb2, 4), m6)),
-                              vreinterpretq_s8_u8(vandq_u8(vsriq_n_u8(hb, a, 4), m6)),
-                              vreinterpretq_s8_u8(vandq_u8(vsriq_n_u8(hb2, b, 4), m6))};
-      PIQUANT_KUNROLL
-      for (int t = 0; t < NT; ++t) {
-        PIQUANT_KUNROLL
-        for (int qq = 0; qq < 4; ++qq) {
-          const BlockQ8A& x = act[t][sb * 8 + 4 * h + qq];
-          const int32x4_t c = PIQUANT_DOT16(kzero(), q[qq], vld1q_s8(x.qs + 16 * half));
-          pr[t][4 * h + qq] = half == 0 ? c : vpaddq_s32(pr[t][4 * h + qq], c);
-        }
-      }
-    }
-  }
-  PIQUANT_KUNROLL
-  for (int t = 0; t < NT; ++t) {
-    const KRec<WeightType::kQ6K>& r = rec[t * kKPass<WeightType::kQ6K>];
-    float32x4_t p = vdupq_n_f32(0.0f);
-    PIQUANT_KUNROLL
-    for (int k = 0; k < 4; ++k) {
-      int32x4_t v = vpaddq_s32(pr[t][2 * k], pr[t][2 * k + 1]);  // sub-blocks 4k .. 4k + 3
-      v = vaddq_s32(v, vld1q_s32(r.off + 4 * k));
-      const float32x4_t x = vcvtq_f32_s32(vmulq_s32(v, sc[k]));
-      p = k == 0 ? vmulq_f32(x, vld1q_f32(r.da + 4 * k)) : vfmaq_f32(p, x, vld1q_f32(r.da + 4 * k));
-    }
-    acc[t] = vfmaq_n_f32(acc[t], p, d);
-  }
 }
 
 /// Row r's blocks 4 sb .. 4 sb + NB - 1 (q5_0 / q5_1, NB <= 4) x NT tokens. Per block the 32
@@ -369,11 +229,7 @@ inline void ktile_rows(const GemmArgs& a, size_t r0, size_t r1, const BlockQ8A* 
           q5_step<T, NT, 1>(w, sb, act, rc, acc);
         }
       } else {
-        PIQUANT_MCA_BEGIN(T, 1, NT, 8);
-        const uint8_t* blk = w + sb * gb;
-        if constexpr (T == WeightType::kQ4K || T == WeightType::kQ5K) q4k_step<T, NT>(blk, act, sb, rc, acc);
-        if constexpr (T == WeightType::kQ6K) q6k_step<NT>(blk, act, sb, rc, acc);
-        PIQUANT_MCA_END();
+        static_assert(kIsQ5<T>, "q4_k / q5_k / q6_k have their own kernels (neondot, neon's a72::)");
       }
     }
     for (int t = 0; t < NT; ++t) {

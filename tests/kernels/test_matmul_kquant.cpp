@@ -249,3 +249,58 @@ TEST_CASE("every q4_k / q5_k / q6_k / q5_0 / q5_1 matmul variant matches the dou
   }
   std::cout << std::flush;
 }
+
+// The NEON (A72) K-quant kernels sum a row's 16 or 32 products per lane in int16 before
+// widening (q4_k 16 x 15 x 127, q5_k 16 x 16 x 127 on q - 16, q6_k 8 x 32 x 127 on q - 32: each
+// <= 32767 only because |a| <= 127): every weight at its largest magnitude (bytes all 0x00 or
+// all 0xFF) against activations all +127 or all -127, scales 1, so every lane meets its bound
+// and a fold one level too deep would wrap. All sums are exact integers: bit-exact results.
+TEST_CASE("K-quant kernels at the int16 bounds of their partial sums", "[kernels][matmul][kquant]") {
+  size_t n = 0;
+  const GemmKernel* all = matmul_kernels(&n);
+  std::set<std::string> tested;
+  for (WeightType t : {WeightType::kQ4K, WeightType::kQ5K, WeightType::kQ6K}) {
+    for (uint8_t fill : {uint8_t{0x00}, uint8_t{0xFF}}) {
+      for (int sign : {1, -1}) {
+        Problem p = piquant::test::make_problem(t, 6, 5, 512, Fill::kExact, 7);
+        const size_t bb = block_bytes(t);
+        for (size_t b = 0; b < p.rows.size() / bb; ++b) {
+          uint8_t* blk = p.rows.data() + b * bb;
+          std::memset(blk, fill, bb);
+          const uint16_t one = 0x3C00, zero = 0;
+          if (t == WeightType::kQ6K) {
+            std::memcpy(blk + offsetof(BlockQ6K, d), &one, 2);
+            std::memset(blk + offsetof(BlockQ6K, scales), 1, 16);
+          } else {  // d = 1, dmin = 0, every 6-bit scale 1 and minimum 0
+            std::memcpy(blk, &one, 2);
+            std::memcpy(blk + 2, &zero, 2);
+            const uint8_t sc[kKScaleBytes] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1};
+            std::memcpy(blk + 4, sc, kKScaleBytes);
+          }
+        }
+        pack(t, p.rows.data(), p.m, p.k, p.packed.data());
+        for (BlockQ8A& a : p.act) {
+          a.d = 1.0f;
+          std::memset(a.qs, sign > 0 ? 127 : -127, 32);
+          a.s = sign * 127 * 32;
+        }
+        const auto e = piquant::test::reference(p);
+        for (size_t i = 0; i < n; ++i) {
+          const GemmKernel& kr = all[i];
+          if (kr.weights != t || !cpu_info().has(kr.needs)) continue;
+          std::vector<float> y(p.n * p.m, std::numeric_limits<float>::quiet_NaN());
+          kr.run(piquant::test::args_for(p, y.data(), p.m));
+          for (size_t j = 0; j < y.size(); ++j) {
+            CAPTURE(kr.name, int(fill), sign, j);
+            REQUIRE(y[j] == static_cast<float>(e.value[j]));
+          }
+          tested.insert(kr.name);
+        }
+      }
+    }
+  }
+  std::string names;
+  for (const std::string& s : tested) names += " " + s;
+  std::cout << "kquant int16-bound kernels tested:" << names << std::endl;
+  CHECK(tested.size() >= 3);
+}
