@@ -1059,65 +1059,117 @@ inline __m512 k6panel_dot(const K6PanelSub& p, const BlockQ8A& x, const int32_t*
   return k6_float(vl, vh, p.dlo, p.dhi, x.d, acc);
 }
 
-// GEMV, as q4_k's: one group at a time, per super-block the 16 half-sub-block vpdpbusd results
-// (4 rows x 4 partial sums) reduced to full sums in lane 4r + k (half-sub-blocks 4q + k, q =
-// 0..3) plus the start values -32 * sum(a_half), the int8 scales spread to the same lanes by
-// vpshufb inside each row's 128-bit lane, and per q one conversion, scale product and FMA
-// (d_a per half from kgemv_act). Not bit-identical to the GEMM (lanes summed at the end).
-inline void q6k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, const float* av,
-                           const int32_t* off, float* out, size_t row, size_t m0, size_t m1) {
-  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
-  // dword k of each lane <- byte 4q + k in the top byte (then an arithmetic shift: int8 -> int32)
-  const __m512i top[4] = {
-      _mm512_set4_epi32(0x03FFFFFF, 0x02FFFFFF, 0x01FFFFFF, 0x00FFFFFF),
-      _mm512_set4_epi32(0x07FFFFFF, 0x06FFFFFF, 0x05FFFFFF, 0x04FFFFFF),
-      _mm512_set4_epi32(0x0BFFFFFF, 0x0AFFFFFF, 0x09FFFFFF, 0x08FFFFFF),
-      _mm512_set4_epi32(0x0FFFFFFF, 0x0EFFFFFF, 0x0DFFFFFF, 0x0CFFFFFF)};
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+// GEMV: one group (4 rows, one sequential stream) at a time over all of K, row by row within a
+// super-block, no lane shuffles of the weights: a row's 64 ql bytes of a 128-value half are one
+// zmm as they are stored (low nibbles = values 0..63 of the half, high nibbles = 64..127, in
+// order), its 32 qh bytes broadcast to both 256-bit halves and shifted by 0 / 2 bits per half
+// (vpsrlvq), masked to 0x33 once, so one vpternlogd select per 64 values joins nibble and high
+// bits (the low values take them shifted up by 4, the high ones as they are). Per row and
+// super-block: 4 vpdpbusd (values 64c..64c+63 against the token's 256 contiguous activations,
+// 128-bit lane k = 16-value scale group 4c + k, start value -8 s_g per lane from the token's
+// table: the -32 offset), one 4x4 transpose and adds to full sums in lane 4k + c (group 4c + k),
+// the row's 16 int8 scales spread to the same lanes by one vpshufb (byte to the top of its
+// dword, then an arithmetic shift), and acc_r += float(isum) * (sc * (d * d_a)), d_a per lane
+// from the table. The lanes are summed at the end, so the float order is not the GEMM's (GEMV
+// and GEMM agree within the reference tolerance, tests/kernels/test_matmul.cpp).
+struct alignas(64) K6Act {
+  int8_t q[kSuperBlock];  // the token's 256 activations of the super-block, in order
+  int32_t off[4][16];     // start values of chunk c: lane 4k + j = -8 * (sum of group 4c + k)
+  float da[16];           // lane 4k + c: d_a of the block holding group 4c + k
+};
+
+// The K6Act of every super-block of one token (thread-local, per call).
+inline const K6Act* q6k_gemv_act(const BlockQ8A* x, size_t nsb) {
+  static thread_local std::vector<K6Act> buf;
+  if (buf.size() < nsb) buf.resize(nsb);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (size_t sb = 0; sb < nsb; ++sb) {
-    const uint8_t* p = w + sb * gb;
-    prefetch_block(p, gb);
-    const BlockQ8A* xs = x + 8 * sb;
-    __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
-    q6k_decode(p, [&](int j, __m512i l, __m512i h) {
-      hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs))));
-      hs[2 * j + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h,
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs + 16))));
-    });
-    const __m512i sc = rows16(p + 192, bb);  // lane-128 r: row r's 16 int8 scales
-    const __m512i hd = rows16(p + 194, bb);  // dword 3: scales[14..15] | d
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_shuffle_epi32(hd, _MM_PERM_DDDD), 16)));
-    const float* a = av + 16 * sb;
-    const int32_t* o = off + 16 * sb;
-    for (int q = 0; q < 4; ++q) {
-      __m512i t[4];
-      transpose4(hs[4 * q], hs[4 * q + 1], hs[4 * q + 2], hs[4 * q + 3], t);
-      __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
-      v = _mm512_add_epi32(v, _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(o + 4 * q))));
-      const __m512 D = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_shuffle_epi8(sc, top[q]), 24)), d);
-      const __m512 DA = _mm512_mul_ps(D, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 4 * q)));
-      if (q & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc1);
-      else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc0);
+    K6Act& o = buf[sb];
+    for (int b = 0; b < 8; ++b) {
+      const BlockQ8A& xb = x[8 * sb + b];
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o.q + 32 * b), q);
+      const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
+      const int64_t s0 = _mm256_extract_epi64(s, 0), s1 = _mm256_extract_epi64(s, 1);
+      const int64_t s2 = _mm256_extract_epi64(s, 2), s3 = _mm256_extract_epi64(s, 3);
+      const int32_t half[2] = {static_cast<int32_t>(s0 + s1 - 2048), static_cast<int32_t>(s2 + s3 - 2048)};
+      for (int h = 0; h < 2; ++h) {
+        const int g = 2 * b + h, c = g / 4, k = g % 4;
+        for (int j = 0; j < 4; ++j) o.off[c][4 * k + j] = -8 * half[h];
+        o.da[4 * k + c] = xb.d;
+      }
     }
   }
-  store_rows4(_mm512_add_ps(acc0, acc1), out, row, m0, m1);
+  return buf.data();
+}
+
+inline void q6k_gemv_group(const uint8_t* w, size_t nsb, const K6Act* xa, float* out, size_t row,
+                           size_t m0, size_t m1) {
+  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
+  const __m512i m4b = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33);
+  const __m512i hsh = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+  // lane-128 k, dword c <- scale byte 4c + k in bits 24..31 (the rest zero)
+  alignas(64) int32_t sci[16];
+  for (int e = 0; e < 16; ++e) sci[e] = (4 * (e % 4) + e / 4) << 24 | 0x808080;
+  const __m512i sct = _mm512_load_si512(sci);
+  // One row of the super-block: its 256 values dotted, reduced and scaled into acc.
+  const auto row_step = [&](const uint8_t* b, const K6Act& x, const __m512i* a, __m512 da,
+                            __m512 acc) PIQUANT_TILE_INLINE {
+    __m512i v[4];
+    for (int hh = 0; hh < 2; ++hh) {
+      const __m512i ql = _mm512_loadu_si512(b + 64 * hh);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * hh)));
+      const __m512i h = _mm512_and_si512(_mm512_srlv_epi64(qh, hsh), m33);
+      // m4b ? ql : h << 4 (values 0..63 of the half); m4b ? ql >> 4 : h (values 64..127)
+      const __m512i lo = _mm512_ternarylogic_epi32(m4b, ql, _mm512_slli_epi16(h, 4), 0xCA);
+      const __m512i hi = _mm512_ternarylogic_epi32(m4b, _mm512_srli_epi16(ql, 4), h, 0xCA);
+      v[2 * hh] = _mm512_dpbusd_epi32(_mm512_load_si512(x.off[2 * hh]), lo, a[2 * hh]);
+      v[2 * hh + 1] = _mm512_dpbusd_epi32(_mm512_load_si512(x.off[2 * hh + 1]), hi, a[2 * hh + 1]);
+    }
+    __m512i t[4];
+    transpose4(v[0], v[1], v[2], v[3], t);
+    const __m512i s = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+    const __m512i sc = _mm512_srai_epi32(
+        _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192))), sct), 24);
+    uint16_t dh;
+    std::memcpy(&dh, b + 208, sizeof dh);
+    const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(dh)));
+    const __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_mul_ps(d, da));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), g, acc);
+  };
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  for (size_t sb = 0; sb < nsb; ++sb) {
+    PIQUANT_MCA_BEGIN(WeightType::kQ6K, 4, 1, 8);
+    const uint8_t* p = w + sb * gb;
+    prefetch_block(p, gb);
+    const K6Act& x = xa[sb];
+    __m512i a[4];
+    for (int c = 0; c < 4; ++c) a[c] = _mm512_load_si512(x.q + 64 * c);
+    const __m512 da = _mm512_load_ps(x.da);
+    acc0 = row_step(p, x, a, da, acc0);
+    acc1 = row_step(p + bb, x, a, da, acc1);
+    acc2 = row_step(p + 2 * bb, x, a, da, acc2);
+    acc3 = row_step(p + 3 * bb, x, a, da, acc3);
+    PIQUANT_MCA_END();
+  }
+  const float y[4] = {_mm512_reduce_add_ps(acc0), _mm512_reduce_add_ps(acc1), _mm512_reduce_add_ps(acc2),
+                      _mm512_reduce_add_ps(acc3)};
+  for (size_t r = 0; r < 4; ++r) {
+    if (row + r >= m0 && row + r < m1) out[row + r] = y[r];
+  }
 }
 
 void gemv_q6k(const GemmArgs& a) {
   constexpr WeightType T = WeightType::kQ6K;
-  const size_t nsb = a.k / kSuperBlock, nb = a.k / kBlock;
+  const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  const int32_t* offs = q6k_offsets(a);
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* act =
         reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
-    const float* av = kgemv_act<T>(act, nsb);
-    const int32_t* off = offs + (n - a.n0) * nb * 2;
+    const K6Act* xa = q6k_gemv_act(act, nsb);
     float* out = a.dst + n * a.dst_stride;
     for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      q6k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, off, out,
-                     row, a.m0, a.m1);
+      q6k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, xa, out, row, a.m0, a.m1);
     }
   }
 }
