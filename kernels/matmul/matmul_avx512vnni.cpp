@@ -384,16 +384,14 @@ void gemm_q4(const GemmArgs& a) {
 
 // --- GGUF types: q4_k, q5_k, q6_k (256-value super-blocks), q5_0, q5_1 ----------------------
 //
-// Packed: per 4-row group and (super-)block the 4 rows' GGUF blocks one after the other. Each
-// 32-value sub-block j is decoded once per tile into the q4 kernels' register form, lane-128 r
-// = row r (lo: values 0..15, hi: 16..31, one byte each), and dotted with the token's BlockQ8A j
-// by two vpdpbusd (u8 weights x s8 activations; q6_k: s8 weights q - 32 x u8 activations + 128,
-// the +128 taken out by the start value -128 * sum(q - 32) per lane). Per (sub-block, token):
-// acc += float(isum) * (D * d_a) on 16 lanes (D = d * sc per row), the minimum term (q4_k /
-// q5_k: -dmin * mn, q5_1: m) as macc += M * (d_a * s) on 4 rows; q6_k has a scale per 16
-// values: its two halves are converted separately. These tiles now serve the q5_k GEMM and
-// q5_0 / q5_1 (GEMV 1 token and GEMM 8-token tiles over one group: the same code per token,
-// hence the same bits); q4_k / q6_k use the panels below, q4_k / q5_k / q6_k their own GEMVs.
+// Packed: per 4-row group and (super-)block the 4 rows' GGUF blocks one after the other.
+// q5_0 / q5_1 (KTile): each 32-value block is decoded once per tile into the q4 kernels'
+// register form, lane-128 r = row r (lo: values 0..15, hi: 16..31, the fifth bit or-ed in as
+// 16), and dotted with the token's BlockQ8A by two vpdpbusd (u8 weights x s8 activations). Per
+// (block, token): acc += float(isum) * (d * d_a) on 16 lanes; q5_0's -16 is the start value
+// (-4 s per lane), q5_1's minimum a 4-row FMA macc += m * (d_a * s). GEMV 1 token and GEMM
+// 8-token tiles over one group: the same code per token, hence the same bits. q4_k / q5_k /
+// q6_k have their own panel GEMMs and GEMVs (below; session 10 removed their KTile branches).
 
 inline __m128 f16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
   return _mm_cvtph_ps(_mm_setr_epi16(short(a), short(b), short(c), short(d), 0, 0, 0, 0));
@@ -426,33 +424,14 @@ inline __m512 spread4(__m128 x) {
   const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(x));
 }
-// Q4_K / Q5_K scales of one row: sc[0..7] and mn[0..7] (ggml's get_scale_min_k4, 4 at a time).
-inline void kscales(const uint8_t* s12, uint8_t* sc, uint8_t* mn) {
-  uint32_t u[4];
-  std::memcpy(u, s12, 12);
-  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const uint32_t a = u[1] & m1;
-  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  u[2] = a;
-  u[0] &= m1;
-  std::memcpy(sc, u, 8);
-  std::memcpy(mn, u + 2, 8);
-}
-
 template <WeightType T, int NT>
 struct KTile {
-  static constexpr bool kSuper = T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K;
-  static constexpr size_t kBb = T == WeightType::kQ4K   ? sizeof(BlockQ4K)
-                                : T == WeightType::kQ5K ? sizeof(BlockQ5K)
-                                : T == WeightType::kQ6K ? sizeof(BlockQ6K)
-                                : T == WeightType::kQ5_0 ? sizeof(BlockQ5_0)
-                                                         : sizeof(BlockQ5_1);
+  static_assert(T == WeightType::kQ5_0 || T == WeightType::kQ5_1, "KTile serves q5_0 / q5_1 only");
+  static constexpr size_t kBb = T == WeightType::kQ5_0 ? sizeof(BlockQ5_0) : sizeof(BlockQ5_1);
   __m512 acc[NT][2];
   __m128 macc[NT];
 
-  // One 32-value sub-block: weights (lo, hi), D (16 lanes, per row), M (4 rows) or, for q6_k,
-  // the two halves' D and the start values.
+  // One 32-value block: weights (lo, hi), D (16 lanes, per row), M (4 rows; q5_1).
   inline void dot(__m512i lo, __m512i hi, __m512 d16, __m128 m4, const BlockQ8A* const* act,
                   size_t blk, int par) {
     for (int t = 0; t < NT; ++t) {
@@ -468,120 +447,25 @@ struct KTile {
       }
     }
   }
-  inline void dot6(__m512i lo, __m512i hi, __m512 dlo, __m512 dhi, const BlockQ8A* const* act,
-                   size_t blk) {
-    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
-    const __m512i slo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, lo));
-    const __m512i shi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, hi));
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8A* x = act[t] + blk;
-      const __m512i alo = _mm512_xor_si512(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs))), k128);
-      const __m512i ahi = _mm512_xor_si512(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16))), k128);
-      const __m512 da = _mm512_set1_ps(x->d);
-      const __m512i vlo = _mm512_dpbusd_epi32(slo, alo, lo);
-      const __m512i vhi = _mm512_dpbusd_epi32(shi, ahi, hi);
-      acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vlo), _mm512_mul_ps(dlo, da), acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vhi), _mm512_mul_ps(dhi, da), acc[t][1]);
-    }
-  }
-
-  // One (super-)block of the group at p (4 rows' GGUF blocks, kBb bytes apart); act + sb * per.
+  // One block of the group at p (4 rows' GGUF blocks, kBb bytes apart); act + b0.
   inline void block(const uint8_t* p, const BlockQ8A* const* act, size_t b0) {
     const __m512i m4b = _mm512_set1_epi8(0x0F);
-    if (T == WeightType::kQ4K || T == WeightType::kQ5K) {
-      alignas(64) uint8_t sc[32], mn[32];
-      for (int r = 0; r < 4; ++r) kscales(p + r * kBb + 4, sc + 8 * r, mn + 8 * r);
-      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
-      const __m128 dm4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
-      // rows 0,1 (lanes 0..15: 8r + j) and rows 2,3 as floats times d / -dmin.
-      const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-      const __m512i half2 = _mm512_add_epi32(half, _mm512_set1_epi32(2));
-      const __m512 d01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(d4));
-      const __m512 d23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(d4));
-      const __m512 n01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(dm4));
-      const __m512 n23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(dm4));
-      const __m512 s01 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)))), d01);
-      const __m512 s23 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + 16)))), d23);
-      const __m512 z = _mm512_setzero_ps();
-      const __m512 m01 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn)))), n01));
-      const __m512 m23 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn + 16)))), n23));
-      const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
-      const size_t qs = T == WeightType::kQ4K ? 16 : 48;
-      for (int c = 0; c < 4; ++c) {
-        __m512i qa, qb;
-        rows32(p + qs + 32 * c, kBb, &qa, &qb);
-        __m512i ha = _mm512_setzero_si512(), hb = ha;
-        if (T == WeightType::kQ5K) rows32(p + 16, kBb, &ha, &hb);
-        for (int h = 0; h < 2; ++h) {
-          const int j = 2 * c + h;
-          __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
-          __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
-          if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
-            const __m512i one = _mm512_set1_epi8(1);
-            lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(ha, _mm_cvtsi32_si128(j)), one), 4));
-            hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(hb, _mm_cvtsi32_si128(j)), one), 4));
-          }
-          const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-          const __m512 dd = _mm512_permutex2var_ps(s01, idx, s23);
-          const __m128 mm = _mm512_castps512_ps128(_mm512_permutex2var_ps(m01, _mm512_add_epi32(_mm512_setr_epi32(0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set1_epi32(j)), m23));
-          dot(lo, hi, dd, mm, act, b0 + j, h);
-        }
-      }
-    } else if (T == WeightType::kQ6K) {
-      const __m128 d4 = f16x4(u16_at(p + 208), u16_at(p + kBb + 208), u16_at(p + 2 * kBb + 208), u16_at(p + 3 * kBb + 208));
-      // sc[r][k] * d_r as floats, row r in ds[r]; D of half-sub-block k: lane-128 r = ds[r][k].
-      __m512 ds[4];
-      for (int r = 0; r < 4; ++r) {
-        ds[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * kBb + 192)))),
-                              _mm512_set1_ps(d4[r]));
-      }
-      const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 16, 16, 16, 16, 0, 0, 0, 0, 16, 16, 16, 16);
-      const __m512i k32 = _mm512_set1_epi8(32), m3 = _mm512_set1_epi8(0x30);
-      for (int hh = 0; hh < 2; ++hh) {  // GGUF halves of 128 values
-        __m512i ha, hb;
-        rows32(p + 128 + 32 * hh, kBb, &ha, &hb);
-        for (int ip = 0; ip < 2; ++ip) {
-          __m512i qa, qb;
-          rows32(p + 64 * hh + 32 * ip, kBb, &qa, &qb);
-          for (int ih = 0; ih < 2; ++ih) {
-            const int i = ip + 2 * ih, j = 4 * hh + i;
-            const __m128i sh = _mm_cvtsi32_si128(4 * ih);
-            const __m512i la = _mm512_and_si512(_mm512_srl_epi16(qa, sh), m4b);
-            const __m512i lb = _mm512_and_si512(_mm512_srl_epi16(qb, sh), m4b);
-            // bits 2i, 2i+1 of qh -> bits 4, 5
-            const __m512i ua = 2 * i <= 4 ? _mm512_sll_epi16(ha, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(ha, 2);
-            const __m512i ub = 2 * i <= 4 ? _mm512_sll_epi16(hb, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(hb, 2);
-            const __m512i lo = _mm512_sub_epi8(_mm512_or_si512(la, _mm512_and_si512(ua, m3)), k32);
-            const __m512i hi = _mm512_sub_epi8(_mm512_or_si512(lb, _mm512_and_si512(ub, m3)), k32);
-            const int k = 2 * j;  // half-sub-blocks k (values 0..15) and k + 1
-            const __m512i ik = _mm512_add_epi32(sel, _mm512_set1_epi32(k));
-            const __m512i ik1 = _mm512_add_epi32(ik, _mm512_set1_epi32(1));
-            const __m512 dlo = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik, ds[1]), _mm512_permutex2var_ps(ds[2], ik, ds[3]));
-            const __m512 dhi = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik1, ds[1]), _mm512_permutex2var_ps(ds[2], ik1, ds[3]));
-            dot6(lo, hi, dlo, dhi, act, b0 + j);
-          }
-        }
-      }
-    } else {  // q5_0 / q5_1
-      const bool q51 = T == WeightType::kQ5_1;
-      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
-      __m128 m4 = _mm_setzero_ps();
-      if (q51) m4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
-      const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
-      uint32_t h[4];
-      for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * kBb + qh, 4);
-      const uint64_t mlo = (uint64_t(h[0] & 0xFFFF)) | (uint64_t(h[1] & 0xFFFF) << 16) |
-                           (uint64_t(h[2] & 0xFFFF) << 32) | (uint64_t(h[3] & 0xFFFF) << 48);
-      const uint64_t mhi = (uint64_t(h[0] >> 16)) | (uint64_t(h[1] >> 16) << 16) |
-                           (uint64_t(h[2] >> 16) << 32) | (uint64_t(h[3] >> 16) << 48);
-      const __m512i q = rows16(p + qs, kBb);
-      const __m512i b4 = _mm512_set1_epi8(0x10);
-      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4b), _mm512_maskz_mov_epi8(mlo, b4));
-      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4b), _mm512_maskz_mov_epi8(mhi, b4));
-      dot(lo, hi, spread4(d4), m4, act, b0, int(b0 & 1));
-    }
+    const bool q51 = T == WeightType::kQ5_1;
+    const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
+    __m128 m4 = _mm_setzero_ps();
+    if (q51) m4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
+    const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
+    uint32_t h[4];
+    for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * kBb + qh, 4);
+    const uint64_t mlo = (uint64_t(h[0] & 0xFFFF)) | (uint64_t(h[1] & 0xFFFF) << 16) |
+                         (uint64_t(h[2] & 0xFFFF) << 32) | (uint64_t(h[3] & 0xFFFF) << 48);
+    const uint64_t mhi = (uint64_t(h[0] >> 16)) | (uint64_t(h[1] >> 16) << 16) |
+                         (uint64_t(h[2] >> 16) << 32) | (uint64_t(h[3] >> 16) << 48);
+    const __m512i q = rows16(p + qs, kBb);
+    const __m512i b4 = _mm512_set1_epi8(0x10);
+    const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4b), _mm512_maskz_mov_epi8(mlo, b4));
+    const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4b), _mm512_maskz_mov_epi8(mhi, b4));
+    dot(lo, hi, spread4(d4), m4, act, b0, int(b0 & 1));
   }
 
   inline void run(const uint8_t* __restrict w, size_t nsb, const BlockQ8A* const* act,
@@ -590,16 +474,13 @@ struct KTile {
       acc[t][0] = acc[t][1] = _mm512_setzero_ps();
       macc[t] = _mm_setzero_ps();
     }
-    constexpr size_t per = kSuper ? kSuperBlock / kBlock : 1;
-    // No llvm-mca markers: a super-block's body holds loops (sub-blocks x tokens) that the
-    // compiler need not unroll, which a straight-line pipeline model would misread.
-    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b * per);
+    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b);
     for (int t = 0; t < NT; ++t) {
       const __m512 v = _mm512_add_ps(acc[t][0], acc[t][1]);
       const __m128 h01 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
       const __m128 h23 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
       __m128 y = _mm_hadd_ps(h01, h23);
-      if (T != WeightType::kQ6K && T != WeightType::kQ5_0) y = _mm_add_ps(y, macc[t]);
+      if (T == WeightType::kQ5_1) y = _mm_add_ps(y, macc[t]);
       if (row >= m0 && row + 4 <= m1) {
         _mm_storeu_ps(out[t] + row, y);
       } else {
