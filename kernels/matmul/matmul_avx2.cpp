@@ -22,6 +22,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "common/mca.hpp"
 #include "common/pack.hpp"
@@ -442,7 +443,8 @@ void kgemm(const GemmArgs& a) {
 // (KSub / K6Sub per 32-value sub-block: 8 ymm of one-byte values, the scales as f32 in lane
 // order), not once per 4-token tile as the 4-row tile did, then runs 4-token tiles over the
 // chunk; the partial sums of a chunk pass to the next through dst (masked store / load:
-// exact). The GEMV decodes one group (4 rows, one sequential stream, as before) and pairs it
+// exact). The q4_k / q5_k GEMV (q6_k's is row-major: kgemv_q6k_rows, at the end, with its own
+// float order) decodes one group (4 rows, one sequential stream, as before) and pairs it
 // with itself, as the q4 tile's lone group: every row goes through the same lane operations
 // in GEMV and GEMM, so they give identical bits per token, and no split of rows or tokens
 // changes a bit. Per lane, sub-blocks in order, two accumulators:
@@ -746,10 +748,12 @@ void kgemm_panel(const GemmArgs& a) {
   }
 }
 
-// GEMV: one group (4 rows, one stream) per pass over K, decoded in registers and paired with
-// itself (the GEMM's lane operations on lanes [r0 r2 r0 r2 | r1 r3 r1 r3]).
+// q4_k / q5_k GEMV: one group (4 rows, one stream) per pass over K, decoded in registers and
+// paired with itself (the GEMM's lane operations on lanes [r0 r2 r0 r2 | r1 r3 r1 r3]). q6_k's
+// GEMV is row-major (kgemv_q6k_rows, below).
 template <WeightType T>
 void kgemv_group(const GemmArgs& a) {
+  static_assert(T == WeightType::kQ4K || T == WeightType::kQ5K, "q6_k: kgemv_q6k_rows");
   constexpr size_t gb = kGroupBytes<T>;
   const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
@@ -762,27 +766,14 @@ void kgemv_group(const GemmArgs& a) {
       for (size_t sb = 0; sb < nsb; ++sb) {
         PIQUANT_MCA_BEGIN(T, 4, 1, 8);
         const BlockQ8A* xs = x + sb * (kSuperBlock / kBlock);
-        if constexpr (T == WeightType::kQ6K) {
-          const __m256i k128 = _mm256_set1_epi8(static_cast<char>(0x80));
-          kdecode_q6k(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m128 dl, __m128 dh) {
-            const __m256i alo = _mm256_xor_si256(kbcast16(xs[j].qs), k128);
-            const __m256i ahi = _mm256_xor_si256(kbcast16(xs[j].qs + 16), k128);
-            const __m256i cl = kq6_start(lo01, lo23), ch = kq6_start(hi01, hi23);
-            const __m256i il = _mm256_sub_epi32(kdot6(lo01, lo23, alo), cl);
-            const __m256i ih = _mm256_sub_epi32(kdot6(hi01, hi23, ahi), ch);
-            const __m256i vlo = _mm256_hadd_epi32(il, il), vhi = _mm256_hadd_epi32(ih, ih);
-            kstep6(vlo, vhi, lane_order(dl, dl), lane_order(dh, dh), xs[j], a0, a1);
-          });
-        } else {
-          kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
-            const __m256i i4 = kdot4(lo01, hi01, lo23, hi23, kbcast16(xs[j].qs), kbcast16(xs[j].qs + 16));
-            // [r0 r2 r0 r2 | r1 r3 r1 r3] of sub-block j's 4 scales (elements 4 (j & 1) ..)
-            const int o = 4 * (j & 1);
-            const __m256i idx = _mm256_setr_epi32(o, o + 2, o, o + 2, o + 1, o + 3, o + 1, o + 3);
-            kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
-                   _mm256_permutevar8x32_ps(m, idx), xs[j], a0, a1);
-          });
-        }
+        kdecode_q4k<T>(w + sb * gb, [&](int j, __m256i lo01, __m256i hi01, __m256i lo23, __m256i hi23, __m256 d, __m256 m) {
+          const __m256i i4 = kdot4(lo01, hi01, lo23, hi23, kbcast16(xs[j].qs), kbcast16(xs[j].qs + 16));
+          // [r0 r2 r0 r2 | r1 r3 r1 r3] of sub-block j's 4 scales (elements 4 (j & 1) ..)
+          const int o = 4 * (j & 1);
+          const __m256i idx = _mm256_setr_epi32(o, o + 2, o, o + 2, o + 1, o + 3, o + 1, o + 3);
+          kstep4(_mm256_hadd_epi32(i4, i4), _mm256_permutevar8x32_ps(d, idx),
+                 _mm256_permutevar8x32_ps(m, idx), xs[j], a0, a1);
+        });
         PIQUANT_MCA_END();
         if (sb % kKChunk == kKChunk - 1 || sb + 1 == nsb) {  // the GEMM's chunk ends: a0 + a1
           a0 = _mm256_add_ps(a0, a1);
@@ -791,6 +782,104 @@ void kgemv_group(const GemmArgs& a) {
       }
       const __m256 y = _mm256_permutevar8x32_ps(a0, kto_rows());  // rows r0..r3 in lanes 0..3
       _mm256_maskstore_ps(out + row, kmask8(row, a.m0, row + kRowInterleave < a.m1 ? row + kRowInterleave : a.m1), y);
+    }
+  }
+}
+
+// q6_k GEMV, row-major (session 10; the avx512vnni GEMV's form): one group (4 rows, one
+// sequential stream), row by row within a super-block, no lane shuffles of the weights. Per
+// row and 128-value half: its ql bytes 0..31 and 32..63 and its 32 qh bytes as loaded, values
+// 0..31 = (ql0 & 15) | (qh << 4 & 0x30), 32..63 = (ql1 & 15) | (qh << 2 & 0x30), 64..95 = (ql0
+// >> 4 & 15) | (qh & 0x30), 96..127 = (ql1 >> 4 & 15) | (qh >> 2 & 0x30) (u8 0..63); each 32
+// against the token's BlockQ8A as it is: vpmaddubsw (pairs <= 2 x 63 x 128 = 16128) and
+// vpmaddwd by ones, 128-bit lane = one 16-value scale group. Four such results are reduced by a
+// 4x4 dword transpose and adds to full group sums in lane 4L + j (group 2j + L; the second four
+// groups 8 + ...), plus the start values -32 s_g from a per-token table, then acc_r +=
+// float(isum) * (float(sc) * (d * d_a)), the int8 scales sign-extended from memory and put in
+// the same lane order by vpermd. One accumulator per row, lanes summed at the end: not the
+// GEMM's float order (tests: kGemvOwnOrder).
+struct alignas(32) K6ActA {
+  int32_t off[2][8];  // -32 * (sum of group g), lane 4L + j = group 2j + L (+ 8 for [1])
+  float da[2][8];     // d_a of the block of the same group
+};
+inline const K6ActA* k6_rows_act(const BlockQ8A* x, size_t nsb) {
+  static thread_local std::vector<K6ActA> buf;
+  if (buf.size() < nsb) buf.resize(nsb);
+  for (size_t sb = 0; sb < nsb; ++sb) {
+    K6ActA& o = buf[sb];
+    for (int g = 0; g < 16; ++g) {
+      const BlockQ8A& b = x[8 * sb + g / 2];
+      int32_t sum = 0;
+      for (int i = 0; i < 16; ++i) sum += b.qs[16 * (g % 2) + i];
+      const int h = g / 8, gg = g % 8, lane = 4 * (gg % 2) + gg / 2;
+      o.off[h][lane] = -32 * sum;
+      o.da[h][lane] = b.d;
+    }
+  }
+  return buf.data();
+}
+
+inline void kgemv_q6k_rows(const GemmArgs& a) {
+  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
+  const size_t nsb = a.k / kSuperBlock;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  const __m256i m4b = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), ones = _mm256_set1_epi16(1);
+  const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // sc[0..7] -> lane 4L + j = 2j + L
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
+    const K6ActA* xa = k6_rows_act(x, nsb);
+    float* out = a.dst + n * a.dst_stride;
+    for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+      const uint8_t* w = wt + row / kRowInterleave * nsb * gb;
+      // one row's super-block at b against the 8 blocks at xs: acc += its 16 scaled group sums
+      const auto row_step = [&](const uint8_t* b, const BlockQ8A* xs, const K6ActA& t, __m256 acc) {
+        __m256i s[2];
+        for (int hh = 0; hh < 2; ++hh) {
+          const __m256i ql0 = loadu256(b + 64 * hh), ql1 = loadu256(b + 64 * hh + 32);
+          const __m256i qh = loadu256(b + 128 + 32 * hh);
+          __m256i v[4];
+          v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4b), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+          v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4b), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+          v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4b), _mm256_and_si256(qh, m30));
+          v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4b),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+          __m256i p[4];
+          for (int i = 0; i < 4; ++i) {
+            p[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], loadu256(reinterpret_cast<const uint8_t*>(xs[4 * hh + i].qs))), ones);
+          }
+          const __m256i a0 = _mm256_unpacklo_epi32(p[0], p[1]), a1 = _mm256_unpackhi_epi32(p[0], p[1]);
+          const __m256i c0 = _mm256_unpacklo_epi32(p[2], p[3]), c1 = _mm256_unpackhi_epi32(p[2], p[3]);
+          const __m256i r = _mm256_add_epi32(_mm256_add_epi32(_mm256_unpacklo_epi64(a0, c0), _mm256_unpackhi_epi64(a0, c0)),
+                                             _mm256_add_epi32(_mm256_unpacklo_epi64(a1, c1), _mm256_unpackhi_epi64(a1, c1)));
+          s[hh] = _mm256_add_epi32(r, _mm256_load_si256(reinterpret_cast<const __m256i*>(t.off[hh])));
+        }
+        uint16_t dh;
+        std::memcpy(&dh, b + 208, sizeof dh);
+        const __m256 d = _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(dh)));
+        for (int hh = 0; hh < 2; ++hh) {
+          const __m256i sc = _mm256_permutevar8x32_epi32(
+              _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 192 + 8 * hh))), perm);
+          const __m256 g = _mm256_mul_ps(_mm256_cvtepi32_ps(sc), _mm256_mul_ps(d, _mm256_load_ps(t.da[hh])));
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[hh]), g, acc);
+        }
+        return acc;
+      };
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+      for (size_t sb = 0; sb < nsb; ++sb) {
+        PIQUANT_MCA_BEGIN(WeightType::kQ6K, 4, 1, 8);
+        const uint8_t* p = w + sb * gb;
+        for (size_t o = 0; o < gb; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + o), _MM_HINT_T0);
+        const BlockQ8A* xs = x + sb * (kSuperBlock / kBlock);
+        acc0 = row_step(p, xs, xa[sb], acc0);
+        acc1 = row_step(p + bb, xs, xa[sb], acc1);
+        acc2 = row_step(p + 2 * bb, xs, xa[sb], acc2);
+        acc3 = row_step(p + 3 * bb, xs, xa[sb], acc3);
+        PIQUANT_MCA_END();
+      }
+      const float y[4] = {hsum(acc0), hsum(acc1), hsum(acc2), hsum(acc3)};
+      for (size_t r = 0; r < 4; ++r) {
+        if (row + r >= a.m0 && row + r < a.m1) out[row + r] = y[r];
+      }
     }
   }
 }
@@ -810,7 +899,7 @@ void gemv_f32_q8_q4k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ4K>(a);
 void gemm_f32_q8_q4k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ4K>(a); }
 void gemv_f32_q8_q5k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ5K>(a); }
 void gemm_f32_q8_q5k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ5K>(a); }
-void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ6K>(a); }
+void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv_q6k_rows(a); }
 void gemm_f32_q8_q6k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ6K>(a); }
 void gemv_f32_q8_q50_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
 void gemm_f32_q8_q50_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }

@@ -420,16 +420,14 @@ void gemm_q4(const GemmArgs& a) {
 
 // --- GGUF types: q4_k, q5_k, q6_k (256-value super-blocks), q5_0, q5_1 ----------------------
 //
-// Packed: per 4-row group and (super-)block the 4 rows' GGUF blocks one after the other. Each
-// 32-value sub-block j is decoded once per tile into the q4 kernels' register form, lane-128 r
-// = row r (lo: values 0..15, hi: 16..31, one byte each), and dotted with the token's BlockQ8A j
-// by two vpdpbusd (u8 weights x s8 activations; q6_k: s8 weights q - 32 x u8 activations + 128,
-// the +128 taken out by the start value -128 * sum(q - 32) per lane). Per (sub-block, token):
-// acc += float(isum) * (D * d_a) on 16 lanes (D = d * sc per row), the minimum term (q4_k /
-// q5_k: -dmin * mn, q5_1: m) as macc += M * (d_a * s) on 4 rows; q6_k has a scale per 16
-// values: its two halves are converted separately. These tiles now serve the q5_k GEMM and
-// q5_0 / q5_1 (GEMV 1 token and GEMM 8-token tiles over one group: the same code per token,
-// hence the same bits); q4_k / q6_k use the panels below, q4_k / q5_k / q6_k their own GEMVs.
+// Packed: per 4-row group and (super-)block the 4 rows' GGUF blocks one after the other.
+// q5_0 / q5_1 (KTile): each 32-value block is decoded once per tile into the q4 kernels'
+// register form, lane-128 r = row r (lo: values 0..15, hi: 16..31, the fifth bit or-ed in as
+// 16), and dotted with the token's BlockQ8A by two vpdpbusd (u8 weights x s8 activations). Per
+// (block, token): acc += float(isum) * (d * d_a) on 16 lanes; q5_0's -16 is the start value
+// (-4 s per lane), q5_1's minimum a 4-row FMA macc += m * (d_a * s). GEMV 1 token and GEMM
+// 8-token tiles over one group: the same code per token, hence the same bits. q4_k / q5_k /
+// q6_k have their own panel GEMMs and GEMVs (below; session 10 removed their KTile branches).
 
 inline __m128 f16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
   return _mm_cvtph_ps(_mm_setr_epi16(short(a), short(b), short(c), short(d), 0, 0, 0, 0));
@@ -462,33 +460,14 @@ inline __m512 spread4(__m128 x) {
   const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(x));
 }
-// Q4_K / Q5_K scales of one row: sc[0..7] and mn[0..7] (ggml's get_scale_min_k4, 4 at a time).
-inline void kscales(const uint8_t* s12, uint8_t* sc, uint8_t* mn) {
-  uint32_t u[4];
-  std::memcpy(u, s12, 12);
-  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const uint32_t a = u[1] & m1;
-  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  u[2] = a;
-  u[0] &= m1;
-  std::memcpy(sc, u, 8);
-  std::memcpy(mn, u + 2, 8);
-}
-
 template <WeightType T, int NT>
 struct KTile {
-  static constexpr bool kSuper = T == WeightType::kQ4K || T == WeightType::kQ5K || T == WeightType::kQ6K;
-  static constexpr size_t kBb = T == WeightType::kQ4K   ? sizeof(BlockQ4K)
-                                : T == WeightType::kQ5K ? sizeof(BlockQ5K)
-                                : T == WeightType::kQ6K ? sizeof(BlockQ6K)
-                                : T == WeightType::kQ5_0 ? sizeof(BlockQ5_0)
-                                                         : sizeof(BlockQ5_1);
+  static_assert(T == WeightType::kQ5_0 || T == WeightType::kQ5_1, "KTile serves q5_0 / q5_1 only");
+  static constexpr size_t kBb = T == WeightType::kQ5_0 ? sizeof(BlockQ5_0) : sizeof(BlockQ5_1);
   __m512 acc[NT][2];
   __m128 macc[NT];
 
-  // One 32-value sub-block: weights (lo, hi), D (16 lanes, per row), M (4 rows) or, for q6_k,
-  // the two halves' D and the start values.
+  // One 32-value block: weights (lo, hi), D (16 lanes, per row), M (4 rows; q5_1).
   inline void dot(__m512i lo, __m512i hi, __m512 d16, __m128 m4, const BlockQ8A* const* act,
                   size_t blk, int par) {
     for (int t = 0; t < NT; ++t) {
@@ -504,120 +483,25 @@ struct KTile {
       }
     }
   }
-  inline void dot6(__m512i lo, __m512i hi, __m512 dlo, __m512 dhi, const BlockQ8A* const* act,
-                   size_t blk) {
-    const __m512i k128 = _mm512_set1_epi8(static_cast<char>(0x80));
-    const __m512i slo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, lo));
-    const __m512i shi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, hi));
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8A* x = act[t] + blk;
-      const __m512i alo = _mm512_xor_si512(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs))), k128);
-      const __m512i ahi = _mm512_xor_si512(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16))), k128);
-      const __m512 da = _mm512_set1_ps(x->d);
-      const __m512i vlo = _mm512_dpbusd_epi32(slo, alo, lo);
-      const __m512i vhi = _mm512_dpbusd_epi32(shi, ahi, hi);
-      acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vlo), _mm512_mul_ps(dlo, da), acc[t][0]);
-      acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vhi), _mm512_mul_ps(dhi, da), acc[t][1]);
-    }
-  }
-
-  // One (super-)block of the group at p (4 rows' GGUF blocks, kBb bytes apart); act + sb * per.
+  // One block of the group at p (4 rows' GGUF blocks, kBb bytes apart); act + b0.
   inline void block(const uint8_t* p, const BlockQ8A* const* act, size_t b0) {
     const __m512i m4b = _mm512_set1_epi8(0x0F);
-    if (T == WeightType::kQ4K || T == WeightType::kQ5K) {
-      alignas(64) uint8_t sc[32], mn[32];
-      for (int r = 0; r < 4; ++r) kscales(p + r * kBb + 4, sc + 8 * r, mn + 8 * r);
-      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
-      const __m128 dm4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
-      // rows 0,1 (lanes 0..15: 8r + j) and rows 2,3 as floats times d / -dmin.
-      const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-      const __m512i half2 = _mm512_add_epi32(half, _mm512_set1_epi32(2));
-      const __m512 d01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(d4));
-      const __m512 d23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(d4));
-      const __m512 n01 = _mm512_permutexvar_ps(half, _mm512_castps128_ps512(dm4));
-      const __m512 n23 = _mm512_permutexvar_ps(half2, _mm512_castps128_ps512(dm4));
-      const __m512 s01 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)))), d01);
-      const __m512 s23 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sc + 16)))), d23);
-      const __m512 z = _mm512_setzero_ps();
-      const __m512 m01 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn)))), n01));
-      const __m512 m23 = _mm512_sub_ps(z, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(mn + 16)))), n23));
-      const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
-      const size_t qs = T == WeightType::kQ4K ? 16 : 48;
-      for (int c = 0; c < 4; ++c) {
-        __m512i qa, qb;
-        rows32(p + qs + 32 * c, kBb, &qa, &qb);
-        __m512i ha = _mm512_setzero_si512(), hb = ha;
-        if (T == WeightType::kQ5K) rows32(p + 16, kBb, &ha, &hb);
-        for (int h = 0; h < 2; ++h) {
-          const int j = 2 * c + h;
-          __m512i lo = h ? _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4b) : _mm512_and_si512(qa, m4b);
-          __m512i hi = h ? _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4b) : _mm512_and_si512(qb, m4b);
-          if (T == WeightType::kQ5K) {  // bit j of qh[l] -> bit 4
-            const __m512i one = _mm512_set1_epi8(1);
-            lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(ha, _mm_cvtsi32_si128(j)), one), 4));
-            hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(hb, _mm_cvtsi32_si128(j)), one), 4));
-          }
-          const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(j));
-          const __m512 dd = _mm512_permutex2var_ps(s01, idx, s23);
-          const __m128 mm = _mm512_castps512_ps128(_mm512_permutex2var_ps(m01, _mm512_add_epi32(_mm512_setr_epi32(0, 8, 16, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set1_epi32(j)), m23));
-          dot(lo, hi, dd, mm, act, b0 + j, h);
-        }
-      }
-    } else if (T == WeightType::kQ6K) {
-      const __m128 d4 = f16x4(u16_at(p + 208), u16_at(p + kBb + 208), u16_at(p + 2 * kBb + 208), u16_at(p + 3 * kBb + 208));
-      // sc[r][k] * d_r as floats, row r in ds[r]; D of half-sub-block k: lane-128 r = ds[r][k].
-      __m512 ds[4];
-      for (int r = 0; r < 4; ++r) {
-        ds[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * kBb + 192)))),
-                              _mm512_set1_ps(d4[r]));
-      }
-      const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 16, 16, 16, 16, 0, 0, 0, 0, 16, 16, 16, 16);
-      const __m512i k32 = _mm512_set1_epi8(32), m3 = _mm512_set1_epi8(0x30);
-      for (int hh = 0; hh < 2; ++hh) {  // GGUF halves of 128 values
-        __m512i ha, hb;
-        rows32(p + 128 + 32 * hh, kBb, &ha, &hb);
-        for (int ip = 0; ip < 2; ++ip) {
-          __m512i qa, qb;
-          rows32(p + 64 * hh + 32 * ip, kBb, &qa, &qb);
-          for (int ih = 0; ih < 2; ++ih) {
-            const int i = ip + 2 * ih, j = 4 * hh + i;
-            const __m128i sh = _mm_cvtsi32_si128(4 * ih);
-            const __m512i la = _mm512_and_si512(_mm512_srl_epi16(qa, sh), m4b);
-            const __m512i lb = _mm512_and_si512(_mm512_srl_epi16(qb, sh), m4b);
-            // bits 2i, 2i+1 of qh -> bits 4, 5
-            const __m512i ua = 2 * i <= 4 ? _mm512_sll_epi16(ha, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(ha, 2);
-            const __m512i ub = 2 * i <= 4 ? _mm512_sll_epi16(hb, _mm_cvtsi32_si128(4 - 2 * i)) : _mm512_srli_epi16(hb, 2);
-            const __m512i lo = _mm512_sub_epi8(_mm512_or_si512(la, _mm512_and_si512(ua, m3)), k32);
-            const __m512i hi = _mm512_sub_epi8(_mm512_or_si512(lb, _mm512_and_si512(ub, m3)), k32);
-            const int k = 2 * j;  // half-sub-blocks k (values 0..15) and k + 1
-            const __m512i ik = _mm512_add_epi32(sel, _mm512_set1_epi32(k));
-            const __m512i ik1 = _mm512_add_epi32(ik, _mm512_set1_epi32(1));
-            const __m512 dlo = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik, ds[1]), _mm512_permutex2var_ps(ds[2], ik, ds[3]));
-            const __m512 dhi = _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(ds[0], ik1, ds[1]), _mm512_permutex2var_ps(ds[2], ik1, ds[3]));
-            dot6(lo, hi, dlo, dhi, act, b0 + j);
-          }
-        }
-      }
-    } else {  // q5_0 / q5_1
-      const bool q51 = T == WeightType::kQ5_1;
-      const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
-      __m128 m4 = _mm_setzero_ps();
-      if (q51) m4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
-      const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
-      uint32_t h[4];
-      for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * kBb + qh, 4);
-      const uint64_t mlo = (uint64_t(h[0] & 0xFFFF)) | (uint64_t(h[1] & 0xFFFF) << 16) |
-                           (uint64_t(h[2] & 0xFFFF) << 32) | (uint64_t(h[3] & 0xFFFF) << 48);
-      const uint64_t mhi = (uint64_t(h[0] >> 16)) | (uint64_t(h[1] >> 16) << 16) |
-                           (uint64_t(h[2] >> 16) << 32) | (uint64_t(h[3] >> 16) << 48);
-      const __m512i q = rows16(p + qs, kBb);
-      const __m512i b4 = _mm512_set1_epi8(0x10);
-      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4b), _mm512_maskz_mov_epi8(mlo, b4));
-      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4b), _mm512_maskz_mov_epi8(mhi, b4));
-      dot(lo, hi, spread4(d4), m4, act, b0, int(b0 & 1));
-    }
+    const bool q51 = T == WeightType::kQ5_1;
+    const __m128 d4 = f16x4(u16_at(p), u16_at(p + kBb), u16_at(p + 2 * kBb), u16_at(p + 3 * kBb));
+    __m128 m4 = _mm_setzero_ps();
+    if (q51) m4 = f16x4(u16_at(p + 2), u16_at(p + kBb + 2), u16_at(p + 2 * kBb + 2), u16_at(p + 3 * kBb + 2));
+    const size_t qh = q51 ? 4 : 2, qs = q51 ? 8 : 6;
+    uint32_t h[4];
+    for (int r = 0; r < 4; ++r) std::memcpy(h + r, p + r * kBb + qh, 4);
+    const uint64_t mlo = (uint64_t(h[0] & 0xFFFF)) | (uint64_t(h[1] & 0xFFFF) << 16) |
+                         (uint64_t(h[2] & 0xFFFF) << 32) | (uint64_t(h[3] & 0xFFFF) << 48);
+    const uint64_t mhi = (uint64_t(h[0] >> 16)) | (uint64_t(h[1] >> 16) << 16) |
+                         (uint64_t(h[2] >> 16) << 32) | (uint64_t(h[3] >> 16) << 48);
+    const __m512i q = rows16(p + qs, kBb);
+    const __m512i b4 = _mm512_set1_epi8(0x10);
+    const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4b), _mm512_maskz_mov_epi8(mlo, b4));
+    const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4b), _mm512_maskz_mov_epi8(mhi, b4));
+    dot(lo, hi, spread4(d4), m4, act, b0, int(b0 & 1));
   }
 
   inline void run(const uint8_t* __restrict w, size_t nsb, const BlockQ8A* const* act,
@@ -626,16 +510,13 @@ struct KTile {
       acc[t][0] = acc[t][1] = _mm512_setzero_ps();
       macc[t] = _mm_setzero_ps();
     }
-    constexpr size_t per = kSuper ? kSuperBlock / kBlock : 1;
-    // No llvm-mca markers: a super-block's body holds loops (sub-blocks x tokens) that the
-    // compiler need not unroll, which a straight-line pipeline model would misread.
-    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b * per);
+    for (size_t b = 0; b < nsb; ++b) block(w + b * 4 * kBb, act, b);
     for (int t = 0; t < NT; ++t) {
       const __m512 v = _mm512_add_ps(acc[t][0], acc[t][1]);
       const __m128 h01 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 0), _mm512_extractf32x4_ps(v, 1));
       const __m128 h23 = _mm_hadd_ps(_mm512_extractf32x4_ps(v, 2), _mm512_extractf32x4_ps(v, 3));
       __m128 y = _mm_hadd_ps(h01, h23);
-      if (T != WeightType::kQ6K && T != WeightType::kQ5_0) y = _mm_add_ps(y, macc[t]);
+      if (T == WeightType::kQ5_1) y = _mm_add_ps(y, macc[t]);
       if (row >= m0 && row + 4 <= m1) {
         _mm_storeu_ps(out[t] + row, y);
       } else {
@@ -1095,65 +976,117 @@ inline __m512 k6panel_dot(const K6PanelSub& p, const BlockQ8A& x, const int32_t*
   return k6_float(vl, vh, p.dlo, p.dhi, x.d, acc);
 }
 
-// GEMV, as q4_k's: one group at a time, per super-block the 16 half-sub-block vpdpbusd results
-// (4 rows x 4 partial sums) reduced to full sums in lane 4r + k (half-sub-blocks 4q + k, q =
-// 0..3) plus the start values -32 * sum(a_half), the int8 scales spread to the same lanes by
-// vpshufb inside each row's 128-bit lane, and per q one conversion, scale product and FMA
-// (d_a per half from kgemv_act). Not bit-identical to the GEMM (lanes summed at the end).
-inline void q6k_gemv_group(const uint8_t* w, size_t nsb, const BlockQ8A* x, const float* av,
-                           const int32_t* off, float* out, size_t row, size_t m0, size_t m1) {
-  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
-  // dword k of each lane <- byte 4q + k in the top byte (then an arithmetic shift: int8 -> int32)
-  const __m512i top[4] = {
-      _mm512_set4_epi32(0x03FFFFFF, 0x02FFFFFF, 0x01FFFFFF, 0x00FFFFFF),
-      _mm512_set4_epi32(0x07FFFFFF, 0x06FFFFFF, 0x05FFFFFF, 0x04FFFFFF),
-      _mm512_set4_epi32(0x0BFFFFFF, 0x0AFFFFFF, 0x09FFFFFF, 0x08FFFFFF),
-      _mm512_set4_epi32(0x0FFFFFFF, 0x0EFFFFFF, 0x0DFFFFFF, 0x0CFFFFFF)};
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+// GEMV: one group (4 rows, one sequential stream) at a time over all of K, row by row within a
+// super-block, no lane shuffles of the weights: a row's 64 ql bytes of a 128-value half are one
+// zmm as they are stored (low nibbles = values 0..63 of the half, high nibbles = 64..127, in
+// order), its 32 qh bytes broadcast to both 256-bit halves and shifted by 0 / 2 bits per half
+// (vpsrlvq), masked to 0x33 once, so one vpternlogd select per 64 values joins nibble and high
+// bits (the low values take them shifted up by 4, the high ones as they are). Per row and
+// super-block: 4 vpdpbusd (values 64c..64c+63 against the token's 256 contiguous activations,
+// 128-bit lane k = 16-value scale group 4c + k, start value -8 s_g per lane from the token's
+// table: the -32 offset), one 4x4 transpose and adds to full sums in lane 4k + c (group 4c + k),
+// the row's 16 int8 scales spread to the same lanes by one vpshufb (byte to the top of its
+// dword, then an arithmetic shift), and acc_r += float(isum) * (sc * (d * d_a)), d_a per lane
+// from the table. The lanes are summed at the end, so the float order is not the GEMM's (GEMV
+// and GEMM agree within the reference tolerance, tests/kernels/test_matmul.cpp).
+struct alignas(64) K6Act {
+  int8_t q[kSuperBlock];  // the token's 256 activations of the super-block, in order
+  int32_t off[4][16];     // start values of chunk c: lane 4k + j = -8 * (sum of group 4c + k)
+  float da[16];           // lane 4k + c: d_a of the block holding group 4c + k
+};
+
+// The K6Act of every super-block of one token (thread-local, per call).
+inline const K6Act* q6k_gemv_act(const BlockQ8A* x, size_t nsb) {
+  static thread_local std::vector<K6Act> buf;
+  if (buf.size() < nsb) buf.resize(nsb);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (size_t sb = 0; sb < nsb; ++sb) {
-    const uint8_t* p = w + sb * gb;
-    prefetch_block(p, gb);
-    const BlockQ8A* xs = x + 8 * sb;
-    __m512i hs[16];  // half-sub-block 2j + h: lane-128 r = row r's 4 partial sums
-    q6k_decode(p, [&](int j, __m512i l, __m512i h) {
-      hs[2 * j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), l,
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs))));
-      hs[2 * j + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), h,
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[j].qs + 16))));
-    });
-    const __m512i sc = rows16(p + 192, bb);  // lane-128 r: row r's 16 int8 scales
-    const __m512i hd = rows16(p + 194, bb);  // dword 3: scales[14..15] | d
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_shuffle_epi32(hd, _MM_PERM_DDDD), 16)));
-    const float* a = av + 16 * sb;
-    const int32_t* o = off + 16 * sb;
-    for (int q = 0; q < 4; ++q) {
-      __m512i t[4];
-      transpose4(hs[4 * q], hs[4 * q + 1], hs[4 * q + 2], hs[4 * q + 3], t);
-      __m512i v = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
-      v = _mm512_add_epi32(v, _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(o + 4 * q))));
-      const __m512 D = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_shuffle_epi8(sc, top[q]), 24)), d);
-      const __m512 DA = _mm512_mul_ps(D, _mm512_broadcast_f32x4(_mm_loadu_ps(a + 4 * q)));
-      if (q & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc1);
-      else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), DA, acc0);
+    K6Act& o = buf[sb];
+    for (int b = 0; b < 8; ++b) {
+      const BlockQ8A& xb = x[8 * sb + b];
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o.q + 32 * b), q);
+      const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
+      const int64_t s0 = _mm256_extract_epi64(s, 0), s1 = _mm256_extract_epi64(s, 1);
+      const int64_t s2 = _mm256_extract_epi64(s, 2), s3 = _mm256_extract_epi64(s, 3);
+      const int32_t half[2] = {static_cast<int32_t>(s0 + s1 - 2048), static_cast<int32_t>(s2 + s3 - 2048)};
+      for (int h = 0; h < 2; ++h) {
+        const int g = 2 * b + h, c = g / 4, k = g % 4;
+        for (int j = 0; j < 4; ++j) o.off[c][4 * k + j] = -8 * half[h];
+        o.da[4 * k + c] = xb.d;
+      }
     }
   }
-  store_rows4(_mm512_add_ps(acc0, acc1), out, row, m0, m1);
+  return buf.data();
+}
+
+inline void q6k_gemv_group(const uint8_t* w, size_t nsb, const K6Act* xa, float* out, size_t row,
+                           size_t m0, size_t m1) {
+  constexpr size_t bb = sizeof(BlockQ6K), gb = kGroupBytes<WeightType::kQ6K>;
+  const __m512i m4b = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33);
+  const __m512i hsh = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+  // lane-128 k, dword c <- scale byte 4c + k in bits 24..31 (the rest zero)
+  alignas(64) int32_t sci[16];
+  for (int e = 0; e < 16; ++e) sci[e] = (4 * (e % 4) + e / 4) << 24 | 0x808080;
+  const __m512i sct = _mm512_load_si512(sci);
+  // One row of the super-block: its 256 values dotted, reduced and scaled into acc.
+  const auto row_step = [&](const uint8_t* b, const K6Act& x, const __m512i* a, __m512 da,
+                            __m512 acc) PIQUANT_TILE_INLINE {
+    __m512i v[4];
+    for (int hh = 0; hh < 2; ++hh) {
+      const __m512i ql = _mm512_loadu_si512(b + 64 * hh);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * hh)));
+      const __m512i h = _mm512_and_si512(_mm512_srlv_epi64(qh, hsh), m33);
+      // m4b ? ql : h << 4 (values 0..63 of the half); m4b ? ql >> 4 : h (values 64..127)
+      const __m512i lo = _mm512_ternarylogic_epi32(m4b, ql, _mm512_slli_epi16(h, 4), 0xCA);
+      const __m512i hi = _mm512_ternarylogic_epi32(m4b, _mm512_srli_epi16(ql, 4), h, 0xCA);
+      v[2 * hh] = _mm512_dpbusd_epi32(_mm512_load_si512(x.off[2 * hh]), lo, a[2 * hh]);
+      v[2 * hh + 1] = _mm512_dpbusd_epi32(_mm512_load_si512(x.off[2 * hh + 1]), hi, a[2 * hh + 1]);
+    }
+    __m512i t[4];
+    transpose4(v[0], v[1], v[2], v[3], t);
+    const __m512i s = _mm512_add_epi32(_mm512_add_epi32(t[0], t[1]), _mm512_add_epi32(t[2], t[3]));
+    const __m512i sc = _mm512_srai_epi32(
+        _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192))), sct), 24);
+    uint16_t dh;
+    std::memcpy(&dh, b + 208, sizeof dh);
+    const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(dh)));
+    const __m512 g = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_mul_ps(d, da));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), g, acc);
+  };
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  for (size_t sb = 0; sb < nsb; ++sb) {
+    PIQUANT_MCA_BEGIN(WeightType::kQ6K, 4, 1, 8);
+    const uint8_t* p = w + sb * gb;
+    prefetch_block(p, gb);
+    const K6Act& x = xa[sb];
+    __m512i a[4];
+    for (int c = 0; c < 4; ++c) a[c] = _mm512_load_si512(x.q + 64 * c);
+    const __m512 da = _mm512_load_ps(x.da);
+    acc0 = row_step(p, x, a, da, acc0);
+    acc1 = row_step(p + bb, x, a, da, acc1);
+    acc2 = row_step(p + 2 * bb, x, a, da, acc2);
+    acc3 = row_step(p + 3 * bb, x, a, da, acc3);
+    PIQUANT_MCA_END();
+  }
+  const float y[4] = {_mm512_reduce_add_ps(acc0), _mm512_reduce_add_ps(acc1), _mm512_reduce_add_ps(acc2),
+                      _mm512_reduce_add_ps(acc3)};
+  for (size_t r = 0; r < 4; ++r) {
+    if (row + r >= m0 && row + r < m1) out[row + r] = y[r];
+  }
 }
 
 void gemv_q6k(const GemmArgs& a) {
   constexpr WeightType T = WeightType::kQ6K;
-  const size_t nsb = a.k / kSuperBlock, nb = a.k / kBlock;
+  const size_t nsb = a.k / kSuperBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
-  const int32_t* offs = q6k_offsets(a);
   for (size_t n = a.n0; n < a.n1; ++n) {
     const auto* act =
         reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
-    const float* av = kgemv_act<T>(act, nsb);
-    const int32_t* off = offs + (n - a.n0) * nb * 2;
+    const K6Act* xa = q6k_gemv_act(act, nsb);
     float* out = a.dst + n * a.dst_stride;
     for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
-      q6k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, act, av, off, out,
-                     row, a.m0, a.m1);
+      q6k_gemv_group(wt + row / kRowInterleave * nsb * kGroupBytes<T>, nsb, xa, out, row, a.m0, a.m1);
     }
   }
 }

@@ -226,7 +226,7 @@ TEST_CASE("matmul variants give identical bits for any row and token split", "[k
 // then agree to rounding, not bit for bit; tests/lib/test_batch.cpp's greedy-id check runs on
 // q8 / q4 weights, whose GEMV == GEMM.
 const char* const kGemvOwnOrder[] = {"gemv_f32_q8_q4k_avx512vnni", "gemv_f32_q8_q5k_avx512vnni",
-                                     "gemv_f32_q8_q6k_avx512vnni"};
+                                     "gemv_f32_q8_q6k_avx512vnni", "gemv_f32_q8_q6k_avx2"};
 
 TEST_CASE("gemv and gemm of one ISA give identical bits per token", "[kernels][matmul]") {
   const auto ks = available();
