@@ -424,7 +424,6 @@ inline void small_group(const uint8_t* __restrict w, size_t nb, const SmallAct* 
   __m512 acc[NT];
   for (int g = 0; g < NT; ++g) acc[g] = _mm512_setzero_ps();
   for (size_t b = 0; b < nb; ++b) {
-    if (NF == 1 && NH == 0) PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 4, 1);
     const uint8_t* blk = w + b * gb;
     _mm_prefetch(reinterpret_cast<const char*>(blk + kSmallPf), _MM_HINT_T0);
     const __m512i q = _mm512_loadu_si512(blk + 8);
@@ -462,7 +461,6 @@ inline void small_group(const uint8_t* __restrict w, size_t nb, const SmallAct* 
       acc[NF] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v),
                                 _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_load_ps(a.d))), acc[NF]);
     }
-    if (NF == 1 && NH == 0) PIQUANT_MCA_END();
   }
   const bool full = row >= m0 && row + 4 <= m1;
   for (int g = 0; g < NT; ++g) {
