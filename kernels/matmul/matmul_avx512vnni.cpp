@@ -271,7 +271,7 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
 // then per block one 128-bit scale product and FMA per 4 rows, blocks in order. NT > 1 (each
 // block's nibbles split once and dotted with NT tokens, every token the GEMV's operations) was
 // session 9's small-batch path for 2-3 tokens; session 10's tokens-in-lanes kernels below
-// replaced it (2 tokens 1.45-1.55x -> 1.1-1.35x a cold GEMV, 3 tokens 1.9-2.2x -> 1.4-1.8x);
+// replaced it (2 tokens 1.4-1.6x -> 1.1-1.45x a cold GEMV, 3 tokens 1.9-2.2x -> 1.4-1.8x);
 // only NT = 1 is used.
 template <int NT>
 inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act, float* const* out,
