@@ -273,17 +273,13 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
 }
 
 // GEMV: one group (4 rows, one stream) at a time, 4 blocks per step: the four blocks'
-// vpdpbusd results (start -2 s per lane, so the 4 lanes of a row carry -8 s) are reduced by
-// the transpose and adds to lane 4r + i = row r, block i, permuted to 4i + r, converted once;
-// then per block one 128-bit scale product and FMA per 4 rows, blocks in order. NT > 1 is the
-// small-batch path of the GEMM (a decode step of 2 or 3 sequences): each block's nibbles are
-// loaded and split once and dotted with NT tokens' activations; every token then runs the
-// GEMV's sequence of operations, so its result has the GEMV's bits. One group
-// stream at a time, as the GEMV: from DRAM the stored 16-row panels (four group streams) cost
-// 2.0-2.5x a cold GEMV at 2 tokens, this path 1.45-1.55x (bench_matmul 5632x2048 cold, Zen 4,
-// 1 thread; a register-built 16-row panel, tried first, was faster from cache but slower cold:
-// four streams again). At 4 tokens the two are even, from 5 on the panel wins (docs/kernels.md).
-constexpr size_t kSmallN = 4;
+// vpdpbusd results (started at zero) are reduced by hsum4 to lane 4r + i = row r, block i,
+// permuted to 4i + r, given the blocks' -8 s offsets by one vector add (a per-call table),
+// converted once; then per block one 128-bit scale product and FMA per 4 rows, blocks in order.
+// NT > 1 (each block's nibbles split once and dotted with NT tokens, every token the GEMV's
+// operations) was session 9's small-batch path for 2-3 tokens; session 10's tokens-in-lanes
+// kernels below replaced it (2 tokens 1.4-1.6x -> 1.1-1.45x a cold GEMV, 3 tokens 1.9-2.2x ->
+// 1.4-1.8x); only NT = 1 is used.
 
 // One step of gemv_group_n: CNT (1-4) blocks from block b. The full step (CNT = 4) has no
 // branches: the loop over a row's blocks runs it and the tail runs one step of the rest.
@@ -390,13 +386,161 @@ void gemv_q4(const GemmArgs& a) {
   for (size_t n = a.n0; n < a.n1; ++n) gemv_tokens_n<1>(a, n);
 }
 
+// --- q4 small batches: tokens in the lanes (session 10) ------------------------------------
+//
+// A decode step of 2..kSmallMax sequences runs one group (4 rows, one weight stream) at a
+// time as the GEMV does, with tokens in the lanes, so that no lane needs a reduction:
+// - full tile (4 tokens), lane 4r + t = (row r, token t): per block, `vpshufd` spreads dword
+//   (quad) j of each row's 16 packed bytes over its 128-bit lane (R_j, j = 0..3, the row's lane
+//   as loaded), R_j & 0x0F are the values of quad j, R_j & 0xF0 sixteen times those of quad
+//   4 + j (no shift); 4 + 4 vpdpbusd with the 128-bit broadcast of the 4 tokens' quads j and
+//   4 + j give the low and (x16) high sums in each (row, token) lane, and
+//   isum = lo + (hi >> 4) (exact: hi is a multiple of 16).
+// - half tile (2 tokens), lane 4r + 2h + t = (row r, half h, token t): R_j & (0x0F, 0x0F, 0xF0,
+//   0xF0 per dword) puts quad j (h = 0) and 16 x quad 4 + j (h = 1) side by side, 4 vpdpbusd,
+//   and isum = lanes h = 0 + (lanes h = 1 >> 4) after one `vpshufd`: no padding tokens for an
+//   even count.
+// The activations are rearranged once per call (SmallAct: per tile and block, the tokens' quads
+// as the lanes want them, the start values -8 s, the scales d_a; padding tokens are zeros,
+// computed and never stored). Then one conversion, one d_w * d_a product and one FMA per
+// (tile, block): per (row, token) the GEMV's float sequence (acc = fma(float(isum), d_w * d_a,
+// acc), blocks in order, one accumulator), so the bits are the GEMV's.
+// Software prefetch 1 KB ahead in the group's stream: from DRAM, 6-8 tokens took 3.3-3.6x a
+// cold GEMV without it, 2.6-3.0x with it (4 KB ahead: 2.6-3.4x; 4 tokens unchanged).
+constexpr size_t kSmallMax = 8, kSmallPf = 1024;
+
+struct alignas(16) SmallAct {
+  int32_t q[8][4];  // full: q[j][t] = quad j of token t; half: q[j] = (t0 j, t1 j, t0 4+j, t1 4+j)
+  int32_t s[4];     // start values: full -8 s of token t; half (-8 s0, -8 s1, 0, 0)
+  float d[4];       // d_a: full token t; half (d0, d1, 0, 0)
+};
+
+// The activations of tokens [n0, n1) as nf full tiles then nh half tiles of nb SmallAct each
+// (thread-local buffer).
+inline const SmallAct* small_acts(const GemmArgs& a, int nf, int nh) {
+  static thread_local std::vector<SmallAct> buf;
+  const size_t nb = a.k / kBlock, n = a.n1 - a.n0, tl = static_cast<size_t>(nf + nh);
+  if (buf.size() < tl * nb) buf.resize(tl * nb);
+  std::memset(static_cast<void*>(buf.data()), 0, tl * nb * sizeof(SmallAct));
+  for (size_t i = 0; i < n; ++i) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (a.n0 + i) * a.act_stride);
+    const bool full = i < 4 * static_cast<size_t>(nf);
+    const size_t tile = full ? i / 4 : static_cast<size_t>(nf), t = full ? i % 4 : i - 4 * nf;
+    SmallAct* o = buf.data() + tile * nb;
+    for (size_t b = 0; b < nb; ++b) {
+      if (full) {
+        for (int j = 0; j < 8; ++j) std::memcpy(&o[b].q[j][t], x[b].qs + 4 * j, 4);
+      } else {
+        for (int j = 0; j < 4; ++j) {
+          std::memcpy(&o[b].q[j][t], x[b].qs + 4 * j, 4);
+          std::memcpy(&o[b].q[j][2 + t], x[b].qs + 16 + 4 * j, 4);
+        }
+      }
+      o[b].s[t] = -8 * x[b].s;
+      o[b].d[t] = x[b].d;
+    }
+  }
+  return buf.data();
+}
+
+inline __m512i bcast128(const int32_t* p) {
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Rows [row, row + 4) of group `w` for NF full tiles and NH (0 or 1) half tiles; `cnt` real
+// tokens in all; writes rows within [m0, m1).
+template <int NF, int NH>
+inline void small_group(const uint8_t* __restrict w, size_t nb, const SmallAct* __restrict x,
+                        float* const* out, size_t cnt, size_t row, size_t m0, size_t m1) {
+  constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
+  constexpr int NT = NF + NH;
+  const __m512i m_lo = _mm512_set1_epi8(0x0F), m_hi = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i m_half = _mm512_set4_epi32(static_cast<int>(0xF0F0F0F0), static_cast<int>(0xF0F0F0F0),
+                                           0x0F0F0F0F, 0x0F0F0F0F);
+  const __m512i didx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  __m512 acc[NT];
+  for (int g = 0; g < NT; ++g) acc[g] = _mm512_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + b * gb;
+    _mm_prefetch(reinterpret_cast<const char*>(blk + kSmallPf), _MM_HINT_T0);
+    const __m512i q = _mm512_loadu_si512(blk + 8);
+    const __m512 dw = _mm512_permutexvar_ps(
+        didx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk)))));
+    __m512i r[4];
+    r[0] = _mm512_shuffle_epi32(q, _MM_PERM_AAAA);
+    r[1] = _mm512_shuffle_epi32(q, _MM_PERM_BBBB);
+    r[2] = _mm512_shuffle_epi32(q, _MM_PERM_CCCC);
+    r[3] = _mm512_shuffle_epi32(q, _MM_PERM_DDDD);
+    if constexpr (NF > 0) {
+      __m512i lo[4], hi[4];
+      for (int j = 0; j < 4; ++j) {
+        lo[j] = _mm512_and_si512(r[j], m_lo);
+        hi[j] = _mm512_and_si512(r[j], m_hi);
+      }
+#pragma GCC unroll 4
+      for (int g = 0; g < NF; ++g) {
+        const SmallAct& a = x[g * nb + b];
+        __m512i vl = bcast128(a.s), vh = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+          vl = _mm512_dpbusd_epi32(vl, lo[j], bcast128(a.q[j]));
+          vh = _mm512_dpbusd_epi32(vh, hi[j], bcast128(a.q[4 + j]));
+        }
+        const __m512i v = _mm512_add_epi32(vl, _mm512_srai_epi32(vh, 4));
+        acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v),
+                                 _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_load_ps(a.d))), acc[g]);
+      }
+    }
+    if constexpr (NH > 0) {
+      const SmallAct& a = x[NF * nb + b];
+      __m512i v = bcast128(a.s);
+      for (int j = 0; j < 4; ++j) v = _mm512_dpbusd_epi32(v, _mm512_and_si512(r[j], m_half), bcast128(a.q[j]));
+      v = _mm512_add_epi32(v, _mm512_srai_epi32(_mm512_shuffle_epi32(v, _MM_PERM_DCDC), 4));
+      acc[NF] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v),
+                                _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_load_ps(a.d))), acc[NF]);
+    }
+  }
+  const bool full = row >= m0 && row + 4 <= m1;
+  for (int g = 0; g < NT; ++g) {
+    // lane 4r + t -> 4t + r: token t's 4 rows in 128-bit lane t
+    alignas(64) float tmp[16];
+    _mm512_store_ps(tmp, _mm512_permutexvar_ps(transpose_idx(), acc[g]));
+    const size_t t0 = 4 * static_cast<size_t>(g), tn = g < NF ? 4 : 2;
+    for (size_t t = 0; t < tn && t0 + t < cnt; ++t) {
+      float* o = out[t0 + t];
+      if (full) {
+        std::memcpy(o + row, tmp + 4 * t, 16);
+      } else {
+        for (size_t i = 0; i < 4; ++i) {
+          if (row + i >= m0 && row + i < m1) o[row + i] = tmp[4 * t + i];
+        }
+      }
+    }
+  }
+}
+
+template <int NF, int NH>
+void gemm_q4_small(const GemmArgs& a) {
+  const size_t nb = a.k / kBlock, cnt = a.n1 - a.n0;
+  const SmallAct* x = small_acts(a, NF, NH);
+  float* out[4 * (NF + NH)];
+  for (size_t t = 0; t < 4 * (NF + NH); ++t) out[t] = t < cnt ? a.dst + (a.n0 + t) * a.dst_stride : nullptr;
+  const auto* wt = static_cast<const uint8_t*>(a.wt);
+  for (size_t row = a.m0 - a.m0 % kRowInterleave; row < a.m1; row += kRowInterleave) {
+    small_group<NF, NH>(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, x, out, cnt,
+                        row, a.m0, a.m1);
+  }
+}
+
 void gemm_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
-  if (a.n1 - a.n0 < kSmallN) {  // a decode step of 2 or 3 sequences
-    tiles::dispatch_count<kSmallN - 1>(a.n1 - a.n0, [&](auto nt) PIQUANT_TILE_INLINE {
-      gemv_tokens_n<decltype(nt)::value>(a, a.n0);
-    });
-    return;
+  const size_t cnt = a.n1 - a.n0;
+  if (cnt >= 2 && cnt <= kSmallMax) {  // a decode step of a few sequences
+    switch (cnt) {
+      case 2: gemm_q4_small<0, 1>(a); return;
+      case 3: case 4: gemm_q4_small<1, 0>(a); return;
+      case 5: case 6: gemm_q4_small<1, 1>(a); return;
+      default: gemm_q4_small<2, 0>(a); return;
+    }
   }
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   PanelBlock pb[kChunk];

@@ -340,3 +340,59 @@ TEST_CASE("PIQUANT_ISA levels parse and refuse what the CPU lacks", "[kernels][m
   apply_isa_cap(all, "avx9000", &err);
   CHECK(err.find("not a known level") != std::string::npos);
 }
+
+// The q4 small-batch GEMMs (a decode step of 2..8 sequences; on avx512vnni the tokens-in-lanes
+// kernels: a half tile for 2 tokens, full tiles of 4, padded tiles for 3, 5 and 7; 9 tokens is
+// the panel again): every fill (random, the quants' extremes, exact integers), one block and
+// odd block counts, row counts that end inside a group, each token bit for bit the GEMV's, and
+// a sub-range of rows and tokens bit for bit the whole call's.
+TEST_CASE("q4 small batches with extremes odd sizes and sub-ranges", "[kernels][matmul]") {
+  const auto ks = available();
+  std::set<std::string> ran;
+  uint32_t seed = 5200;
+  for (const GemmKernel* g : ks) {
+    if (g->op != MatmulOp::kGemm || g->weights != WeightType::kQ4) continue;
+    const GemmKernel* v = nullptr;
+    for (const GemmKernel* c : ks) {
+      if (!v && c->op == MatmulOp::kGemv && c->weights == g->weights && c->needs == g->needs) v = c;
+    }
+    REQUIRE(v != nullptr);
+    const struct { size_t m, k; } sizes[] = {{13, 32}, {7, 224}, {22, 96}};
+    for (const auto& sz : sizes) {
+      for (Fill fill : {Fill::kRandom, Fill::kExtreme, Fill::kExact}) {
+        for (size_t n = 2; n <= 9; ++n) {
+          const Problem p = piquant::test::make_problem(g->weights, sz.m, n, sz.k, fill, ++seed);
+          check_kernel(*g, p, piquant::test::reference(p), fill, seed);
+          const float nan = std::numeric_limits<float>::quiet_NaN();
+          std::vector<float> whole(n * p.m, nan), sub(n * p.m, nan), gemv(n * p.m, nan);
+          g->run(piquant::test::args_for(p, whole.data(), p.m));
+          GemmArgs a = piquant::test::args_for(p, sub.data(), p.m);
+          a.m0 = 1;
+          a.m1 = p.m - 1;
+          a.n0 = 1;
+          g->run(a);
+          for (size_t j = 0; j < n; ++j) {
+            GemmArgs a1 = piquant::test::args_for(p, gemv.data(), p.m);
+            a1.n0 = j;
+            a1.n1 = j + 1;
+            v->run(a1);
+          }
+          for (size_t j = 0; j < n; ++j) {
+            for (size_t i = 0; i < p.m; ++i) {
+              CAPTURE(g->name, sz.m, sz.k, fill_name(fill), n, i, j, seed);
+              const float w = whole[j * p.m + i], s = sub[j * p.m + i], q = gemv[j * p.m + i];
+              REQUIRE(std::memcmp(&w, &q, 4) == 0);
+              if (i >= a.m0 && i < a.m1 && j >= a.n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
+              else REQUIRE(std::isnan(s));
+            }
+          }
+        }
+      }
+    }
+    ran.insert(g->name);
+  }
+  std::string names;
+  for (const std::string& r : ran) names += " " + r;
+  std::cout << "q4 small-batch kernels tested:" << names << std::endl;
+  CHECK(ran.size() >= 1);  // the reference at least
+}
