@@ -107,7 +107,7 @@ std::unique_ptr<ModelBackend> make_context_backend(std::shared_ptr<const Model> 
 struct EngineOptions {
   int n_slots = 4;
   SessionOptions session;
-  int prefill_chunk = 64;   ///< prompt tokens evaluated per step for one slot
+  int prefill_chunk = 64;   ///< rows per pass: prompt chunks fill what the decode rows leave
   size_t max_queue = 16;    ///< requests waiting for a slot; more are refused (503)
   bool verbose = false;
 };
