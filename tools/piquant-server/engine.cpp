@@ -418,7 +418,8 @@ void Engine::order_prefill(std::vector<Slot*>* prefill) const {
 void Engine::step(const std::vector<Slot*>& prefill, const std::vector<Slot*>& decoding) {
   std::vector<DecodeRow> rows;
   // Prompt rows fill the pass up to --prefill-chunk rows beside the generating slots' rows (at
-  // least one), taken by the prefilling slots in order: each takes what is left.
+  // least one), taken by the prefilling slots in order: each takes what is left, the second
+  // and later only while the pass has fewer than kShareRows prompt rows.
   const size_t chunk = static_cast<size_t>(opt_.prefill_chunk);
   size_t budget = decoding.size() + 1 < chunk ? chunk - decoding.size() : 1;
   std::vector<size_t> n_chunk(prefill.size(), 0);
@@ -426,7 +427,10 @@ void Engine::step(const std::vector<Slot*>& prefill, const std::vector<Slot*>& d
   for (size_t i = 0; i < prefill.size(); ++i) {
     Slot& s = *prefill[i];
     const std::vector<TokenId>& prompt = s.job->req.prompt;
-    const size_t n = std::min(prompt.size() - s.prompt_done, budget);
+    // Another slot's chunk joins only a pass with few prompt rows yet: sharing a pass saves
+    // one read of the weights, which matters next to a short chunk; past a few rows a pass
+    // costs about the same per row, and a second prompt would only delay the first's token.
+    const size_t n = n_prompt >= kShareRows ? 0 : std::min(prompt.size() - s.prompt_done, budget);
     n_chunk[i] = n;
     s.passed_over = n == 0 ? s.passed_over + 1 : 0;
     const bool last = s.prompt_done + n == prompt.size();

@@ -2,8 +2,9 @@
 // The server's scheduler: one engine thread owns a piquant::Context (one sequence per slot) and
 // runs steps. Each step is ONE pass over the weights (Context::decode) whose rows are the next
 // token of every slot in the decode phase and prompt chunks of the slots still prefilling (up to
-// --prefill-chunk rows in all, the shortest remaining prompt first), so a long prompt never
-// freezes the streams already running and short prompts share a pass; each sequence carries
+// --prefill-chunk rows in all, the shortest remaining prompt first; a second slot's chunk only
+// beside a short first one), so a long prompt never freezes the streams already running and
+// short prompts share a pass; each sequence carries
 // its own request's LoRA adapters. A prompt prefix that another slot holds (a shared system
 // prompt) is copied from it (Context::fork) instead of evaluated again; a slot whose prefix is
 // being evaluated by another waits for it. HTTP threads only submit requests to a bounded queue
@@ -163,11 +164,14 @@ class Engine {
     int passed_over = 0;          ///< passes in a row it got no prompt rows while prefilling
   };
   static constexpr int kMaxPassedOver = 4;
+  /// A prefilling slot's chunk joins a pass only while it holds fewer prompt rows than this.
+  static constexpr size_t kShareRows = 16;
   void run();
   void admit_locked();
   /// One pass: prompt chunks of `prefill` (in that order, each taking what is left of
-  /// --prefill-chunk rows beside the decode rows; a slot may get none) and the next token of
-  /// every slot in `decoding`.
+  /// --prefill-chunk rows beside the decode rows, the second and later only while the pass
+  /// has fewer than kShareRows prompt rows; a slot may get none) and the next token of every
+  /// slot in `decoding`.
   void step(const std::vector<Slot*>& prefill, const std::vector<Slot*>& decoding);
   /// The prefilling slots that may advance this step: all but those whose next prompt tokens
   /// another slot admitted earlier is evaluating (they fork it when it is there).
