@@ -30,24 +30,37 @@ const pct = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
-// Distinct prompts per client (token ids, so the prompt length is exact), no cache reuse between
-// rounds: each round shifts the ids.
+// A distinct prompt for every request of the run (token ids, so the prompt length is exact): its
+// first token differs from every other request's, so no slot's cache holds any of it and every
+// row evaluates all its prompts (before, the rows for 2, 4, 8 clients reused prompts that the
+// rows before them had left in the slots' caches). The last column sums the prompt tokens the
+// server reports as taken from a cache (usage.prompt_tokens_details.cached_tokens): 0 here.
 const nVocab = (await (await fetch(`${srv.url}/v1/models`)).json()).data[0].meta.n_vocab;
-const prompt = (k, r) => Array.from({ length: opt.p }, (_, i) => 3 + ((k * 131 + r * 977 + i * 7) % (nVocab - 3)));
-const one = (k, r) => stream(U, { prompt: prompt(k, r), max_tokens: opt.n, temperature: 0, ignore_eos: true });
-await one(0, 999);  // warm-up
+let requests = 0;
+const firsts = new Set();
+const prompt = () => {
+  const u = requests++;
+  const p = Array.from({ length: opt.p }, (_, i) => 3 + ((u * 131 + i * 7) % (nVocab - 3)));
+  if (firsts.has(p[0])) throw new Error('more requests than distinct first tokens');
+  firsts.add(p[0]);
+  return p;
+};
+const one = () => stream(U, { prompt: prompt(), max_tokens: opt.n, temperature: 0, ignore_eos: true });
+await one();  // warm-up
 console.log(`piquant-server bench: ${opt.model || 'demo model'}, -t ${opt.threads}, ${slots} slots, ` +
             `prompt ${opt.p} tokens, ${opt.n} generated per request, ${opt.rounds} round(s)`);
-console.log('clients | aggregate tok/s | per-client tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms');
-console.log('---: | ---: | ---: | ---: | ---: | ---: | ---:');
+console.log('clients | aggregate tok/s | per-client tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | cached');
+console.log('---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:');
 for (const c of opt.clients) {
   const ttft = [], itl = [];
-  let tokens = 0;
+  let tokens = 0, cached = 0;
   const t0 = performance.now();
   for (let r = 0; r < opt.rounds; r++) {
-    const res = await Promise.all([...Array(c).keys()].map((k) => one(k, r)));
+    const res = await Promise.all([...Array(c).keys()].map(() => one()));
     for (const x of res) {
       if (x.status !== 200 || !x.usage) throw new Error(`request failed: ${x.status} ${x.error}`);
+      const details = x.usage.prompt_tokens_details;
+      cached += details ? details.cached_tokens : 0;
       tokens += x.usage.completion_tokens;
       if (x.times.length) ttft.push(x.times[0]);
       for (let i = 1; i < x.times.length; i++) itl.push(x.times[i] - x.times[i - 1]);
@@ -56,7 +69,7 @@ for (const c of opt.clients) {
   const secs = (performance.now() - t0) / 1000;
   const f = (x) => x.toFixed(1);
   console.log(`${c} | ${f(tokens / secs)} | ${f(tokens / secs / c)} | ${f(pct(ttft, 0.5))} | ${f(pct(ttft, 0.99))} | ` +
-              `${f(pct(itl, 0.5))} | ${f(pct(itl, 0.99))}`);
+              `${f(pct(itl, 0.5))} | ${f(pct(itl, 0.99))} | ${cached}`);
 }
 await srv.stop();
 process.exit(0);

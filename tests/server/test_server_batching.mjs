@@ -59,4 +59,45 @@ const dflt = await ids(req(0));
 check(dflt.text === l1.text, 'the default scales apply to requests without "lora"', [dflt.text, l1.text]);
 const h = await (await fetch(`${srv.url}/health`)).json();
 check(h.slots_idle === 4, 'every slot free at the end', h);
+await srv.stop();
+
+// Prompts that arrive while another request generates: with --prefill-chunk 8 a pass holds at
+// most 8 rows, so the three prompts (29, 19, 11 tokens) are read in chunks, several slots' chunks
+// sharing a pass (the shortest first) beside the running stream's decode rows. Every request,
+// the running one included, gets the tokens it gets alone on a one-slot server.
+const metricOf = async (s, name) => Number((await (await fetch(`${s.url}/metrics`)).text())
+  .match(new RegExp(`^piquant_${name} (\\S+)$`, 'm'))[1]);
+const running = { prompt: [1, 77, 5, 12], max_tokens: 160, temperature: 0, ignore_eos: true };
+const late = [29, 19, 11].map((n, k) => ({
+  prompt: [1, ...Array.from({ length: n - 1 }, (_, j) => 30 + ((j * 7 + k * 11) % 60))],
+  max_tokens: 24, temperature: 0, ignore_eos: true }));
+const single = await startServer(['-np', '1', '-t', '1', '-c', '512', '--prefill-chunk', '8']);
+const aloneRun = await stream(`${single.url}/v1/completions`, running);
+const aloneLate = [];
+for (const r of late) aloneLate.push(await stream(`${single.url}/v1/completions`, r));
+await single.stop();
+const four = await startServer(['-np', '4', '-t', '1', '-c', '512', '--prefill-chunk', '8']);
+const U4 = `${four.url}/v1/completions`;
+let go;
+const started = new Promise((r) => { go = r; });
+const first = stream(U4, running, { onEvent: (ev, out) => { if (out.times.length >= 4) go(); } });
+await started;  // the first request is generating: the others' prompts join its passes
+const others = await Promise.all(late.map((r) => stream(U4, r)));
+const run = await first;
+check(run.text === aloneRun.text && run.usage.completion_tokens === 160,
+      'the running stream gets the tokens it gets alone while three prompts are read', [run.text, aloneRun.text]);
+for (let k = 0; k < 3; k++) {
+  check(others[k].text === aloneLate[k].text && others[k].usage.completion_tokens === 24,
+        `late request ${k} (${late[k].prompt.length}-token prompt, chunked) gets the tokens it gets alone`,
+        [others[k].text, aloneLate[k].text]);
+}
+const lastFirst = Math.max(...others.map((o) => o.t0 + o.times[0]));
+check(run.t0 + run.times[run.times.length - 1] > lastFirst,
+      'the late prompts were read while the first request was still generating');
+// (Each prompt's first token, shared with the running request, is copied from its slot.)
+const evaluated = await metricOf(four, 'prompt_tokens_evaluated_total');
+const forked = await metricOf(four, 'prompt_tokens_forked_total');
+check(evaluated === 4 + 28 + 18 + 10 && forked === 3,
+      `prompt tokens evaluated on the fresh server: ${evaluated} (60), copied: ${forked} (3)`);
+check(new Set(aloneLate.map((x) => x.text)).size === 3, "the late requests differ (the test can tell them apart)", aloneLate.map((x) => x.text));
 finish();

@@ -198,6 +198,7 @@ void Engine::admit_locked() {
     s.prompt_done = keep;
     s.next = -1;
     s.last_used = ++admissions_;
+    s.passed_over = 0;
     s.sampler = std::make_unique<Sampler>(req.sampler);
     for (TokenId t : req.prompt) s.sampler->accept(t);
     s.stream = std::make_unique<TokenStream>(model_->tokenizer());
@@ -383,10 +384,9 @@ void Engine::fork_prefix(Slot& s) {
   }
 }
 
-Engine::Slot* Engine::pick_prefill() {
-  for (size_t k = 0; k < slots_.size(); ++k) {
-    const size_t i = (prefill_rr_ + k) % slots_.size();
-    Slot& s = slots_[i];
+std::vector<Engine::Slot*> Engine::pick_prefill() {
+  std::vector<Slot*> out;
+  for (Slot& s : slots_) {
     if (!s.job || s.next >= 0) continue;
     const std::vector<TokenId>& prompt = s.job->req.prompt;
     bool waits = false;
@@ -399,30 +399,50 @@ Engine::Slot* Engine::pick_prefill() {
       const size_t shared = std::min(common_prefix(t.job->req.prompt, prompt), prompt.size() - 1);
       if (shared > s.prompt_done && t.prompt_done < shared) waits = true;
     }
-    if (waits) continue;
-    prefill_rr_ = i + 1;
-    return &s;
+    if (!waits) out.push_back(&s);
   }
-  return nullptr;
+  return out;
 }
 
-void Engine::step(Slot* prefill, const std::vector<Slot*>& decoding) {
+void Engine::order_prefill(std::vector<Slot*>* prefill) const {
+  std::stable_sort(prefill->begin(), prefill->end(), [](const Slot* a, const Slot* b) {
+    const bool wa = a->passed_over >= kMaxPassedOver, wb = b->passed_over >= kMaxPassedOver;
+    if (wa != wb) return wa;
+    const size_t ra = a->job->req.prompt.size() - a->prompt_done;
+    const size_t rb = b->job->req.prompt.size() - b->prompt_done;
+    if (ra != rb) return ra < rb;
+    return a->last_used < b->last_used;
+  });
+}
+
+void Engine::step(const std::vector<Slot*>& prefill, const std::vector<Slot*>& decoding) {
   std::vector<DecodeRow> rows;
-  size_t n_chunk = 0;
-  if (prefill) {
-    const std::vector<TokenId>& prompt = prefill->job->req.prompt;
-    // The chunk fills the pass up to --prefill-chunk rows beside the generating slots' rows.
-    const size_t chunk = static_cast<size_t>(opt_.prefill_chunk);
-    const size_t room = decoding.size() + 1 < chunk ? chunk - decoding.size() : 1;
-    n_chunk = std::min(prompt.size() - prefill->prompt_done, room);
-    const bool last = prefill->prompt_done + n_chunk == prompt.size();
-    for (size_t k = 0; k < n_chunk; ++k) {
+  // Prompt rows fill the pass up to --prefill-chunk rows beside the generating slots' rows (at
+  // least one), taken by the prefilling slots in order: each takes what is left, the second
+  // and later only while the pass has fewer than kShareRows prompt rows.
+  const size_t chunk = static_cast<size_t>(opt_.prefill_chunk);
+  size_t budget = decoding.size() + 1 < chunk ? chunk - decoding.size() : 1;
+  std::vector<size_t> n_chunk(prefill.size(), 0);
+  size_t n_prompt = 0;
+  for (size_t i = 0; i < prefill.size(); ++i) {
+    Slot& s = *prefill[i];
+    const std::vector<TokenId>& prompt = s.job->req.prompt;
+    // Another slot's chunk joins only a pass with few prompt rows yet: sharing a pass saves
+    // one read of the weights, which matters next to a short chunk; past a few rows a pass
+    // costs about the same per row, and a second prompt would only delay the first's token.
+    const size_t n = n_prompt >= kShareRows ? 0 : std::min(prompt.size() - s.prompt_done, budget);
+    n_chunk[i] = n;
+    s.passed_over = n == 0 ? s.passed_over + 1 : 0;
+    const bool last = s.prompt_done + n == prompt.size();
+    for (size_t k = 0; k < n; ++k) {
       DecodeRow r;
-      r.token = prompt[prefill->prompt_done + k];
-      r.seq = prefill->seq;
-      r.logits = last && k + 1 == n_chunk;  // the logits of the prompt's last token only
+      r.token = prompt[s.prompt_done + k];
+      r.seq = s.seq;
+      r.logits = last && k + 1 == n;  // the logits of the prompt's last token only
       rows.push_back(r);
     }
+    budget -= n;
+    n_prompt += n;
   }
   for (Slot* s : decoding) {
     DecodeRow r;
@@ -435,27 +455,30 @@ void Engine::step(Slot* prefill, const std::vector<Slot*>& decoding) {
   try {
     logits = backend_->decode(rows);
   } catch (const std::exception& e) {
-    if (prefill) release(*prefill, "error", e.what());
+    for (size_t i = 0; i < prefill.size(); ++i) {
+      if (n_chunk[i] > 0) release(*prefill[i], "error", e.what());
+    }
     for (Slot* s : decoding) release(*s, "error", e.what());
     return;
   }
   {
     // A mixed pass's time is shared between prompt and generation by rows.
     const double dt = seconds_since(t0);
-    const double share = static_cast<double>(n_chunk) / static_cast<double>(rows.size());
+    const double share = static_cast<double>(n_prompt) / static_cast<double>(rows.size());
     std::lock_guard<std::mutex> lock(mu_);
     stats_.prompt_seconds += dt * share;
     stats_.decode_seconds += dt * (1 - share);
-    stats_.prompt_tokens_evaluated += n_chunk;
+    stats_.prompt_tokens_evaluated += n_prompt;
     if (!decoding.empty()) ++stats_.decode_steps;
   }
   size_t out = 0;
-  if (prefill) {
-    Slot& s = *prefill;
+  for (size_t i = 0; i < prefill.size(); ++i) {
+    if (n_chunk[i] == 0) continue;
+    Slot& s = *prefill[i];
     const std::vector<TokenId>& prompt = s.job->req.prompt;
     s.cached.insert(s.cached.end(), prompt.begin() + static_cast<long>(s.prompt_done),
-                    prompt.begin() + static_cast<long>(s.prompt_done + n_chunk));
-    s.prompt_done += n_chunk;
+                    prompt.begin() + static_cast<long>(s.prompt_done + n_chunk[i]));
+    s.prompt_done += n_chunk[i];
     if (s.prompt_done == prompt.size()) {
       const float* l = logits[out++];
       if (s.job->cancelled()) {
@@ -497,15 +520,17 @@ void Engine::run() {
     for (Slot& s : slots_) {
       if (s.job && s.job->cancelled()) release(s, "cancelled");
     }
-    // One pass: a prompt chunk of one prefilling slot (round robin; its prefix copied from
-    // another slot where one holds it) and the next token of every generating slot.
-    Slot* prefill = pick_prefill();
-    if (prefill) fork_prefix(*prefill);
+    // One pass: the next token of every generating slot and prompt chunks of the prefilling
+    // slots (each one's prefix copied first from another slot where one holds it), the
+    // shortest remaining prompt first.
+    std::vector<Slot*> prefill = pick_prefill();
+    for (Slot* s : prefill) fork_prefix(*s);
+    order_prefill(&prefill);
     std::vector<Slot*> decoding;
     for (Slot& s : slots_) {
       if (s.job && s.next >= 0) decoding.push_back(&s);
     }
-    if (prefill || !decoding.empty()) step(prefill, decoding);
+    if (!prefill.empty() || !decoding.empty()) step(prefill, decoding);
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& job : queue_) job->finish("error", "the server is shutting down");

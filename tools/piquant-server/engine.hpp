@@ -1,8 +1,10 @@
 #pragma once
 // The server's scheduler: one engine thread owns a piquant::Context (one sequence per slot) and
 // runs steps. Each step is ONE pass over the weights (Context::decode) whose rows are the next
-// token of every slot in the decode phase and one prompt chunk of at most one slot still
-// prefilling, so a long prompt never freezes the streams already running; each sequence carries
+// token of every slot in the decode phase and prompt chunks of the slots still prefilling (up to
+// --prefill-chunk rows in all, the shortest remaining prompt first; a second slot's chunk only
+// beside a short first one), so a long prompt never freezes the streams already running and
+// short prompts share a pass; each sequence carries
 // its own request's LoRA adapters. A prompt prefix that another slot holds (a shared system
 // prompt) is copied from it (Context::fork) instead of evaluated again; a slot whose prefix is
 // being evaluated by another waits for it. HTTP threads only submit requests to a bounded queue
@@ -106,7 +108,7 @@ std::unique_ptr<ModelBackend> make_context_backend(std::shared_ptr<const Model> 
 struct EngineOptions {
   int n_slots = 4;
   SessionOptions session;
-  int prefill_chunk = 64;   ///< prompt tokens evaluated per step for one slot
+  int prefill_chunk = 64;   ///< rows per pass: prompt chunks fill what the decode rows leave
   size_t max_queue = 16;    ///< requests waiting for a slot; more are refused (503)
   bool verbose = false;
 };
@@ -159,14 +161,25 @@ class Engine {
     std::string lazy_text;        ///< reply bytes while a lazy grammar is undecided
     TokenId prev = -1;            ///< the last token (for token_bytes)
     uint64_t last_used = 0;       ///< step of its last admission (least recently used is reused)
+    int passed_over = 0;          ///< passes in a row it got no prompt rows while prefilling
   };
+  static constexpr int kMaxPassedOver = 4;
+  /// A prefilling slot's chunk joins a pass only while it holds fewer prompt rows than this.
+  static constexpr size_t kShareRows = 16;
   void run();
   void admit_locked();
-  /// One pass: a prompt chunk of `prefill` (may be null) and the next token of `decoding`.
-  void step(Slot* prefill, const std::vector<Slot*>& decoding);
-  /// The prefilling slot to advance this step (round robin), skipping slots whose next prompt
-  /// tokens another slot admitted earlier is evaluating (they fork it when it is there).
-  Slot* pick_prefill();
+  /// One pass: prompt chunks of `prefill` (in that order, each taking what is left of
+  /// --prefill-chunk rows beside the decode rows, the second and later only while the pass
+  /// has fewer than kShareRows prompt rows; a slot may get none) and the next token of every
+  /// slot in `decoding`.
+  void step(const std::vector<Slot*>& prefill, const std::vector<Slot*>& decoding);
+  /// The prefilling slots that may advance this step: all but those whose next prompt tokens
+  /// another slot admitted earlier is evaluating (they fork it when it is there).
+  std::vector<Slot*> pick_prefill();
+  /// The order in which prefilling slots take the pass's prompt rows: a slot passed over in
+  /// kMaxPassedOver passes in a row first (no prompt waits longer), then the shortest remaining
+  /// prompt (a short request's first token does not wait for a long prompt), then the oldest.
+  void order_prefill(std::vector<Slot*>* prefill) const;
   /// Copies the longest prefix of s's prompt that another slot holds, if longer than its own.
   void fork_prefix(Slot& s);
   /// Samples the slot's next token (under its grammar); -1 when the job ended instead (the
@@ -185,7 +198,6 @@ class Engine {
   EngineOptions opt_;
   int n_ctx_ = 0;
   std::vector<Slot> slots_;
-  size_t prefill_rr_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

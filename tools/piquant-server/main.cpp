@@ -54,8 +54,9 @@ const char* kUsage = R"(usage: piquant-server [options]
       --max-queue N       requests waiting for a slot; more get 503 (default 4 x slots)
       --threads-http N    HTTP connections served at once; more get 503 (default 64)
       --max-body BYTES    largest request body; more gets 413 (default 1048576)
-      --prefill-chunk N   rows per pass: a prompt chunk fills what the generating slots
-                          leave (default 64)
+      --prefill-chunk N   rows per pass: prompt chunks (shortest remaining prompt first,
+                          short ones of several slots together) fill what the
+                          generating slots leave (default 64)
       --timeout S         read/write timeout of a connection in seconds (default 600)
   -v, --verbose           print model details and one line per request to stderr
   -h, --help              this text
