@@ -62,7 +62,7 @@ inline std::shared_ptr<const piquant::Model> tinyllama_q4(int layers, uint64_t s
     t.type = type;
     t.rows = rows;
     t.cols = cols;
-    const auto wt = to_weight_type(type);
+    const auto wt = type;
     if (packed) {
       OwnedQuantWeight q = quantize_weight(wt, f.data(), rows, cols);
       t.layout = TensorLayout::kPacked;

@@ -896,11 +896,11 @@ void gemv_f32_f32_f32_avx2(const GemmArgs& a) { gemv_float<false>(a); }
 void gemv_f32_f32_f16_avx2(const GemmArgs& a) { gemv_float<true>(a); }
 
 void gemv_f32_q8_q4k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q4k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q4k_8x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ4K>(a); }
 void gemv_f32_q8_q5k_avx2(const GemmArgs& a) { kgemv_group<WeightType::kQ5K>(a); }
-void gemm_f32_q8_q5k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_8x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx2(const GemmArgs& a) { kgemv_q6k_rows(a); }
-void gemm_f32_q8_q6k_4x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ6K>(a); }
+void gemm_f32_q8_q6k_8x4_avx2(const GemmArgs& a) { kgemm_panel<WeightType::kQ6K>(a); }
 void gemv_f32_q8_q50_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_0>(a); }
 void gemm_f32_q8_q50_4x4_avx2(const GemmArgs& a) { kgemm<WeightType::kQ5_0>(a); }
 void gemv_f32_q8_q51_avx2(const GemmArgs& a) { kgemv<WeightType::kQ5_1>(a); }

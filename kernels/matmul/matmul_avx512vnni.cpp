@@ -1278,11 +1278,11 @@ void gemm_f32_q8_q4_16x8_avx512vnni(const GemmArgs& a) { gemm_q4(a); }
 void gemm_f32_q8_q4m_4x8_avx512vnni(const GemmArgs& a) { gemm<Tile, WeightType::kQ4M>(a); }
 
 void gemv_f32_q8_q4k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ4K>(a); }
-void gemm_f32_q8_q4k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ4K>(a); }
+void gemm_f32_q8_q4k_16x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ4K>(a); }
 void gemv_f32_q8_q5k_avx512vnni(const GemmArgs& a) { gemv_q4k<WeightType::kQ5K>(a); }
-void gemm_f32_q8_q5k_4x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ5K>(a); }
+void gemm_f32_q8_q5k_16x8_avx512vnni(const GemmArgs& a) { gemm_q4k<WeightType::kQ5K>(a); }
 void gemv_f32_q8_q6k_avx512vnni(const GemmArgs& a) { gemv_q6k(a); }
-void gemm_f32_q8_q6k_4x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
+void gemm_f32_q8_q6k_16x8_avx512vnni(const GemmArgs& a) { gemm_q6k(a); }
 void gemv_f32_q8_q50_avx512vnni(const GemmArgs& a) { gemv<KTile, WeightType::kQ5_0>(a); }
 void gemm_f32_q8_q50_4x8_avx512vnni(const GemmArgs& a) { gemm<KTile, WeightType::kQ5_0>(a); }
 void gemv_f32_q8_q51_avx512vnni(const GemmArgs& a) { gemv<KTile, WeightType::kQ5_1>(a); }

@@ -92,8 +92,8 @@ class ImplSource : public ModelSource {
     s.cols = t.cols;
     s.file_type = t.type == DType::kF32 ? "F32" : "F16";
     s.file_bytes = t.bytes();
-    s.native = to_weight_type(t.type);
-    s.nearest = to_weight_type(t.type);
+    s.native = t.type;
+    s.nearest = t.type;
     tensors_.push_back(std::move(s));
     ptrs_.push_back(&t);
   }

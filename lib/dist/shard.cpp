@@ -34,7 +34,7 @@ constexpr int kVocabUnit = 8;  // classifier rows per unit: two packed row group
 // Column alignment a split of t's inputs needs: the quantized types' block (32 values, or a
 // K-quant's 256-value super-block).
 int64_t col_block(const Tensor& t) {
-  return is_quantized(t.type) ? static_cast<int64_t>(k::block_values(to_weight_type(t.type))) : 1;
+  return is_quantized(t.type) ? static_cast<int64_t>(k::block_values(t.type)) : 1;
 }
 // Row alignment a split of t's outputs needs: the packing's interleave.
 int64_t row_block(const Tensor& t) {
@@ -287,7 +287,7 @@ Tensor copy_cols(const Tensor& t, int64_t c0, int64_t c1,
   const auto* src = static_cast<const uint8_t*>(t.data);
   uint8_t* dst = buf->data();
   size_t n_runs, run_stride, run_off, run_len;  // copy n_runs runs of run_len bytes
-  const auto wt = to_weight_type(t.type);
+  const auto wt = t.type;
   if (!is_quantized(t.type)) {
     const size_t es = t.type == DType::kF32 ? 4 : 2;
     n_runs = static_cast<size_t>(t.rows);

@@ -95,8 +95,8 @@ class Loader {
         release_file_pages(data, n_bytes);
         const DType to = t->type == uint32_t(GgmlType::kQ8_K) ? DType::kQ8 : DType::kQ4M;
         note_conversion(t->type, to);
-        std::vector<uint8_t> rows_q(r * kernels::row_bytes(to_weight_type(to), c));
-        kernels::quantize_rows(to_weight_type(to), f.data(), r, c, rows_q.data());
+        std::vector<uint8_t> rows_q(r * kernels::row_bytes(to, c));
+        kernels::quantize_rows(to, f.data(), r, c, rows_q.data());
         const uint8_t* owned = keep(std::move(rows_q));
         return quantized(out, to, owned, embedding, /*from_file=*/false);
       }
@@ -203,7 +203,7 @@ class Loader {
   // block.
   // Checks rows [row0, row0 + nrows) (rows_data: the tensor's first row).
   void check_scales(const Tensor& t, const uint8_t* rows_data, size_t row0, size_t nrows) const {
-    const auto wt = to_weight_type(t.type);
+    const auto wt = t.type;
     const size_t bb = kernels::block_bytes(wt), nb = static_cast<size_t>(t.cols) / kernels::block_values(wt);
     size_t offs[2] = {0, 2};
     size_t n_offs = 1;
@@ -243,7 +243,7 @@ class Loader {
                                           " values, not a multiple of its " + std::to_string(bv) +
                                           "-value block");
     }
-    const auto wt = to_weight_type(type);
+    const auto wt = type;
     const size_t r = static_cast<size_t>(out.rows), c = static_cast<size_t>(out.cols);
     // In chunks of rows (a multiple of the 4-row groups, so the packed bytes of rows [r0, r1)
     // start at r0 * row_bytes): check the scales, pack, and release the file's pages of the

@@ -34,7 +34,7 @@ size_t piq_tensor_bytes(const std::string& type, const std::string& layout, int6
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
   if (!is_quantized(t)) return r * c * (t == DType::kF32 ? 4 : 2);
   if (c % block_values(t) != 0) return 0;
-  const auto wt = to_weight_type(t);
+  const auto wt = t;
   return layout == kPiqLayoutPacked ? kernels::packed_size(wt, r, c)
                                     : r * kernels::row_bytes(wt, c);
 }

@@ -95,7 +95,7 @@ Forward::Proj Forward::make_proj(const Tensor& t) {
   Proj p;
   p.t = &t;
   if (t.type == DType::kF32 && t.cols % 32 != 0) return p;  // the plain loop
-  p.lw = LinearWeight(QuantWeight{to_weight_type(t.type), t.rows, t.cols, t.data});
+  p.lw = LinearWeight(QuantWeight{t.type, t.rows, t.cols, t.data});
   return p;
 }
 

@@ -31,7 +31,7 @@ std::vector<float> to_f32(const Tensor& t) {
 
 Tensor convert(const Tensor& t, DType type, TensorLayout layout, Arena& arena) {
   if (t.empty() || t.rows == 1 || t.cols % 32 != 0 || type == t.type) return t;
-  const auto wt = to_weight_type(type);
+  const auto wt = type;
   if (!kernels::has_quantizer(wt)) {
     throw Error(ErrorCode::kUnsupported,
                 t.name + ": quantizing to " + to_string(type) + " is not supported yet");

@@ -8,7 +8,7 @@
 namespace piquant {
 
 size_t Tensor::bytes() const {
-  const auto wt = to_weight_type(type);
+  const auto wt = type;
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
   if (!is_quantized(type)) return r * c * (type == DType::kF32 ? 4 : 2);
   return layout == TensorLayout::kPacked ? kernels::packed_size(wt, r, c)
@@ -25,7 +25,7 @@ void tensor_row_f32(const Tensor& t, int64_t r, float* out) {
     std::copy(src, src + c, out);
     return;
   }
-  const auto wt = to_weight_type(t.type);
+  const auto wt = t.type;
   const size_t rb = t.type == DType::kF16 ? c * 2 : kernels::row_bytes(wt, c);
   kernels::dequantize_rows(wt, static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r) * rb,
                            1, c, out);

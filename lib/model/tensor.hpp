@@ -27,8 +27,6 @@ enum class TensorLayout : uint8_t { kRows, kPacked };
 using kernels::block_values;  ///< values per block along a row (32, or 256 for the K-quants)
 using kernels::is_quantized;
 using kernels::to_string;
-/// The kernels' type of a DType (the same enum; kept for the call sites that spell it).
-constexpr kernels::WeightType to_weight_type(DType t) { return t; }
 
 struct Tensor {
   std::string name;

@@ -36,7 +36,7 @@ using piquant::Tensor;
 // A tensor's values as f32, through piquant's own unpack + dequantization.
 std::vector<float> dequant(const Tensor& t) {
   std::vector<float> out(t.numel());
-  const auto wt = piquant::to_weight_type(t.type);
+  const auto wt = t.type;
   const size_t r = static_cast<size_t>(t.rows), c = static_cast<size_t>(t.cols);
   if (piquant::is_quantized(t.type) && t.layout == piquant::TensorLayout::kPacked) {
     std::vector<uint8_t> rows(r * k::row_bytes(wt, c));
@@ -372,7 +372,7 @@ TEST_CASE("a synthetic GGUF of every K-quant and q5 type loads natively and matc
   const piquant::GgufFile f(dir.file("mix.gguf"));
   for (const Tensor* t : {&m.output, &m.layers[0].wq, &m.layers[0].wv, &m.layers[1].w_down}) {
     const piquant::GgufTensorInfo* gt = f.find_tensor(t->name);
-    const auto wt = piquant::to_weight_type(t->type);
+    const auto wt = t->type;
     std::vector<uint8_t> rows(gt->n_bytes);
     k::unpack(wt, t->data, static_cast<size_t>(t->rows), static_cast<size_t>(t->cols), rows.data());
     CHECK(std::memcmp(rows.data(), f.tensor_data(*gt), rows.size()) == 0);
