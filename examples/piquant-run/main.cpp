@@ -200,17 +200,7 @@ std::shared_ptr<const piquant::Grammar> grammar_from_args(const Args& a) {
 
 Args parse(int argc, char** argv) {
   Args a0;
-  // What every rank of an mpirun must agree on: the version and the flags, except the model's
-  // path (compared by content) and the thread count (machines may differ).
-  a0.options_key = std::string("piquant ") + piquant::version();
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if ((f == "-m" || f == "--model" || f == "-t" || f == "--threads") && i + 1 < argc) {
-      ++i;
-      continue;
-    }
-    a0.options_key += " " + f;
-  }
+  a0.options_key = dist_options_key("piquant", argc, argv);
   Args a = a0;
   piquant::cli::ArgReader args("piquant-run", kUsage, argc, argv);
   while (args.next()) {

@@ -191,3 +191,16 @@ uint64_t Distributed::same_seed(uint64_t seed) { return seed; }
 void Distributed::report(const piquant::Model&, double, size_t) {}
 
 #endif
+
+std::string dist_options_key(const char* program, int argc, char** argv) {
+  std::string key = std::string(program) + " " + piquant::version();
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if ((f == "-m" || f == "--model" || f == "-t" || f == "--threads") && i + 1 < argc) {
+      ++i;
+      continue;
+    }
+    key += " " + f;
+  }
+  return key;
+}

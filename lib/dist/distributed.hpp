@@ -11,6 +11,10 @@
 
 #include <piquant/piquant.hpp>
 
+/// What every rank of an mpirun must agree on: `program`, the version and the flags, except the
+/// model's path (compared by content) and the thread count (machines may differ).
+std::string dist_options_key(const char* program, int argc, char** argv);
+
 struct DistArgs {
   std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, 1.2-1.6e-3 relative in the logits)
   int overlap = 0;          // --mpi-overlap (chunks; 0: the default, MpiOptions::overlap_chunks)

@@ -79,6 +79,39 @@ void check_kernel(const GemmKernel& kr, const Problem& p, const piquant::test::E
   }
 }
 
+// The GEMV of g's ISA and weight type (nullptr if none).
+const GemmKernel* same_isa_gemv(const std::vector<const GemmKernel*>& ks, const GemmKernel& g) {
+  for (const GemmKernel* v : ks) {
+    if (v->op == MatmulOp::kGemv && v->weights == g.weights && v->needs == g.needs) return v;
+  }
+  return nullptr;
+}
+
+// One problem run three ways, outputs NaN-filled first: g over everything (whole), g over rows
+// [m0, m1) and tokens [n0, n) (sub), and v one token at a time (gemv).
+struct SplitRuns {
+  std::vector<float> whole, sub, gemv;
+};
+SplitRuns run_split(const GemmKernel& g, const GemmKernel& v, const Problem& p, size_t m0, size_t m1,
+                    size_t n0) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  SplitRuns r{std::vector<float>(p.n * p.m, nan), std::vector<float>(p.n * p.m, nan),
+              std::vector<float>(p.n * p.m, nan)};
+  g.run(piquant::test::args_for(p, r.whole.data(), p.m));
+  GemmArgs a = piquant::test::args_for(p, r.sub.data(), p.m);
+  a.m0 = m0;
+  a.m1 = m1;
+  a.n0 = n0;
+  g.run(a);
+  for (size_t j = 0; j < p.n; ++j) {
+    GemmArgs a1 = piquant::test::args_for(p, r.gemv.data(), p.m);
+    a1.n0 = j;
+    a1.n1 = j + 1;
+    v.run(a1);
+  }
+  return r;
+}
+
 }  // namespace
 
 // Prints the paths this run exercises (the CI log is grepped for "matmul paths tested:"; ctest
@@ -273,10 +306,7 @@ TEST_CASE("small batches (2..8 tokens) match the reference and the GEMV's bits",
   uint32_t seed = 4100;
   for (const GemmKernel* g : ks) {
     if (g->op != MatmulOp::kGemm || !is_quantized(g->weights)) continue;
-    const GemmKernel* gv = nullptr;  // the GEMV of the same ISA
-    for (const GemmKernel* v : ks) {
-      if (!gv && v->op == MatmulOp::kGemv && v->weights == g->weights && v->needs == g->needs) gv = v;
-    }
+    const GemmKernel* gv = same_isa_gemv(ks, *g);
     REQUIRE(gv != nullptr);
     const GemmKernel& v = *gv;
     // GEMVs with their own float order (kGemvOwnOrder) agree with the GEMM within the tolerance.
@@ -290,25 +320,13 @@ TEST_CASE("small batches (2..8 tokens) match the reference and the GEMV's bits",
         const auto e = piquant::test::reference(p);
         check_kernel(*g, p, e, Fill::kRandom, seed);
         // A sub-range: rows [5, m - 3) (inside the first panel and group), tokens [1, n).
-        const float nan = std::numeric_limits<float>::quiet_NaN();
-        std::vector<float> whole(n * p.m, nan), sub(n * p.m, nan), gemv(n * p.m, nan);
-        g->run(piquant::test::args_for(p, whole.data(), p.m));
-        GemmArgs a = piquant::test::args_for(p, sub.data(), p.m);
-        a.m0 = 5;
-        a.m1 = p.m - 3;
-        a.n0 = 1;
-        g->run(a);
-        for (size_t j = 0; j < n; ++j) {
-          GemmArgs a1 = piquant::test::args_for(p, gemv.data(), p.m);
-          a1.n0 = j;
-          a1.n1 = j + 1;
-          v.run(a1);
-        }
+        const size_t m0 = 5, m1 = p.m - 3, n0 = 1;
+        const SplitRuns r = run_split(*g, v, p, m0, m1, n0);
         for (size_t j = 0; j < n; ++j) {
           for (size_t i = 0; i < p.m; ++i) {
             CAPTURE(g->name, v.name, sz.m, sz.k, n, i, j, seed);
-            const float w = whole[j * p.m + i], s = sub[j * p.m + i], q = gemv[j * p.m + i];
-            if (i >= a.m0 && i < a.m1 && j >= a.n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
+            const float w = r.whole[j * p.m + i], s = r.sub[j * p.m + i], q = r.gemv[j * p.m + i];
+            if (i >= m0 && i < m1 && j >= n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
             else REQUIRE(std::isnan(s));
             if (own_order) {
               const double tol = 2 * tolerance(p, e.abs_sum[j * p.m + i]);
@@ -352,10 +370,7 @@ TEST_CASE("q4 small batches with extremes odd sizes and sub-ranges", "[kernels][
   uint32_t seed = 5200;
   for (const GemmKernel* g : ks) {
     if (g->op != MatmulOp::kGemm || g->weights != WeightType::kQ4) continue;
-    const GemmKernel* v = nullptr;
-    for (const GemmKernel* c : ks) {
-      if (!v && c->op == MatmulOp::kGemv && c->weights == g->weights && c->needs == g->needs) v = c;
-    }
+    const GemmKernel* v = same_isa_gemv(ks, *g);
     REQUIRE(v != nullptr);
     const struct { size_t m, k; } sizes[] = {{13, 32}, {7, 224}, {22, 96}};
     for (const auto& sz : sizes) {
@@ -363,26 +378,14 @@ TEST_CASE("q4 small batches with extremes odd sizes and sub-ranges", "[kernels][
         for (size_t n = 2; n <= 9; ++n) {
           const Problem p = piquant::test::make_problem(g->weights, sz.m, n, sz.k, fill, ++seed);
           check_kernel(*g, p, piquant::test::reference(p), fill, seed);
-          const float nan = std::numeric_limits<float>::quiet_NaN();
-          std::vector<float> whole(n * p.m, nan), sub(n * p.m, nan), gemv(n * p.m, nan);
-          g->run(piquant::test::args_for(p, whole.data(), p.m));
-          GemmArgs a = piquant::test::args_for(p, sub.data(), p.m);
-          a.m0 = 1;
-          a.m1 = p.m - 1;
-          a.n0 = 1;
-          g->run(a);
-          for (size_t j = 0; j < n; ++j) {
-            GemmArgs a1 = piquant::test::args_for(p, gemv.data(), p.m);
-            a1.n0 = j;
-            a1.n1 = j + 1;
-            v->run(a1);
-          }
+          const size_t m0 = 1, m1 = p.m - 1, n0 = 1;
+          const SplitRuns r = run_split(*g, *v, p, m0, m1, n0);
           for (size_t j = 0; j < n; ++j) {
             for (size_t i = 0; i < p.m; ++i) {
               CAPTURE(g->name, sz.m, sz.k, fill_name(fill), n, i, j, seed);
-              const float w = whole[j * p.m + i], s = sub[j * p.m + i], q = gemv[j * p.m + i];
+              const float w = r.whole[j * p.m + i], s = r.sub[j * p.m + i], q = r.gemv[j * p.m + i];
               REQUIRE(std::memcmp(&w, &q, 4) == 0);
-              if (i >= a.m0 && i < a.m1 && j >= a.n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
+              if (i >= m0 && i < m1 && j >= n0) REQUIRE(std::memcmp(&w, &s, 4) == 0);
               else REQUIRE(std::isnan(s));
             }
           }

@@ -84,17 +84,7 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  // What every rank of an mpirun must agree on: the version and the flags, except the model's
-  // path (compared by content) and the thread count (machines may differ).
-  a.options_key = std::string("piquant-server ") + piquant::version();
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if ((f == "-m" || f == "--model" || f == "-t" || f == "--threads") && i + 1 < argc) {
-      ++i;
-      continue;
-    }
-    a.options_key += " " + f;
-  }
+  a.options_key = dist_options_key("piquant-server", argc, argv);
   if (const char* k = std::getenv("PIQUANT_API_KEY")) a.api_key = k;
   piquant::cli::ArgReader args("piquant-server", kUsage, argc, argv);
   while (args.next()) {
