@@ -11,6 +11,10 @@
 
 #include <piquant/piquant.hpp>
 
+namespace piquant::cli {
+class ArgReader;
+}
+
 struct DistArgs {
   std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, 1.2-1.6e-3 relative in the logits)
   int overlap = 0;          // --mpi-overlap (chunks; 0: the default, MpiOptions::overlap_chunks)
@@ -18,6 +22,12 @@ struct DistArgs {
   bool given = false;       // any --mpi-* flag given
   bool throw_on_timeout = false;  // a peer's timeout throws (piquant-server's rank 0) instead of aborting
 };
+
+/// Reads --mpi-act / --mpi-overlap / --mpi-timeout (flag `f`, its value from `args`) into `d`;
+/// false for any other flag. A bad value ends the program with a message saying what is accepted
+/// (piquant-run and piquant-bench, the same words).
+bool read_dist_flag(piquant::cli::ArgReader& args, const std::string& f, DistArgs& d,
+                    const char* program);
 
 class Distributed {
  public:
@@ -38,6 +48,8 @@ class Distributed {
                                              const piquant::LoadOptions& lo,
                                              const std::string& options, const DistArgs& d,
                                              std::shared_ptr<const piquant::Model> demo);
+  /// After load(): the weight bytes of the whole model (what one process would hold).
+  size_t whole_weight_bytes() const { return whole_bytes_; }
   /// Rank 0's seed on every rank.
   uint64_t same_seed(uint64_t seed);
   /// One line per rank (rank 0 prints them all): compute and communication per token.
@@ -52,6 +64,7 @@ class Distributed {
 
  private:
   int rank_ = 0, size_ = 1;
+  size_t whole_bytes_ = 0;
   std::FILE* err_ = stderr;  // this rank's own messages (rank 0: stderr)
   std::string program_;
   struct Impl;
