@@ -299,8 +299,8 @@ int run_batched_bench(const Args& a) {
   const char* md_ranks_rule = nr > 0 ? " ---: |" : "";
   const std::string csv_ranks = nr > 0 ? std::to_string(nr) + "," : std::string();
   if (a.output == "md") {
-    std::printf("| model | threads |%s PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | "
-                "T s | S t/s |\n"
+    std::printf("| model | threads |%s PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | "
+                "S_TG t/s | T s | S t/s |\n"
                 "| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
                 "---: |\n", md_ranks, md_ranks_rule);
   } else if (a.output == "csv") {
@@ -504,7 +504,8 @@ int main(int argc, char** argv) {
             const std::string ranks = nr > 0 ? " " + std::to_string(nr) + " |" : "";
             std::printf("| %s | %.2f MiB | %.2f M | CPU | %d |%s %s%d%s | %.2f ± %.2f |\n",
                         r.model_type.c_str(), r.model_size / 1048576.0, r.model_n_params / 1e6,
-                        threads, ranks.c_str(), np ? "pp" : "tg", np ? np : ng, at.c_str(), Result::mean(ts),
+                        threads, ranks.c_str(), np ? "pp" : "tg", np ? np : ng, at.c_str(),
+                        Result::mean(ts),
                         Result::stddev(ts));
           } else if (a.output == "csv") {
             const std::string ranks = nr > 0 ? std::to_string(nr) + "," : std::string();

@@ -191,7 +191,8 @@ void Distributed::report(const piquant::Model& model, double gen_seconds, size_t
                  "%s: rank %d/%d: %.3f ms in communication and %.1f KiB sent per "
                  "generated token (generation %.3f s) | weights held %.2f MiB (copied + file "
                  "pages mapped in)\n",
-                 program_.c_str(), r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2], v[3] / 1048576.0);
+                 program_.c_str(), r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2],
+                 v[3] / 1048576.0);
   }
 }
 

@@ -1,9 +1,10 @@
 #pragma once
-// The programs' side of a run under mpirun (docs/distributed.md), shared by piquant-run and
-// piquant-server (target piquant_dist, not part of libpiquant: it prints and exits): one model
-// split across the ranks, every rank running the same generation on identical logits (so every
-// rank samples the same token and no token is sent), rank 0 printing. With -DPIQUANT_MPI=ON;
-// otherwise active() is false and a run under mpirun with several ranks is refused.
+// The programs' side of a run under mpirun (docs/distributed.md), shared by piquant-run,
+// piquant-server and piquant-bench (target piquant_dist, not part of libpiquant: it prints and
+// exits): one model split across the ranks, every rank running the same generation on identical
+// logits (so every rank samples the same token and no token is sent), rank 0 printing. With
+// -DPIQUANT_MPI=ON; otherwise active() is false and a run under mpirun with several ranks is
+// refused.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
