@@ -10,8 +10,12 @@
 // B sequences evaluates B different PP-token prompts (all rows in passes of 64, no logits but
 // each prompt's last), then TG decode passes of B rows (one per sequence, greedy). Reported:
 // aggregate prefill tokens/s (B*PP / T_PP) and decode tokens/s (B*TG / T_TG), medians of -r runs.
+// Under mpirun -np N (-DPIQUANT_MPI=ON; docs/distributed.md): the model is split across the N
+// ranks (lib/dist/distributed.hpp), every rank runs the same tests in step (the same random ids,
+// the same logits, so the same argmax), rank 0 times them and prints; the rows get n_ranks.
 #include <piquant/piquant.hpp>
 
+#include "dist/distributed.hpp"
 #include "util/cli.hpp"
 
 #include <algorithm>
@@ -44,6 +48,13 @@ const char* kUsage = R"(usage: piquant-bench [options]
       --json                same as -o json
   -h, --help
       --version
+Under mpirun -np N (a build with -DPIQUANT_MPI=ON; docs/distributed.md): one model (-m FILE,
+or none: the demo model) split across the N ranks, every rank with the same file and flags;
+rank 0 prints the results, with the number of ranks (column "ranks", field n_ranks) and the
+whole model's size; the other ranks print only their errors.
+      --mpi-act f32|q8      activations on the wire (default f32; as piquant-run)
+      --mpi-overlap K       exchanges overlapped with compute in K chunks (default 2)
+      --mpi-timeout S       abort every rank when a peer sends nothing for S seconds (default 10)
 
 --batched prints, per (PP, TG, B): T_PP (s) and S_PP = B*PP/T_PP (prefill tokens/s), T_TG (s) and
 S_TG = B*TG/T_TG (aggregate decode tokens/s), T and S = B*(PP+TG)/T; medians of -r runs. JSON /
@@ -87,12 +98,26 @@ struct Args {
   bool batched = false;
   std::vector<int> npl = {1, 2, 4, 8, 16};
   std::string output = "md";
+  DistArgs dist;            // --mpi-act / --mpi-overlap / --mpi-timeout (docs/distributed.md)
+  std::string options_key;  // what every rank of an mpirun must share: version + flags
 };
+
+// The mpirun run (null: one process). Set once in main.
+Distributed* g_dist = nullptr;
+int n_ranks() { return g_dist != nullptr && g_dist->active() ? g_dist->size() : 0; }
+
+// A verdict every rank reaches alike (same file, same flags): under mpirun one message from
+// rank 0 and every rank exits; otherwise as die().
+[[noreturn]] void fail(const std::string& msg) {
+  if (n_ranks() > 0) g_dist->fail_all(msg);
+  die(msg);
+}
 
 struct Result {
   std::string model_filename, model_type;
   uint64_t model_size = 0, model_n_params = 0;
   int n_prompt = 0, n_gen = 0, n_depth = 0, n_threads = 0;
+  int n_ranks = 0;  // under mpirun: the ranks the model is split across (0: one process)
   std::vector<double> samples_ns;
   double avg_ns() const {
     double s = 0;
@@ -176,6 +201,11 @@ std::string join(const std::vector<double>& v, int precision) {
   return o;
 }
 
+// The n_ranks field (JSON, after n_threads), only under mpirun: one process's rows are unchanged.
+std::string ranks_json(int n) {
+  return n > 0 ? "\"n_ranks\": " + std::to_string(n) + ", " : std::string();
+}
+
 std::string to_json(const Result& r, const std::string& cpu, const std::string& time) {
   const auto ts = r.samples_ts();
   char buf[512];
@@ -186,12 +216,13 @@ std::string to_json(const Result& r, const std::string& cpu, const std::string& 
   o += "\"model_type\": \"" + json_escape(r.model_type) + "\", ";
   std::snprintf(buf, sizeof(buf),
                 "\"model_size\": %llu, \"model_n_params\": %llu, \"n_batch\": %d, "
-                "\"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+                "\"n_threads\": %d, %s\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
                 "\"test_time\": \"%s\", "
                 "\"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, ",
                 static_cast<unsigned long long>(r.model_size),
                 static_cast<unsigned long long>(r.model_n_params), std::max(r.n_prompt, 1),
-                r.n_threads, r.n_prompt, r.n_gen, r.n_depth, time.c_str(), r.avg_ns(),
+                r.n_threads, ranks_json(r.n_ranks).c_str(), r.n_prompt, r.n_gen, r.n_depth,
+                time.c_str(), r.avg_ns(),
                 Result::stddev(r.samples_ns), Result::mean(ts), Result::stddev(ts));
   o += buf;
   o += "\"samples_ns\": [" + join(r.samples_ns, 0) + "], ";
@@ -243,22 +274,38 @@ double median(std::vector<double> v) {
 }
 
 // -m PATH ("" without -m: the built-in synthetic model), with -z's tokenizer.
+// Under mpirun: this rank's slice (every rank checks the others run the same file and flags).
 std::shared_ptr<const piquant::Model> load_model(const std::string& path, const Args& a) {
-  if (path.empty()) return piquant::Model::synthetic();
   piquant::LoadOptions lo;
   lo.tokenizer_path = a.tokenizer;
+  if (n_ranks() > 0) {
+    return path.empty() ? g_dist->load("", lo, a.options_key, a.dist, piquant::Model::synthetic())
+                        : g_dist->load(path, lo, a.options_key, a.dist, nullptr);
+  }
+  if (path.empty()) return piquant::Model::synthetic();
   return piquant::Model::load(path, lo);
+}
+
+// The size reported for the model: under mpirun the whole model's weights (what one process
+// holds; each rank's slice is on stderr at load), so rows of any N compare.
+uint64_t model_size(const piquant::Model& m) {
+  return n_ranks() > 0 ? g_dist->whole_weight_bytes() : m.weight_bytes();
 }
 
 int run_batched_bench(const Args& a) {
   bool first_row = true;
+  const int nr = n_ranks();
+  const char* md_ranks = nr > 0 ? " ranks |" : "";
+  const char* md_ranks_rule = nr > 0 ? " ---: |" : "";
+  const std::string csv_ranks = nr > 0 ? std::to_string(nr) + "," : std::string();
   if (a.output == "md") {
-    std::printf("| model | threads | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | "
-                "T s | S t/s |\n"
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-                "---: |\n");
+    std::printf("| model | threads |%s PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | "
+                "S_TG t/s | T s | S t/s |\n"
+                "| --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+                "---: |\n", md_ranks, md_ranks_rule);
   } else if (a.output == "csv") {
-    std::printf("model_filename,n_threads,pp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed\n");
+    std::printf("model_filename,n_threads,%spp,tg,pl,n_kv,t_pp,speed_pp,t_tg,speed_tg,t,speed\n",
+                nr > 0 ? "n_ranks," : "");
   } else if (a.output == "json") {
     std::printf("[\n");
   }
@@ -270,9 +317,9 @@ int run_batched_bench(const Args& a) {
       for (int pp : a.n_prompt) {
         for (int tg : a.n_gen) {
           for (int b : a.npl) {
-            if (b < 1) die("--npl must be at least 1");
+            if (b < 1) fail("--npl must be at least 1");
             if (pp + tg + 1 > model->config().max_seq_len) {
-              die("PP " + std::to_string(pp) + " + TG " + std::to_string(tg) +
+              fail("PP " + std::to_string(pp) + " + TG " + std::to_string(tg) +
                   " needs more context than the model's " +
                   std::to_string(model->config().max_seq_len) + " tokens");
             }
@@ -289,22 +336,25 @@ int run_batched_bench(const Args& a) {
             const double s = t > 0 ? double(b) * (pp + tg) / t : 0;
             const int n_kv = b * (pp + tg);
             if (a.output == "md") {
-              std::printf("| %s | %d | %d | %d | %d | %d | %.3f | %.2f | %.3f | %.2f | %.3f | "
+              const std::string ranks = nr > 0 ? " " + std::to_string(nr) + " |" : "";
+              std::printf("| %s | %d |%s %d | %d | %d | %d | %.3f | %.2f | %.3f | %.2f | %.3f | "
                           "%.2f |\n",
-                          model->describe().c_str(), threads, pp, tg, b, n_kv, t_pp, s_pp, t_tg,
-                          s_tg, t, s);
+                          model->describe().c_str(), threads, ranks.c_str(), pp, tg, b, n_kv,
+                          t_pp, s_pp, t_tg, s_tg, t, s);
             } else if (a.output == "csv") {
-              std::printf("\"%s\",%d,%d,%d,%d,%d,%.6f,%.3f,%.6f,%.3f,%.6f,%.3f\n", name.c_str(),
-                          threads, pp, tg, b, n_kv, t_pp, s_pp, t_tg, s_tg, t, s);
+              std::printf("\"%s\",%d,%s%d,%d,%d,%d,%.6f,%.3f,%.6f,%.3f,%.6f,%.3f\n",
+                          name.c_str(), threads, csv_ranks.c_str(), pp, tg, b, n_kv, t_pp, s_pp,
+                          t_tg, s_tg, t, s);
             } else {
               char buf[768];
               std::snprintf(buf, sizeof(buf),
                             "{\"model_filename\": \"%s\", \"n_kv_max\": %d, \"n_batch\": 64, "
-                            "\"n_ubatch\": 64, \"is_pp_shared\": 0, \"n_threads\": %d, "
+                            "\"n_ubatch\": 64, \"is_pp_shared\": 0, \"n_threads\": %d, %s"
                             "\"pp\": %d, \"tg\": %d, \"pl\": %d, \"n_kv\": %d, "
                             "\"t_pp\": %f, \"speed_pp\": %f, \"t_tg\": %f, \"speed_tg\": %f, "
                             "\"t\": %f, \"speed\": %f, ",
-                            json_escape(name).c_str(), b * (pp + tg + 1), threads, pp, tg, b, n_kv,
+                            json_escape(name).c_str(), b * (pp + tg + 1), threads,
+                            ranks_json(nr).c_str(), pp, tg, b, n_kv,
                             t_pp, s_pp, t_tg, s_tg, t, s);
               const std::string j = std::string(buf) + "\"samples_t_pp\": [" + join(tpp, 6) +
                                     "], \"samples_t_tg\": [" + join(ttg, 6) + "]}";
@@ -343,6 +393,7 @@ std::string cpu_description() {
 
 Args parse(int argc, char** argv) {
   Args a;
+  a.options_key = dist_options_key("piquant-bench", argc, argv, /*threads_agree=*/true);
   piquant::cli::ArgReader args("piquant-bench", kUsage, argc, argv);
   while (args.next()) {
     const std::string f = args.arg();
@@ -359,6 +410,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--no-warmup") a.warmup = false;
     else if (f == "--batched") a.batched = true;
     else if (f == "--npl") a.npl = parse_list(f, args.value());
+    else if (read_dist_flag(args, f, a.dist, "piquant-bench")) {}
     else die("unknown option '" + f + "' (see --help)");
   }
   if (a.output != "md" && a.output != "json" && a.output != "jsonl" && a.output != "csv") {
@@ -376,7 +428,17 @@ Args parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Distributed dist(&argc, &argv, "piquant-bench");  // MPI, when started by mpirun
+  g_dist = &dist;
   const Args a = parse(argc, argv);
+  if (a.dist.given && !dist.active()) {
+    std::fprintf(stderr, "piquant-bench: note: --mpi-act / --mpi-timeout / --mpi-overlap apply "
+                         "under mpirun with several ranks only: ignored\n");
+  }
+  if (dist.active() && a.models.size() > 1) {
+    dist.fail_all("under mpirun give one model (-m FILE): the ranks split one model; benchmark "
+                  "the others in runs of their own");
+  }
   try {
     if (a.batched) return run_batched_bench(a);
     const std::string cpu = cpu_description();
@@ -385,12 +447,14 @@ int main(int argc, char** argv) {
     std::strftime(time_buf, sizeof(time_buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     std::vector<Result> results;
     bool first_row = true;
+    const int nr = n_ranks();
     if (a.output == "md") {
-      std::printf("| model | size | params | backend | threads | test | t/s |\n"
-                  "| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+      std::printf("| model | size | params | backend | threads |%s test | t/s |\n"
+                  "| --- | ---: | ---: | --- | ---: |%s ---: | ---: |\n",
+                  nr > 0 ? " ranks |" : "", nr > 0 ? " ---: |" : "");
     } else if (a.output == "csv") {
-      std::printf("model_filename,model_type,model_size,model_n_params,n_threads,n_prompt,n_gen,"
-                  "avg_ns,stddev_ns,avg_ts,stddev_ts\n");
+      std::printf("model_filename,model_type,model_size,model_n_params,n_threads,%sn_prompt,n_gen,"
+                  "avg_ns,stddev_ns,avg_ts,stddev_ts\n", nr > 0 ? "n_ranks," : "");
     } else if (a.output == "json") {
       std::printf("[\n");
     }
@@ -405,19 +469,20 @@ int main(int argc, char** argv) {
       for (int threads : a.threads) {
         for (const auto& [depth, np, ng] : tests) {
           if (depth + np + ng + 1 > model->config().max_seq_len) {
-            die("test pp" + std::to_string(np) + "/tg" + std::to_string(ng) + " at depth " +
+            fail("test pp" + std::to_string(np) + "/tg" + std::to_string(ng) + " at depth " +
                 std::to_string(depth) + " needs more context than the model's " +
                 std::to_string(model->config().max_seq_len) + " tokens");
           }
           Result r;
           r.model_filename = path.empty() ? "(synthetic demo model)" : path;
           r.model_type = model->describe();
-          r.model_size = model->weight_bytes();
+          r.model_size = model_size(*model);
           r.model_n_params = count_params(model->config());
           r.n_prompt = np;
           r.n_gen = ng;
           r.n_depth = depth;
           r.n_threads = threads;
+          r.n_ranks = nr;
           if (a.warmup) run_once(model, depth, np, ng, threads, rng);
           for (int i = 0; i < a.reps; ++i) {
             r.samples_ns.push_back(run_once(model, depth, np, ng, threads, rng));
@@ -425,15 +490,19 @@ int main(int argc, char** argv) {
           const auto ts = r.samples_ts();
           if (a.output == "md") {
             const std::string at = depth ? " @ d" + std::to_string(depth) : "";
-            std::printf("| %s | %.2f MiB | %.2f M | CPU | %d | %s%d%s | %.2f ± %.2f |\n",
+            const std::string ranks = nr > 0 ? " " + std::to_string(nr) + " |" : "";
+            std::printf("| %s | %.2f MiB | %.2f M | CPU | %d |%s %s%d%s | %.2f ± %.2f |\n",
                         r.model_type.c_str(), r.model_size / 1048576.0, r.model_n_params / 1e6,
-                        threads, np ? "pp" : "tg", np ? np : ng, at.c_str(), Result::mean(ts),
+                        threads, ranks.c_str(), np ? "pp" : "tg", np ? np : ng, at.c_str(),
+                        Result::mean(ts),
                         Result::stddev(ts));
           } else if (a.output == "csv") {
-            std::printf("\"%s\",\"%s\",%llu,%llu,%d,%d,%d,%.0f,%.0f,%.6f,%.6f\n",
+            const std::string ranks = nr > 0 ? std::to_string(nr) + "," : std::string();
+            std::printf("\"%s\",\"%s\",%llu,%llu,%d,%s%d,%d,%.0f,%.0f,%.6f,%.6f\n",
                         r.model_filename.c_str(), r.model_type.c_str(),
                         static_cast<unsigned long long>(r.model_size),
-                        static_cast<unsigned long long>(r.model_n_params), threads, np, ng,
+                        static_cast<unsigned long long>(r.model_n_params), threads,
+                        ranks.c_str(), np, ng,
                         r.avg_ns(), Result::stddev(r.samples_ns), Result::mean(ts),
                         Result::stddev(ts));
           } else {
@@ -450,6 +519,10 @@ int main(int argc, char** argv) {
     if (a.output == "json") std::printf("\n]\n");
     return 0;
   } catch (const piquant::Error& e) {
+    if (dist.active()) dist.abort(e.what());  // this rank alone failed (I/O, memory)
     die(e.what());
+  } catch (const std::exception& e) {
+    if (dist.active()) dist.abort(std::string("unexpected: ") + e.what());
+    die(std::string("unexpected: ") + e.what());
   }
 }

@@ -335,32 +335,7 @@ Args parse(int argc, char** argv) {
     else if (f == "-e" || f == "--escape") a.escape = true;
     else if (f == "--no-escape") a.escape = false;
     else if (f == "-v" || f == "--verbose") a.verbose = true;
-    else if (f == "--mpi-act") {
-      a.dist.act = args.value();
-      if (a.dist.act != "f32" && a.dist.act != "q8") {
-        die("--mpi-act takes f32 or q8 (activations on the wire), not '" + a.dist.act + "'");
-      }
-      a.dist.given = true;
-    } else if (f == "--mpi-overlap") {
-      const std::string v = args.value();
-      char* end = nullptr;
-      const long k = std::strtol(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || k < 1 || k > 16) {
-        die("--mpi-overlap takes a number of chunks in [1, 16], not '" + v + "'");
-      }
-      a.dist.overlap = static_cast<int>(k);
-      a.dist.given = true;
-    } else if (f == "--mpi-timeout") {
-      const std::string v = args.value();
-      char* end = nullptr;
-      a.dist.timeout_s = std::strtod(v.c_str(), &end);
-      // Finite and at most a day: an endless wait for a dead peer would be a hang.
-      if (end == v.c_str() || *end != '\0' || !(a.dist.timeout_s > 0) ||
-          !(a.dist.timeout_s <= 86400)) {
-        die("--mpi-timeout takes a number of seconds in (0, 86400], not '" + v + "'");
-      }
-      a.dist.given = true;
-    }
+    else if (read_dist_flag(args, f, a.dist, "piquant-run")) {}
     else die("unknown option '" + f + "' (see --help)");
   }
   if (a.escape) {

@@ -25,6 +25,39 @@ bool under_mpirun() {
 }
 }  // namespace
 
+bool read_dist_flag(piquant::cli::ArgReader& args, const std::string& f, DistArgs& d,
+                    const char* program) {
+  if (f == "--mpi-act") {
+    d.act = args.value();
+    if (d.act != "f32" && d.act != "q8") {
+      piquant::cli::die(program, "--mpi-act takes f32 or q8 (activations on the wire), not '" +
+                                     d.act + "'");
+    }
+  } else if (f == "--mpi-overlap") {
+    const std::string v = args.value();
+    char* end = nullptr;
+    const long k = std::strtol(v.c_str(), &end, 10);
+    if (end == v.c_str() || *end != '\0' || k < 1 || k > 16) {
+      piquant::cli::die(program,
+                        "--mpi-overlap takes a number of chunks in [1, 16], not '" + v + "'");
+    }
+    d.overlap = static_cast<int>(k);
+  } else if (f == "--mpi-timeout") {
+    const std::string v = args.value();
+    char* end = nullptr;
+    d.timeout_s = std::strtod(v.c_str(), &end);
+    // Finite and at most a day: an endless wait for a dead peer would be a hang.
+    if (end == v.c_str() || *end != '\0' || !(d.timeout_s > 0) || !(d.timeout_s <= 86400)) {
+      piquant::cli::die(program,
+                        "--mpi-timeout takes a number of seconds in (0, 86400], not '" + v + "'");
+    }
+  } else {
+    return false;
+  }
+  d.given = true;
+  return true;
+}
+
 #ifdef PIQUANT_MPI
 
 struct Distributed::Impl {
@@ -104,6 +137,7 @@ std::shared_ptr<const piquant::Model> Distributed::load(
     if (e.code() == piquant::ErrorCode::kInvalidArgument) fail_all(e.what());
     abort(e.what());
   }
+  whole_bytes_ = whole;
   const size_t rss1 = piquant::resident_bytes();
   const size_t peak = peak_known ? piquant::peak_resident_bytes() : 0;
   const piquant::ShardInfo& s = *mine->impl().shard;
@@ -154,10 +188,11 @@ void Distributed::report(const piquant::Model& model, double gen_seconds, size_t
   for (int r = 0; r < size_; ++r) {
     const double* v = all.data() + 4 * r;
     std::fprintf(stderr,
-                 "piquant-run: rank %d/%d: %.3f ms in communication and %.1f KiB sent per "
+                 "%s: rank %d/%d: %.3f ms in communication and %.1f KiB sent per "
                  "generated token (generation %.3f s) | weights held %.2f MiB (copied + file "
                  "pages mapped in)\n",
-                 r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2], v[3] / 1048576.0);
+                 program_.c_str(), r, size_, v[0] * 1e3 / n, v[1] / 1024.0 / n, v[2],
+                 v[3] / 1048576.0);
   }
 }
 
@@ -192,14 +227,16 @@ void Distributed::report(const piquant::Model&, double, size_t) {}
 
 #endif
 
-std::string dist_options_key(const char* program, int argc, char** argv) {
+std::string dist_options_key(const char* program, int argc, char** argv, bool threads_agree) {
   std::string key = std::string(program) + " " + piquant::version();
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
-    if ((f == "-m" || f == "--model" || f == "-t" || f == "--threads") && i + 1 < argc) {
+    const bool skip = f == "-m" || f == "--model" || (!threads_agree && (f == "-t" || f == "--threads"));
+    if (skip && i + 1 < argc) {
       ++i;
       continue;
     }
+    if (f.rfind("--model=", 0) == 0 || (!threads_agree && f.rfind("--threads=", 0) == 0)) continue;
     key += " " + f;
   }
   return key;

@@ -1,9 +1,10 @@
 #pragma once
-// The programs' side of a run under mpirun (docs/distributed.md), shared by piquant-run and
-// piquant-server (target piquant_dist, not part of libpiquant: it prints and exits): one model
-// split across the ranks, every rank running the same generation on identical logits (so every
-// rank samples the same token and no token is sent), rank 0 printing. With -DPIQUANT_MPI=ON;
-// otherwise active() is false and a run under mpirun with several ranks is refused.
+// The programs' side of a run under mpirun (docs/distributed.md), shared by piquant-run,
+// piquant-server and piquant-bench (target piquant_dist, not part of libpiquant: it prints and
+// exits): one model split across the ranks, every rank running the same generation on identical
+// logits (so every rank samples the same token and no token is sent), rank 0 printing. With
+// -DPIQUANT_MPI=ON; otherwise active() is false and a run under mpirun with several ranks is
+// refused.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -11,9 +12,14 @@
 
 #include <piquant/piquant.hpp>
 
+namespace piquant::cli {
+class ArgReader;
+}
+
 /// What every rank of an mpirun must agree on: `program`, the version and the flags, except the
-/// model's path (compared by content) and the thread count (machines may differ).
-std::string dist_options_key(const char* program, int argc, char** argv);
+/// model's path (compared by content) and, unless `threads_agree` (piquant-bench: its thread
+/// counts make its list of tests), the thread count (machines may differ).
+std::string dist_options_key(const char* program, int argc, char** argv, bool threads_agree = false);
 
 struct DistArgs {
   std::string act = "f32";  // --mpi-act (q8: 3.6x fewer bytes, 1.2-1.6e-3 relative in the logits)
@@ -22,6 +28,12 @@ struct DistArgs {
   bool given = false;       // any --mpi-* flag given
   bool throw_on_timeout = false;  // a peer's timeout throws (piquant-server's rank 0) instead of aborting
 };
+
+/// Reads --mpi-act / --mpi-overlap / --mpi-timeout (flag `f`, its value from `args`) into `d`;
+/// false for any other flag. A bad value ends the program with a message saying what is accepted
+/// (piquant-run and piquant-bench, the same words).
+bool read_dist_flag(piquant::cli::ArgReader& args, const std::string& f, DistArgs& d,
+                    const char* program);
 
 class Distributed {
  public:
@@ -42,6 +54,8 @@ class Distributed {
                                              const piquant::LoadOptions& lo,
                                              const std::string& options, const DistArgs& d,
                                              std::shared_ptr<const piquant::Model> demo);
+  /// After load(): the weight bytes of the whole model (what one process would hold).
+  size_t whole_weight_bytes() const { return whole_bytes_; }
   /// Rank 0's seed on every rank.
   uint64_t same_seed(uint64_t seed);
   /// One line per rank (rank 0 prints them all): compute and communication per token.
@@ -56,6 +70,7 @@ class Distributed {
 
  private:
   int rank_ = 0, size_ = 1;
+  size_t whole_bytes_ = 0;
   std::FILE* err_ = stderr;  // this rank's own messages (rank 0: stderr)
   std::string program_;
   struct Impl;
