@@ -276,114 +276,93 @@ inline void panel_tokens(const PanelBlock* pb, size_t nbc, const BlockQ8A* const
 // vpdpbusd results (started at zero) are reduced by hsum4 to lane 4r + i = row r, block i,
 // permuted to 4i + r, given the blocks' -8 s offsets by one vector add (a per-call table),
 // converted once; then per block one 128-bit scale product and FMA per 4 rows, blocks in order.
-// NT > 1 (each block's nibbles split once and dotted with NT tokens, every token the GEMV's
-// operations) was session 9's small-batch path for 2-3 tokens; session 10's tokens-in-lanes
-// kernels below replaced it (2 tokens 1.4-1.6x -> 1.1-1.45x a cold GEMV, 3 tokens 1.9-2.2x ->
-// 1.4-1.8x); only NT = 1 is used.
+// (Session 9's small-batch path ran this for 2-3 tokens at once; the tokens-in-lanes kernels
+// below replaced it: 2 tokens 1.4-1.6x -> 1.1-1.45x a cold GEMV, 3 tokens 1.9-2.2x -> 1.4-1.8x.)
 
-// One step of gemv_group_n: CNT (1-4) blocks from block b. The full step (CNT = 4) has no
+// One step of gemv_group: CNT (1-4) blocks from block b. The full step (CNT = 4) has no
 // branches: the loop over a row's blocks runs it and the tail runs one step of the rest.
-template <int NT, int CNT>
-PIQUANT_TILE_INLINE inline void gemv_group_step(const uint8_t* w, size_t b, const BlockQ8A* const* act,
-                                                const int32_t* const* corr, __m128* acc) {
+template <int CNT>
+PIQUANT_TILE_INLINE inline void gemv_group_step(const uint8_t* w, size_t b, const BlockQ8A* act,
+                                                const int32_t* corr, __m128& acc) {
   constexpr size_t gb = kGroupBytes<WeightType::kQ4>;
   const __m512i mask = _mm512_set1_epi8(0x0F);
-  __m512i p[NT][4];
+  __m512i p[4];
   for (int i = 0; i < 4; ++i) {
     if (i < CNT) {
       const uint8_t* blk = w + (b + i) * gb;
       const __m512i q = _mm512_loadu_si512(blk + 8);
       const __m512i lo = _mm512_and_si512(q, mask);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
-      for (int t = 0; t < NT; ++t) {
-        const BlockQ8A* x = act[t] + b + i;
-        const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
-        const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
-        p[t][i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo);
-        p[t][i] = _mm512_dpbusd_epi32(p[t][i], hi, ahi);
-      }
+      const BlockQ8A* x = act + b + i;
+      const __m512i alo = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs)));
+      const __m512i ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->qs + 16)));
+      p[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo);
+      p[i] = _mm512_dpbusd_epi32(p[i], hi, ahi);
     } else {
-      for (int t = 0; t < NT; ++t) p[t][i] = _mm512_setzero_si512();
+      p[i] = _mm512_setzero_si512();
     }
   }
-  __m128 dw[4];
+  const __m512i v = hsum4(p[0], p[1], p[2], p[3]);
+  const __m512i o = _mm512_loadu_si512(corr + b * 4);  // lane 4i + r: -8 s of block b + i
+  const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_permutexvar_epi32(transpose_idx(), v), o));
   for (int i = 0; i < CNT; ++i) {
-    dw[i] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (b + i) * gb)));
-  }
-  for (int t = 0; t < NT; ++t) {
-    const __m512i v = hsum4(p[t][0], p[t][1], p[t][2], p[t][3]);
-    const __m512i o = _mm512_loadu_si512(corr[t] + b * 4);  // lane 4i + r: -8 s of block b + i
-    const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_permutexvar_epi32(transpose_idx(), v), o));
-    for (int i = 0; i < CNT; ++i) {
-      const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
-                       : i == 1 ? _mm512_extractf32x4_ps(f, 1)
-                       : i == 2 ? _mm512_extractf32x4_ps(f, 2)
-                                : _mm512_extractf32x4_ps(f, 3);
-      acc[t] = _mm_fmadd_ps(fi, _mm_mul_ps(dw[i], _mm_set1_ps(act[t][b + i].d)), acc[t]);
-    }
+    const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + (b + i) * gb)));
+    const __m128 fi = i == 0 ? _mm512_castps512_ps128(f)
+                     : i == 1 ? _mm512_extractf32x4_ps(f, 1)
+                     : i == 2 ? _mm512_extractf32x4_ps(f, 2)
+                              : _mm512_extractf32x4_ps(f, 3);
+    acc = _mm_fmadd_ps(fi, _mm_mul_ps(dw, _mm_set1_ps(act[b + i].d)), acc);
   }
 }
 
-template <int NT>
-inline void gemv_group_n(const uint8_t* w, size_t nb, const BlockQ8A* const* act,
-                         const int32_t* const* corr, float* const* out, size_t row, size_t m0, size_t m1) {
-  __m128 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm_setzero_ps();
+// Rows [row, row + 4) of group `w` for one token; writes rows within [m0, m1).
+inline void gemv_group(const uint8_t* w, size_t nb, const BlockQ8A* act, const int32_t* corr, float* out,
+                       size_t row, size_t m0, size_t m1) {
+  __m128 acc = _mm_setzero_ps();
   size_t b = 0;
   for (; b + 4 <= nb; b += 4) {
-    if (NT == 1) PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
-    gemv_group_step<NT, 4>(w, b, act, corr, acc);
-    if (NT == 1) PIQUANT_MCA_END();
+    PIQUANT_MCA_BEGIN(WeightType::kQ4, 4, 1, 4);
+    gemv_group_step<4>(w, b, act, corr, acc);
+    PIQUANT_MCA_END();
   }
   switch (nb - b) {
-    case 3: gemv_group_step<NT, 3>(w, b, act, corr, acc); break;
-    case 2: gemv_group_step<NT, 2>(w, b, act, corr, acc); break;
-    case 1: gemv_group_step<NT, 1>(w, b, act, corr, acc); break;
+    case 3: gemv_group_step<3>(w, b, act, corr, acc); break;
+    case 2: gemv_group_step<2>(w, b, act, corr, acc); break;
+    case 1: gemv_group_step<1>(w, b, act, corr, acc); break;
     default: break;
   }
-  for (int t = 0; t < NT; ++t) {
-    if (row >= m0 && row + 4 <= m1) {
-      _mm_storeu_ps(out[t] + row, acc[t]);
-    } else {
-      alignas(16) float tmp[4];
-      _mm_store_ps(tmp, acc[t]);
-      for (size_t r = 0; r < 4; ++r) {
-        if (row + r >= m0 && row + r < m1) out[t][row + r] = tmp[r];
-      }
+  if (row >= m0 && row + 4 <= m1) {
+    _mm_storeu_ps(out + row, acc);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, acc);
+    for (size_t r = 0; r < 4; ++r) {
+      if (row + r >= m0 && row + r < m1) out[row + r] = tmp[r];
     }
   }
 }
 
-// Tokens [n, n + NT) over every group of [m0, m1).
-template <int NT>
-inline void gemv_tokens_n(const GemmArgs& a, size_t n) {
+void gemv_q4(const GemmArgs& a) {
   const size_t nb = a.k / kBlock;
   const auto* wt = static_cast<const uint8_t*>(a.wt);
   // Per token, the nibbles' -8 offset of each block (-8 s, s = the block's activation sum) laid
   // out as the step's reduced lanes (4i + r: block i, row r), 16 ints per 4 blocks, zero past
   // the last block: one vector add per step instead of a broadcast start value per block.
   const size_t steps = (nb + 3) / 4;
-  static thread_local std::vector<int32_t> cbuf;
-  if (cbuf.size() < NT * steps * 16) cbuf.resize(NT * steps * 16);
-  const int32_t* corr[NT];
-  for (int t = 0; t < NT; ++t) {
-    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + (n + t) * a.act_stride);
-    int32_t* c = cbuf.data() + t * steps * 16;
+  static thread_local std::vector<int32_t> corr;
+  if (corr.size() < steps * 16) corr.resize(steps * 16);
+  for (size_t n = a.n0; n < a.n1; ++n) {
+    const auto* x = reinterpret_cast<const BlockQ8A*>(static_cast<const char*>(a.act) + n * a.act_stride);
     for (size_t j = 0; j < steps * 4; ++j) {
       const int32_t v = j < nb ? -8 * x[j].s : 0;
-      for (size_t r = 0; r < 4; ++r) c[j * 4 + r] = v;
+      for (size_t r = 0; r < 4; ++r) corr[j * 4 + r] = v;
     }
-    corr[t] = c;
+    auto group = [&](const BlockQ8A* const* act, float* const* out, size_t row) PIQUANT_TILE_INLINE {
+      gemv_group(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act[0], corr.data(),
+                 out[0], row, a.m0, a.m1);
+    };
+    tiles::group_rows<1>(a, n, group);
   }
-  auto group = [&](const BlockQ8A* const* act, float* const* out, size_t row) PIQUANT_TILE_INLINE {
-    gemv_group_n<NT>(wt + row / kRowInterleave * nb * kGroupBytes<WeightType::kQ4>, nb, act, corr, out,
-                     row, a.m0, a.m1);
-  };
-  tiles::group_rows<NT>(a, n, group);
-}
-
-void gemv_q4(const GemmArgs& a) {
-  for (size_t n = a.n0; n < a.n1; ++n) gemv_tokens_n<1>(a, n);
 }
 
 // --- q4 small batches: tokens in the lanes (session 10) ------------------------------------
